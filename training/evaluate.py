@@ -1,0 +1,83 @@
+"""Validation metrics for a run, and `python -m training.evaluate` for any labelled folder.
+
+    python -m training.evaluate --model RUN_DIR --data DIR [--split val] [--out FILE]
+
+DIR holds `<split>/<CLASS>/*` (or `<CLASS>/*` directly). The metrics use the run's own
+calibrated probabilities, computed through the same predictor the app uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from model.calibration import calibration_report, softmax
+from training.artifacts import write_json
+from training.data import DatasetError, find_classes, load_split, scan_split
+from training.metrics import classification_metrics, format_summary
+
+log = logging.getLogger(__name__)
+
+
+def calibrate_and_score(
+    run_dir: Path, logits: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> dict:
+    """Fit the temperature on these (validation) logits, write calibration.json and metrics.json."""
+    calibration = calibration_report(logits, labels)
+    write_json(run_dir / "calibration.json", calibration)
+    metrics = classification_metrics(labels, softmax(logits, calibration["temperature"]), classes)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _labelled_root(data_dir: Path, split: str) -> tuple[Path, str]:
+    if (data_dir / split).is_dir():
+        return data_dir, split
+    return data_dir.parent, data_dir.name
+
+
+def evaluate_folder(run_dir: Path, data_dir: Path, split: str, batch_size: int = 64) -> dict:
+    """Metrics of the run's calibrated predictions on a labelled folder."""
+    from model.predictor import Predictor  # TensorFlow-only; training itself stays backend-neutral
+
+    predictor = Predictor.load(run_dir)
+    root, split = _labelled_root(data_dir, split)
+    classes = find_classes(root / split)
+    unknown = set(classes) - set(predictor.classes)
+    if unknown:
+        raise DatasetError(f"{root / split} has classes the model does not know: {sorted(unknown)}")
+    loaded = load_split(scan_split(root, split, classes), predictor.image_size, split)
+    labels = np.array([predictor.classes.index(classes[label]) for label in loaded.labels])
+    logits = np.concatenate([
+        predictor.logits(np.stack([predictor.preprocess(gray)
+                                   for gray in loaded.images[start:start + batch_size]]))
+        for start in range(0, len(loaded.images), batch_size)
+    ])
+    return classification_metrics(labels, softmax(logits, predictor.temperature), predictor.classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="run directory")
+    parser.add_argument("--data", type=Path, required=True, help="labelled folder")
+    parser.add_argument("--split", default="val", help="sub-folder of DATA to use (default: val)")
+    parser.add_argument("--out", type=Path, help="where to write the metrics JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        metrics = evaluate_folder(args.model, args.data, args.split)
+    except DatasetError as error:
+        parser.error(str(error))
+    out = args.out or args.model / f"metrics_{args.data.name}_{args.split}.json"
+    write_json(out, metrics)
+    print(format_summary(metrics))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The two-stage transfer-learning schedule, following the Keras transfer-learning guide.
+
+Stage 1 ("frozen"): the ImageNet backbone is frozen (BatchNorm in inference mode) and only the
+new head learns. Stage 2 ("finetune"): the backbone (or its top N blocks) is unfrozen and the
+whole network is trained again with a learning rate 10-100x smaller. Each stage stops early on
+validation loss and restores its best weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.backbones import BackboneSpec
+from training.classifier import freeze_backbone, unfreeze_backbone
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Per-epoch records of both stages, with the learning rate actually in use."""
+
+    def __init__(self, stage: str, records: list[dict]) -> None:
+        super().__init__()
+        self.stage = stage
+        self.records = records
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        record = {
+            "stage": self.stage,
+            "epoch": epoch + 1,
+            **{key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+               if key in logs},
+            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+        }
+        self.records.append(record)
+        log.info("%s epoch %d: %s", self.stage, epoch + 1,
+                 ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
+
+
+def _compile(model: keras.Model, learning_rate: float, label_smoothing: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _fit_stage(
+    model: keras.Model, stage: str, first_epoch: int, epochs: int, train, val,
+    class_weight: dict[int, float] | None, config: TrainConfig, run_dir: Path, records: list[dict],
+) -> None:
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience, min_lr=1e-7,
+        ),
+        keras.callbacks.ModelCheckpoint(
+            run_dir / "checkpoints" / f"{stage}.keras", monitor="val_loss", save_best_only=True
+        ),
+        HistoryRecorder(stage, records),
+    ]
+    log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs, model.optimizer.learning_rate)
+    model.fit(
+        train, validation_data=val, initial_epoch=first_epoch, epochs=first_epoch + epochs,
+        class_weight=class_weight, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+    )
+
+
+def run_two_stage(
+    model: keras.Model, spec: BackboneSpec, train, val,
+    class_weight: dict[int, float] | None, config: TrainConfig, run_dir: Path,
+) -> list[dict]:
+    """Train in place; returns the per-epoch history of both stages."""
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    freeze_backbone(model)
+    _compile(model, config.lr_frozen, config.label_smoothing)
+    if config.epochs_frozen > 0:
+        _fit_stage(model, "frozen", 0, config.epochs_frozen, train, val,
+                   class_weight, config, run_dir, records)
+    if config.epochs_finetune > 0:
+        unfrozen = unfreeze_backbone(model, spec, config.finetune_blocks)
+        log.info("stage finetune: %d backbone layers unfrozen (BatchNorm stays frozen)", unfrozen)
+        _compile(model, config.lr_finetune, config.label_smoothing)
+        _fit_stage(model, "finetune", len(records), config.epochs_finetune, train, val,
+                   class_weight, config, run_dir, records)
+    return records

@@ -1,0 +1,146 @@
+"""Train a chest X-ray classifier by two-stage transfer learning and write a run directory.
+
+    python -m training.train --data DIR --out RUN_DIR [--backbone NAME]
+        [--weights imagenet|none|PATH] [--epochs-frozen N] [--epochs-finetune N]
+        [--image-size N] [--batch-size N] [--limit-per-class N] [--distribute mirrored]
+
+Every field of training.config.TrainConfig is a flag (`--help` lists them). The run directory
+gets model.keras, metadata.json, history.json, calibration.json, metrics.json and train.log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.artifacts import git_commit, model_version, now_utc, software_versions, write_json
+from training.backbones import BackboneWeightsError, get_backbone
+from training.batches import XrayBatches
+from training.classifier import build_classifier
+from training.config import TrainConfig, build_parser, config_from_args
+from training.data import (
+    DatasetError, class_weights, find_classes, limit_per_class, load_split, scan_split,
+    split_by_patient,
+)
+from training.evaluate import calibrate_and_score
+from training.metrics import format_summary
+from training.schedule import run_two_stage
+
+log = logging.getLogger("training")
+
+
+def distribution_scope(kind: str):
+    """A tf.distribute scope for --distribute; TensorFlow backend only."""
+    if kind == "none":
+        return contextlib.nullcontext()
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("--distribute needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+    import tensorflow as tf
+
+    strategies = {
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    if kind not in strategies:
+        raise ValueError(f"--distribute must be one of none, {', '.join(strategies)}")
+    return strategies[kind]().scope()
+
+
+def _setup_logging(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.FileHandler(run_dir / "train.log"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(formatter)
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def _splits(config: TrainConfig, classes: list[str]):
+    train = scan_split(config.data, "train", classes)
+    if (config.data / "val").is_dir():
+        val = scan_split(config.data, "val", classes)
+    else:
+        log.info("no val/ folder: holding out %.0f%% of patients", 100 * config.val_fraction)
+        train, val = split_by_patient(train, config.val_fraction, config.seed)
+    return (limit_per_class(train, config.limit_per_class, config.seed),
+            limit_per_class(val, config.limit_per_class, config.seed))
+
+
+def train(config: TrainConfig) -> dict:
+    """Run the whole pipeline; returns the validation metrics."""
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    spec = get_backbone(config.backbone)
+    image_size = config.image_size or spec.default_size
+    classes = find_classes(config.data / "train")
+    train_samples, val_samples = _splits(config, classes)
+    train_split = load_split(train_samples, image_size, "train")
+    val_split = load_split(val_samples, image_size, "val")
+    log.info("train %s, val %s", train_split.counts(classes), val_split.counts(classes))
+
+    with distribution_scope(config.distribute):
+        model, weights_source = build_classifier(
+            spec, config.weights, image_size, len(classes), config.dropout
+        )
+        train_batches = XrayBatches(
+            train_split.images, train_split.labels, len(classes), spec.normalization,
+            config.batch_size, config.augment, seed=config.seed,
+        )
+        val_batches = XrayBatches(
+            val_split.images, val_split.labels, len(classes), spec.normalization, config.batch_size
+        )
+        weights = class_weights(train_split.labels, len(classes)) if config.class_weighting else None
+        history = run_two_stage(model, spec, train_batches, val_batches, weights, config, config.out)
+
+    created_at = now_utc()
+    model.save(config.out / "model.keras")
+    write_json(config.out / "history.json", history)
+    write_json(config.out / "metadata.json", {
+        "format_version": 1,
+        "version": model_version(spec.name, created_at),
+        "classes": classes,
+        "image_size": image_size,
+        "preprocessing": {"resize": "stretch", "interpolation": "area", "color": "gray_to_rgb",
+                          "normalization": spec.normalization},
+        "backbone": spec.name,
+        "weights_source": weights_source,
+        "gradcam_layer": spec.gradcam_layer,
+        "logits_layer": "logits",
+        "dataset": {"train": train_split.counts(classes), "val": val_split.counts(classes)},
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "software": software_versions(),
+        "training_seconds": round(time.monotonic() - started, 1),
+        "created_at": created_at.isoformat(),
+        "git_commit": git_commit(),
+    })
+    logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
+    val_logits = logits_model.predict(val_batches, verbose=0)
+    metrics = calibrate_and_score(config.out, val_logits, val_split.labels, classes)
+    log.info("validation:\n%s", format_summary(metrics))
+    log.info("finished in %.1f min; run directory %s", (time.monotonic() - started) / 60, config.out)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(__doc__.splitlines()[0])
+    config = config_from_args(parser.parse_args(argv))
+    if not (config.data / "train").is_dir():
+        parser.error(f"{config.data} has no train/ folder (expected {config.data}/train/<CLASS>/)")
+    _setup_logging(config.out)
+    try:
+        train(config)
+    except (DatasetError, BackboneWeightsError, ValueError) as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
