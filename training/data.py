@@ -129,7 +129,7 @@ def limit_per_class(samples: list[Sample], limit: int | None, seed: int) -> list
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """'Balanced' weights n / (k * count_c), so a rare class (COVID-19) counts as much in the loss."""
+    """'Balanced' weights n / (k * count_c): a rare class (COVID-19) weighs as much in the loss."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     if (counts == 0).any():
         raise DatasetError("every class needs at least one training image")

@@ -69,7 +69,8 @@ def _fit_stage(
         ),
         HistoryRecorder(stage, records),
     ]
-    log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs, model.optimizer.learning_rate)
+    log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs,
+             float(np.asarray(model.optimizer.learning_rate)))
     model.fit(
         train, validation_data=val, initial_epoch=first_epoch, epochs=first_epoch + epochs,
         class_weight=class_weight, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from training.artifacts import git_commit, model_version, now_utc, software_versions, write_json
 from training.backbones import BackboneWeightsError, get_backbone
@@ -25,7 +24,12 @@ from training.batches import XrayBatches
 from training.classifier import build_classifier
 from training.config import TrainConfig, build_parser, config_from_args
 from training.data import (
-    DatasetError, class_weights, find_classes, limit_per_class, load_split, scan_split,
+    DatasetError,
+    class_weights,
+    find_classes,
+    limit_per_class,
+    load_split,
+    scan_split,
     split_by_patient,
 )
 from training.evaluate import calibrate_and_score
@@ -95,8 +99,11 @@ def train(config: TrainConfig) -> dict:
         val_batches = XrayBatches(
             val_split.images, val_split.labels, len(classes), spec.normalization, config.batch_size
         )
-        weights = class_weights(train_split.labels, len(classes)) if config.class_weighting else None
-        history = run_two_stage(model, spec, train_batches, val_batches, weights, config, config.out)
+        n_classes = len(classes)
+        weights = class_weights(train_split.labels, n_classes) if config.class_weighting else None
+        history = run_two_stage(
+            model, spec, train_batches, val_batches, weights, config, config.out
+        )
 
     created_at = now_utc()
     model.save(config.out / "model.keras")
@@ -124,7 +131,8 @@ def train(config: TrainConfig) -> dict:
     val_logits = logits_model.predict(val_batches, verbose=0)
     metrics = calibrate_and_score(config.out, val_logits, val_split.labels, classes)
     log.info("validation:\n%s", format_summary(metrics))
-    log.info("finished in %.1f min; run directory %s", (time.monotonic() - started) / 60, config.out)
+    minutes = (time.monotonic() - started) / 60
+    log.info("finished in %.1f min; run directory %s", minutes, config.out)
     return metrics
 
 
