@@ -44,10 +44,12 @@ class HistoryRecorder(keras.callbacks.Callback):
                  ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
 
 
-def _compile(model: keras.Model, learning_rate: float, label_smoothing: float) -> None:
+def compile_for_stage(model: keras.Model, config: TrainConfig, stage: str) -> None:
+    """(Re)compile after (un)freezing: a new optimiser at the stage's learning rate."""
+    learning_rate = config.lr_frozen if stage == "frozen" else config.lr_finetune
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
 
@@ -85,14 +87,14 @@ def run_two_stage(
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     freeze_backbone(model)
-    _compile(model, config.lr_frozen, config.label_smoothing)
+    compile_for_stage(model, config, "frozen")
     if config.epochs_frozen > 0:
         _fit_stage(model, "frozen", 0, config.epochs_frozen, train, val,
                    class_weight, config, run_dir, records)
     if config.epochs_finetune > 0:
         unfrozen = unfreeze_backbone(model, spec, config.finetune_blocks)
         log.info("stage finetune: %d backbone layers unfrozen (BatchNorm stays frozen)", unfrozen)
-        _compile(model, config.lr_finetune, config.label_smoothing)
+        compile_for_stage(model, config, "finetune")
         _fit_stage(model, "finetune", len(records), config.epochs_finetune, train, val,
                    class_weight, config, run_dir, records)
     return records

@@ -1,0 +1,71 @@
+"""Training throughput of each stage on this machine, in images per second.
+
+    python bench/train_speed.py [--backbone efficientnet_lite0] [--batch-size 32] [--batches 8]
+
+Runs real optimisation steps (augmentation and preprocessing included) on random images:
+speed does not depend on the pixels. Prints the median seconds per batch and images/s for the
+frozen stage and the fine-tuning stage, and the implied minutes per epoch on cxr4's train split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.backbones import get_backbone  # noqa: E402
+from training.batches import XrayBatches  # noqa: E402
+from training.classifier import build_classifier, freeze_backbone, unfreeze_backbone  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.schedule import compile_for_stage  # noqa: E402
+
+CXR4_TRAIN_IMAGES = 4371
+
+
+def time_stage(model, batches: XrayBatches, n_batches: int) -> list[float]:
+    """Seconds per optimisation step, the first (compilation) step excluded."""
+    seconds = []
+    for index in range(n_batches + 1):
+        inputs, targets = batches[index % len(batches)]
+        started = time.perf_counter()
+        model.train_on_batch(inputs, targets)
+        seconds.append(time.perf_counter() - started)
+    return seconds[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--weights", default="none", help="speed does not depend on the weights")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=8)
+    args = parser.parse_args()
+    config = TrainConfig(batch_size=args.batch_size)
+    spec = get_backbone(args.backbone)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (args.batch_size * 4, spec.default_size, spec.default_size),
+                          dtype=np.uint8)
+    batches = XrayBatches(images, np.arange(len(images)) % 4, 4, spec.normalization,
+                          args.batch_size, config.augment)
+    model, _ = build_classifier(spec, args.weights, spec.default_size, 4, config.dropout)
+    for stage in ("frozen", "finetune"):
+        if stage == "frozen":
+            freeze_backbone(model)
+        else:
+            unfreeze_backbone(model, spec, config.finetune_blocks)
+        compile_for_stage(model, config, stage)
+        seconds = time_stage(model, batches, args.batches)
+        median = statistics.median(seconds)
+        rate = args.batch_size / median
+        print(f"{args.backbone} {stage}: median {median:.3f} s per batch of {args.batch_size}, "
+              f"{rate:.1f} images/s, {CXR4_TRAIN_IMAGES / rate / 60:.1f} min per cxr4 epoch")
+
+
+if __name__ == "__main__":
+    main()

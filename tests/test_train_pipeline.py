@@ -1,0 +1,100 @@
+"""The training CLI end to end on a tiny synthetic dataset, and the evaluation CLI on its run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model.labels import CLASS_NAMES
+from tests.synthetic_data import make_dataset
+
+METRIC_KEYS = {"classes", "accuracy", "macro_f1", "confusion_matrix", "per_class", "roc",
+               "pneumonia_vs_normal", "calibration"}
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"), per_class=8, val_per_class=4)
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run_module(
+        "training.train", "--data", str(data_dir), "--out", str(out), "--weights", "none",
+        "--image-size", "64", "--batch-size", "8", "--epochs-frozen", "1",
+        "--epochs-finetune", "1", "--limit-per-class", "6",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_run_directory_holds_every_artifact(run_dir):
+    for name in ("model.keras", "metadata.json", "history.json", "metrics.json",
+                 "calibration.json", "train.log"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_metadata_describes_the_model(run_dir):
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    assert metadata["classes"] == list(CLASS_NAMES)
+    assert metadata["image_size"] == 64
+    assert metadata["backbone"] == "efficientnet_lite0"
+    assert metadata["gradcam_layer"] == "top_activation"
+    assert metadata["preprocessing"]["normalization"] == "lite0"
+    assert metadata["weights_source"].startswith("none")
+    assert metadata["dataset"]["train"] == dict.fromkeys(CLASS_NAMES, 6)
+    assert metadata["dataset"]["val"] == dict.fromkeys(CLASS_NAMES, 4)
+    for key in ("seed", "software", "created_at", "git_commit", "config", "version"):
+        assert key in metadata
+
+
+def test_history_covers_both_stages(run_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [record["stage"] for record in history] == ["frozen", "finetune"]
+    assert [record["epoch"] for record in history] == [1, 2]
+    for record in history:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(record)
+    assert history[1]["learning_rate"] < history[0]["learning_rate"], "fine-tuning LR is smaller"
+
+
+def test_metrics_follow_the_contract(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (4, 4) and matrix.sum(axis=1).tolist() == [4, 4, 4, 4]
+    assert {"auc", "sensitivity", "specificity"} <= set(metrics["pneumonia_vs_normal"])
+    assert "ece" in metrics["calibration"]
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert calibration["temperature"] > 0
+
+
+def test_evaluate_cli_writes_the_same_metrics(run_dir, data_dir, tmp_path):
+    out = tmp_path / "metrics.json"
+    result = run_module("training.evaluate", "--model", str(run_dir), "--data", str(data_dir),
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert np.array(metrics["confusion_matrix"]).sum() == 16
+
+
+def test_missing_weights_file_fails_at_once(data_dir, tmp_path):
+    result = run_module("training.train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                        "--weights", str(tmp_path / "absent.pth"), "--image-size", "64")
+    assert result.returncode == 2
+    assert "absent.pth" in result.stderr and "does not exist" in result.stderr
+
+
+def test_data_folder_without_train_is_a_usage_error(tmp_path):
+    result = run_module("training.train", "--data", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "train/" in result.stderr
