@@ -1,0 +1,145 @@
+"""Classify X-ray files from the command line, one JSON object per line on stdout.
+
+    python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
+
+Folders are searched recursively for image files. Each line is either
+{"file", "label", "probabilities", "model"} or, for a file that cannot be used,
+{"file", "error"}; the run goes on. Exit 0 once every path was processed, 2 on usage errors.
+Logs go to stderr so stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+
+from model.decode import DecodedImage, decode_file
+from model.errors import ImageError
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"})
+DECODE_THREADS = 4
+
+# A check run on every decoded image before prediction; it refuses one by raising ImageError
+# (the place for an out-of-distribution gate).
+ImageGate = Callable[[DecodedImage], None]
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Named files as given, folders expanded recursively to their image files, in order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(
+                found for found in path.rglob("*")
+                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES
+            ))
+        else:
+            files.append(path)
+    return files
+
+
+def _load(path: Path, predictor: Predictor, gates: tuple[ImageGate, ...]) -> np.ndarray:
+    decoded = decode_file(path)
+    for gate in gates:
+        gate(decoded)
+    return predictor.preprocess(decoded.gray)
+
+
+def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarray]
+             ) -> Iterator[list[tuple[Path, np.ndarray | ImageError]]]:
+    """Decode in a thread pool, one batch ahead of the model."""
+
+    def outcome(future: Future) -> np.ndarray | ImageError:
+        try:
+            return future.result()
+        except ImageError as error:
+            return error
+
+    chunks = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
+        for index, chunk in enumerate(chunks):
+            current = pending
+            following = chunks[index + 1] if index + 1 < len(chunks) else []
+            pending = [pool.submit(load, path) for path in following]
+            yield [(path, outcome(future)) for path, future in zip(chunk, current, strict=True)]
+
+
+def predict_files(
+    files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
+    gates: tuple[ImageGate, ...] = (),
+) -> None:
+    """Write one JSON line per file, in order: the prediction or the reason it was refused."""
+    for batch in _batches(files, batch_size, lambda path: _load(path, predictor, gates)):
+        usable = [(path, inputs) for path, inputs in batch if not isinstance(inputs, ImageError)]
+        probabilities = (
+            iter(predictor.probabilities(predictor.logits(np.stack([x for _, x in usable]))))
+            if usable else iter(())
+        )
+        for path, inputs in batch:
+            if isinstance(inputs, ImageError):
+                record = {"file": str(path), "error": str(inputs)}
+            else:
+                by_class = dict(zip(predictor.classes, next(probabilities).tolist(), strict=True))
+                record = {"file": str(path), "label": max(by_class, key=by_class.get),
+                          "probabilities": by_class, "model": predictor.version}
+            out.write(json.dumps(record) + "\n")
+        out.flush()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.predict",
+        description="Classify chest X-ray files; prints one JSON object per line.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="image files or folders (searched recursively)")
+    parser.add_argument("--model", type=Path, metavar="RUN_DIR",
+                        help="run directory (default: the shipped model in model/artifacts)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                        help="images per model call (default: 32)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in args.paths if not path.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with contextlib.redirect_stdout(sys.stderr):  # nothing but JSON lines on stdout
+        from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
+
+        try:
+            predictor = Predictor.load(args.model or DEFAULT_RUN_DIR)
+        except ModelLoadError as error:
+            parser.error(str(error))
+    files = collect_files(args.paths)
+    if not files:
+        print("no image files found", file=sys.stderr)
+    predict_files(files, predictor, args.batch_size, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The predictor: a run directory loaded once, giving calibrated probabilities and Grad-CAM.
+
+Everything the model needs to know about its inputs (size, normalisation, class order, the
+Grad-CAM layer, the temperature) comes from the run directory, never from this code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.calibration import softmax
+from model.gradcam import GradCam, resize_heatmap
+from model.preprocess import NORMALIZATIONS, preprocess
+
+DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
+REQUIRED_METADATA = ("version", "classes", "image_size", "preprocessing", "gradcam_layer",
+                     "logits_layer")
+
+
+class ModelLoadError(RuntimeError):
+    """A run directory that cannot be used; the message says what is missing and where."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction and where the model looked for one class, from the same forward pass."""
+
+    probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
+    class_name: str  # the class explained
+    heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
+
+
+def read_metadata(run_dir: Path) -> dict:
+    """metadata.json, checked for the keys inference relies on."""
+    path = run_dir / "metadata.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{run_dir} is not a run directory: metadata.json is missing")
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path} cannot be read: {error}") from error
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise ModelLoadError(f"{path} lacks {', '.join(missing)}")
+    normalization = metadata["preprocessing"].get("normalization")
+    if normalization not in NORMALIZATIONS:
+        raise ModelLoadError(f"{path}: unknown preprocessing normalization {normalization!r}")
+    return metadata
+
+
+def read_temperature(run_dir: Path) -> float:
+    """The fitted temperature from calibration.json; 1.0 (uncalibrated) when it is absent."""
+    path = run_dir / "calibration.json"
+    if not path.is_file():
+        return 1.0
+    try:
+        temperature = float(json.loads(path.read_text())["temperature"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"{path} has no usable temperature: {error}") from error
+    if not temperature > 0:
+        raise ModelLoadError(f"{path}: the temperature must be positive, got {temperature}")
+    return temperature
+
+
+class Predictor:
+    """A trained model with its metadata and calibration; load once, call many times."""
+
+    def __init__(self, model: keras.Model, metadata: dict, temperature: float) -> None:
+        self.metadata = metadata
+        self.classes: list[str] = list(metadata["classes"])
+        self.version: str = metadata["version"]
+        self.image_size: int = int(metadata["image_size"])
+        self.temperature = temperature
+        self._normalization: str = metadata["preprocessing"]["normalization"]
+        logits_model = keras.Model(model.input, model.get_layer(metadata["logits_layer"]).output)
+        self._logits = tf.function(
+            lambda batch: logits_model(batch, training=False),
+            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3),
+                                           tf.float32)],
+        )
+        self._gradcam = GradCam(model, metadata["gradcam_layer"], metadata["logits_layer"])
+
+    @classmethod
+    def load(cls, run_dir: str | Path = DEFAULT_RUN_DIR) -> Predictor:
+        """Read metadata.json, calibration.json (optional) and model.keras from a run directory."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise ModelLoadError(f"no model directory at {run_dir}")
+        model_path = run_dir / "model.keras"
+        if not model_path.is_file():
+            raise ModelLoadError(f"{run_dir} is not a run directory: model.keras is missing")
+        metadata = read_metadata(run_dir)
+        temperature = read_temperature(run_dir)
+        try:
+            model = keras.saving.load_model(model_path, compile=False)
+        except Exception as error:  # Keras raises many types for a bad file; all mean the same
+            raise ModelLoadError(f"{model_path} cannot be loaded: {error}") from error
+        for key in ("gradcam_layer", "logits_layer"):
+            if metadata[key] not in {layer.name for layer in model.layers}:
+                raise ModelLoadError(f"{model_path} has no layer {metadata[key]!r} ({key})")
+        expected = (None, metadata["image_size"], metadata["image_size"], 3)
+        if tuple(model.input.shape) != expected:
+            raise ModelLoadError(f"{model_path} takes {model.input.shape}, the metadata "
+                                 f"says {expected}")
+        n_logits = model.get_layer(metadata["logits_layer"]).output.shape[-1]
+        if n_logits != len(metadata["classes"]):
+            raise ModelLoadError(f"{model_path} has {n_logits} outputs for "
+                                 f"{len(metadata['classes'])} classes in the metadata")
+        return cls(model, metadata, temperature)
+
+    def preprocess(self, gray: np.ndarray) -> np.ndarray:
+        """A decoded grayscale image -> this model's (S, S, 3) input, exactly as in training."""
+        return preprocess(gray, self.image_size, self._normalization)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) preprocessed inputs -> (N, C) logits, through a compiled graph."""
+        return self._logits(tf.convert_to_tensor(batch, tf.float32)).numpy()
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
+        return softmax(logits, self.temperature)
+
+    def predict(self, gray: np.ndarray) -> dict[str, float]:
+        """One decoded image -> calibrated probabilities by class name."""
+        return self._by_class(self.predict_batch([gray])[0])
+
+    def predict_batch(self, grays: list[np.ndarray]) -> np.ndarray:
+        """Decoded images of any sizes -> (N, C) calibrated probabilities."""
+        batch = np.stack([self.preprocess(gray) for gray in grays])
+        return self.probabilities(self.logits(batch))
+
+    def explain(self, gray: np.ndarray, class_name: str | None = None) -> Explanation:
+        """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class."""
+        if class_name is not None and class_name not in self.classes:
+            raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
+        class_index = -1 if class_name is None else self.classes.index(class_name)
+        heatmap, logits, chosen = self._gradcam(self.preprocess(gray)[None], class_index)
+        return Explanation(
+            probabilities=self._by_class(self.probabilities(logits[None])[0]),
+            class_name=self.classes[chosen],
+            heatmap=resize_heatmap(heatmap, gray.shape),
+        )
+
+    def warm_up(self) -> None:
+        """Trace and run both compiled graphs once, so the first person is not kept waiting."""
+        blank = np.full((self.image_size, self.image_size), 128, np.uint8)
+        self.predict(blank)
+        self.explain(blank)
+
+    def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

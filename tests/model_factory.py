@@ -1,0 +1,82 @@
+"""A small but real run directory for tests: a flat Keras model saved in the shipped format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from model.labels import CLASS_NAMES
+from model.predictor import DEFAULT_RUN_DIR
+
+IMAGE_SIZE = 64
+TEMPERATURE = 1.7
+GRADCAM_LAYER = "top_activation"
+
+
+def build_model(image_size: int = IMAGE_SIZE, seed: int = 0) -> keras.Model:
+    """Two conv blocks, pool, `logits` Dense and `probabilities` softmax; random weights."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1")(inputs)
+    x = keras.layers.Activation("relu", name="conv1_activation")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="conv2")(x)
+    x = keras.layers.Activation("relu", name=GRADCAM_LAYER)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    logits = keras.layers.Dense(len(CLASS_NAMES), name="logits")(x)
+    probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="cxr_test")
+
+
+def metadata(image_size: int = IMAGE_SIZE) -> dict:
+    return {
+        "format_version": 1,
+        "version": "test-model-1",
+        "classes": list(CLASS_NAMES),
+        "image_size": image_size,
+        "preprocessing": {"resize": "stretch", "interpolation": "area", "color": "gray_to_rgb",
+                          "normalization": "tf"},
+        "backbone": "tiny_cnn",
+        "weights_source": "random",
+        "gradcam_layer": GRADCAM_LAYER,
+        "logits_layer": "logits",
+        "dataset": {"train": {}, "val": {}},
+        "seed": 0,
+        "config": {},
+        "software": {"keras": keras.__version__},
+        "created_at": "2025-01-01T00:00:00+00:00",
+        "git_commit": "unknown",
+    }
+
+
+def make_run_dir(
+    run_dir: Path, temperature: float | None = TEMPERATURE, zero_logits: bool = False
+) -> Path:
+    """Write model.keras, metadata.json and (unless temperature is None) calibration.json.
+
+    zero_logits sets the logits layer's weights to zero, so every gradient on the Grad-CAM
+    path is zero: the flat-gradient case.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = build_model()
+    if zero_logits:
+        layer = model.get_layer("logits")
+        layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
+    model.save(run_dir / "model.keras")
+    (run_dir / "metadata.json").write_text(json.dumps(metadata(), indent=2))
+    if temperature is not None:
+        (run_dir / "calibration.json").write_text(json.dumps(
+            {"temperature": temperature, "ece_before": 0.1, "ece_after": 0.05,
+             "bins_before": [], "bins_after": []}
+        ))
+    return run_dir
+
+
+def shipped_run_dir() -> Path:
+    """The shipped model's run directory; skips the calling test while it has not been trained."""
+    if not (DEFAULT_RUN_DIR / "model.keras").is_file():
+        pytest.skip(f"the shipped model is not there yet ({DEFAULT_RUN_DIR / 'model.keras'})")
+    return DEFAULT_RUN_DIR

@@ -1,0 +1,132 @@
+"""The headless CLI contract other tools depend on: JSON lines, error lines, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.decode import decode_file
+from model.errors import ImageError
+from model.labels import CLASS_NAMES
+from model.predict import collect_files
+from model.predictor import Predictor
+from tests.model_factory import make_run_dir, shipped_run_dir
+from tests.synthetic_data import synthetic_xray
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULT_KEYS = {"file", "label", "probabilities", "model"}
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "model.predict", *map(str, args)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run_dir(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    """A folder tree of good and bad files, and one file outside it named on its own."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    nested = root / "folder" / "nested"
+    nested.mkdir(parents=True)
+    paths = {
+        "empty": root / "folder" / "a_empty.png",
+        "random": root / "folder" / "b_random.png",
+        "png": root / "folder" / "c_xray.png",
+        "jpeg": nested / "d_xray.JPG",
+        "ignored": root / "folder" / "notes.txt",
+        "alone": root / "alone.jpeg",
+    }
+    paths["empty"].write_bytes(b"")
+    paths["random"].write_bytes(rng.bytes(2048))
+    Image.fromarray(synthetic_xray(0, rng, (120, 90))).save(paths["png"])
+    Image.fromarray(synthetic_xray(3, rng, (200, 260))).save(paths["jpeg"], format="JPEG")
+    paths["ignored"].write_text("not an image")
+    Image.fromarray(synthetic_xray(2, rng, (80, 80))).save(paths["alone"], format="JPEG")
+    return paths
+
+
+def _image_error(path: Path) -> str:
+    with pytest.raises(ImageError) as caught:
+        decode_file(path)
+    return str(caught.value)
+
+
+def test_folders_are_searched_recursively_for_image_files(images):
+    found = collect_files([images["png"].parent, images["alone"]])
+    expected = [images[key] for key in ("empty", "random", "png", "jpeg", "alone")]
+    assert found == expected
+
+
+def test_cli_prints_one_json_line_per_file(run_dir, images):
+    # batch size 2: the first batch holds only unusable files, the rest mix across batches
+    result = run_cli(images["png"].parent, images["alone"], "--model", run_dir,
+                     "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    order = ("empty", "random", "png", "jpeg", "alone")
+    assert [record["file"] for record in records] == [str(images[key]) for key in order]
+
+    for key in ("empty", "random"):
+        record = records[order.index(key)]
+        assert record == {"file": str(images[key]), "error": _image_error(images[key])}
+
+    predictor = Predictor.load(run_dir)
+    for key in ("png", "jpeg", "alone"):
+        record = records[order.index(key)]
+        assert set(record) == RESULT_KEYS
+        assert list(record["probabilities"]) == list(CLASS_NAMES)
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
+        assert record["model"] == "test-model-1"
+        expected = predictor.predict(decode_file(images[key]).gray)
+        np.testing.assert_allclose(list(record["probabilities"].values()),
+                                   list(expected.values()), atol=1e-5)
+
+
+def test_missing_path_is_a_usage_error(tmp_path, images):
+    result = run_cli(images["png"], tmp_path / "missing.png")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "missing.png" in result.stderr
+
+
+def test_a_folder_that_is_not_a_run_dir_is_a_usage_error(tmp_path, images):
+    result = run_cli(images["png"], "--model", tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "model.keras is missing" in result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "many"])
+def test_a_bad_batch_size_is_a_usage_error(images, size):
+    result = run_cli(images["png"], "--batch-size", size)
+    assert result.returncode == 2
+    assert "--batch-size" in result.stderr
+
+
+def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
+    shipped = shipped_run_dir()
+    xray = next((cxr4_dir / "val" / "COVID19").glob("*.jpg"))
+    result = run_cli(xray, "--model", shipped)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert set(record) == RESULT_KEYS
+    assert record["file"] == str(xray)
+    assert list(record["probabilities"]) == list(CLASS_NAMES)
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert record["model"] == json.loads((shipped / "metadata.json").read_text())["version"]

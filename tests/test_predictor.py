@@ -1,0 +1,160 @@
+"""The predictor: loading a run directory, calibrated probabilities, clear load errors."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from model.decode import decode_file
+from model.labels import CLASS_NAMES
+from model.predictor import ModelLoadError, Predictor
+from tests.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
+from tests.synthetic_data import synthetic_xray
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def predictor(run_dir) -> Predictor:
+    return Predictor.load(run_dir)
+
+
+@pytest.fixture(scope="module")
+def grays() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [synthetic_xray(label, rng, size)
+            for label, size in enumerate([(90, 120), (64, 64), (300, 200), (500, 410)])]
+
+
+def _numpy_softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _keras_outputs(run_dir, predictor, grays) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, probabilities) of the saved model called plainly through Keras."""
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    both = keras.Model(model.input, [model.get_layer("logits").output, model.output])
+    logits, probabilities = both(np.stack([predictor.preprocess(gray) for gray in grays]))
+    return np.asarray(logits), np.asarray(probabilities)
+
+
+def test_load_reads_metadata_and_temperature(predictor):
+    assert predictor.classes == list(CLASS_NAMES)
+    assert predictor.version == "test-model-1"
+    assert predictor.image_size == 64
+    assert predictor.temperature == TEMPERATURE
+    assert predictor.metadata["gradcam_layer"] == "top_activation"
+
+
+def test_preprocess_gives_the_model_input(predictor, grays):
+    inputs = predictor.preprocess(grays[2])
+    assert inputs.shape == (64, 64, 3) and inputs.dtype == np.float32
+    assert -1.0 <= inputs.min() and inputs.max() <= 1.0  # the "tf" normalisation
+
+
+def test_logits_match_the_keras_model(run_dir, predictor, grays):
+    keras_logits, _ = _keras_outputs(run_dir, predictor, grays)
+    batch = np.stack([predictor.preprocess(gray) for gray in grays])
+    np.testing.assert_allclose(predictor.logits(batch), keras_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_probabilities_apply_the_temperature(run_dir, predictor, grays):
+    keras_logits, keras_probabilities = _keras_outputs(run_dir, predictor, grays)
+    calibrated = predictor.predict_batch(grays)
+    np.testing.assert_allclose(calibrated, _numpy_softmax(keras_logits / TEMPERATURE),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(calibrated, keras_probabilities, atol=1e-4)  # T != 1 did something
+
+
+def test_without_calibration_the_temperature_is_one(tmp_path, grays):
+    run_dir = make_run_dir(tmp_path / "run", temperature=None)
+    uncalibrated = Predictor.load(run_dir)
+    assert uncalibrated.temperature == 1.0
+    _, keras_probabilities = _keras_outputs(run_dir, uncalibrated, grays)
+    np.testing.assert_allclose(uncalibrated.predict_batch(grays), keras_probabilities,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_predict_gives_probabilities_by_class_in_order(predictor, grays):
+    probabilities = predictor.predict(grays[3])
+    assert list(probabilities) == list(CLASS_NAMES)
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probabilities.values())
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(list(probabilities.values()), predictor.predict_batch(grays)[3],
+                               atol=1e-6)
+
+
+def test_predict_refuses_a_colour_array(predictor):
+    with pytest.raises(ValueError, match="2-D uint8"):
+        predictor.predict(np.zeros((40, 40, 3), np.uint8))
+
+
+def test_warm_up_runs_both_graphs(predictor):
+    predictor.warm_up()
+
+
+def test_missing_folder_is_a_clear_load_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model directory"):
+        Predictor.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("missing", ["model.keras", "metadata.json"])
+def test_missing_file_is_named(tmp_path, missing):
+    run_dir = make_run_dir(tmp_path / "run")
+    (run_dir / missing).unlink()
+    with pytest.raises(ModelLoadError, match=f"{missing} is missing"):
+        Predictor.load(run_dir)
+
+
+def _edit_metadata(run_dir, edit) -> None:
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    edit(metadata)
+    (run_dir / "metadata.json").write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"gradcam_layer": "no_such_layer"}, "no layer 'no_such_layer'"),
+        ({"image_size": 96}, "the metadata says"),
+        ({"classes": ["A", "B"]}, "4 outputs for 2 classes"),
+        ({"preprocessing": {"normalization": "imagenet?"}}, "unknown preprocessing"),
+    ],
+)
+def test_metadata_that_does_not_fit_the_model_is_refused(tmp_path, change, message):
+    run_dir = make_run_dir(tmp_path / "run")
+    _edit_metadata(run_dir, lambda metadata: metadata.update(change))
+    with pytest.raises(ModelLoadError, match=message):
+        Predictor.load(run_dir)
+
+
+def test_metadata_missing_a_key_is_named(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    _edit_metadata(run_dir, lambda metadata: metadata.pop("gradcam_layer"))
+    with pytest.raises(ModelLoadError, match="lacks gradcam_layer"):
+        Predictor.load(run_dir)
+
+
+@pytest.mark.parametrize("calibration", ['{"temperature": 0}', '{"ece": 1}', "not json"])
+def test_unusable_calibration_is_refused(tmp_path, calibration):
+    run_dir = make_run_dir(tmp_path / "run")
+    (run_dir / "calibration.json").write_text(calibration)
+    with pytest.raises(ModelLoadError, match="calibration.json"):
+        Predictor.load(run_dir)
+
+
+def test_shipped_model_predicts_a_real_xray(cxr4_dir):
+    shipped = Predictor.load(shipped_run_dir())
+    assert shipped.classes == list(CLASS_NAMES)
+    gray = decode_file(next((cxr4_dir / "val" / "NORMAL").glob("*.jpg"))).gray
+    probabilities = shipped.predict(gray)
+    assert list(probabilities) == list(CLASS_NAMES)
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
