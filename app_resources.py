@@ -1,0 +1,30 @@
+"""What every page shares: which run directory the app serves, and its one predictor.
+
+The run directory comes from one place: $CXR_MODEL_DIR when set (tests, a new model
+on trial), else the shipped model in model/artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from model.predictor import DEFAULT_RUN_DIR, Predictor
+
+MODEL_DIR_ENV = "CXR_MODEL_DIR"
+
+
+def run_dir() -> Path:
+    """The run directory this server shows and predicts with."""
+    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
+    return Path(configured) if configured else DEFAULT_RUN_DIR
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_predictor(model_dir: Path) -> Predictor:
+    """Load and warm the model once per server process: the first upload is as fast as the rest."""
+    predictor = Predictor.load(model_dir)
+    predictor.warm_up()
+    return predictor

@@ -1,0 +1,135 @@
+"""What the Diagnose page does with one upload, as plain functions tested without Streamlit.
+
+Decode, classify and explain once per upload; the page then only re-blends the overlay
+(opacity) or adds a Grad-CAM for another class, never re-running the classifier.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from model.decode import DecodedImage, decode_image
+from model.gradcam import overlay
+from model.labels import display_name
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
+NOTICE = (
+    "Decision support, not a diagnosis: a radiologist must confirm every finding. "
+    "The probabilities are the model's calibrated estimates, not clinical certainty."
+)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysed upload: what the model said, where it looked, how long it took."""
+
+    file_name: str
+    image: DecodedImage
+    probabilities: dict[str, float]  # calibrated, by class name, in the model's order
+    heatmaps: dict[str, np.ndarray]  # Grad-CAM by explained class, at the original size
+    seconds: float
+    model_version: str
+    analysed_at: str  # ISO 8601, UTC
+
+    @property
+    def predicted_class(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def probability(self) -> float:
+        """The calibrated probability of the predicted class."""
+        return self.probabilities[self.predicted_class]
+
+
+def analyse(
+    data: bytes, name: str, predictor: Predictor, class_name: str | None = None
+) -> Analysis:
+    """Decode and analyse one upload, timed; raises ImageError for what cannot be analysed."""
+    analysed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    start = time.perf_counter()
+    image = decode_image(data, name)
+    explanation = predictor.explain(image.gray, class_name)
+    return Analysis(
+        file_name=name,
+        image=image,
+        probabilities=dict(explanation.probabilities),
+        heatmaps={explanation.class_name: explanation.heatmap},
+        seconds=time.perf_counter() - start,
+        model_version=predictor.version,
+        analysed_at=analysed_at,
+    )
+
+
+def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) -> Analysis:
+    """The same analysis with a Grad-CAM for ``class_name``; the probabilities stay as they were."""
+    if class_name in analysis.heatmaps:
+        return analysis
+    explanation = predictor.explain(analysis.image.gray, class_name)
+    return replace(analysis, heatmaps={**analysis.heatmaps, class_name: explanation.heatmap})
+
+
+def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def display_image(analysis: Analysis, max_side: int | None = None) -> np.ndarray:
+    """The decoded grayscale image, shrunk to ``max_side`` so the page stays fast."""
+    return _fit(analysis.image.gray, max_side)
+
+
+def overlay_image(
+    analysis: Analysis, class_name: str, opacity: float, max_side: int | None = None
+) -> np.ndarray:
+    """RGB uint8 Grad-CAM overlay for an explained class, optionally shrunk to ``max_side``."""
+    heatmap = analysis.heatmaps[class_name]
+    return overlay(_fit(analysis.image.gray, max_side), _fit(heatmap, max_side), opacity)
+
+
+def overlay_png(analysis: Analysis, class_name: str, opacity: float) -> bytes:
+    """The full-resolution overlay as PNG bytes, for download."""
+    buffer = io.BytesIO()
+    Image.fromarray(overlay_image(analysis, class_name, opacity)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def result_record(analysis: Analysis) -> dict:
+    """What a clinician keeps of an analysis: the answer, its context, no pixels, no identifiers."""
+    return {
+        "file_name": analysis.file_name,
+        "predicted_class": analysis.predicted_class,
+        "predicted_display_name": display_name(analysis.predicted_class),
+        "probability": analysis.probability,
+        "probabilities": analysis.probabilities,
+        "model_version": analysis.model_version,
+        "analysis_seconds": round(analysis.seconds, 4),
+        "image": {
+            "format": analysis.image.source_format,
+            "width": int(analysis.image.gray.shape[1]),
+            "height": int(analysis.image.gray.shape[0]),
+            "acquisition": dict(analysis.image.facts),
+        },
+        "analysed_at": analysis.analysed_at,
+        "notice": NOTICE,
+    }
+
+
+def result_json(analysis: Analysis) -> bytes:
+    """The result record as UTF-8 JSON bytes, for download."""
+    return json.dumps(result_record(analysis), indent=2).encode("utf-8")
+

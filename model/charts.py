@@ -1,0 +1,210 @@
+"""Plotly figures and tables for the app, built from a run's files; tested without Streamlit.
+
+Nothing here computes a metric: every number is read from what training and evaluation wrote.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from model.labels import display_name
+
+PRIMARY = "#1d5fa8"
+ACCENT = "#e07b39"
+MUTED = "#9fb3c8"
+GRID = "#e6ebf1"
+CLASS_COLOURS = ("#2a9d8f", "#1d5fa8", "#e07b39", "#c0392b")
+FONT = {"family": "sans-serif", "size": 13, "color": "#1b2430"}
+
+
+def _layout(figure: go.Figure, **layout) -> go.Figure:
+    defaults = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
+    figure.update_layout(
+        font=FONT, plot_bgcolor="white", paper_bgcolor="white", **{**defaults, **layout}
+    )
+    return figure
+
+
+def probability_chart(probabilities: dict[str, float]) -> go.Figure:
+    """Horizontal bars of every class's calibrated probability, the most likely one highlighted."""
+    names = list(probabilities)
+    top = max(names, key=probabilities.__getitem__)
+    figure = go.Figure(
+        go.Bar(
+            x=[probabilities[name] for name in names],
+            y=[display_name(name) for name in names],
+            orientation="h",
+            marker_color=[PRIMARY if name == top else MUTED for name in names],
+            text=[f"{probabilities[name]:.1%}" for name in names],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True, gridcolor=GRID)
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, height=210, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                   showlegend=False)
+
+
+def _stage_boundary(history: list[dict]) -> float | None:
+    """Halfway between the last frozen epoch and the first fine-tuning epoch, if both ran."""
+    frozen = [record["epoch"] for record in history if record["stage"] == "frozen"]
+    finetune = [record["epoch"] for record in history if record["stage"] == "finetune"]
+    if not frozen or not finetune:
+        return None
+    return (max(frozen) + min(finetune)) / 2
+
+
+def training_curves(history: list[dict]) -> go.Figure:
+    """Loss and accuracy per epoch, train and validation, with the start of fine-tuning marked."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
+                           horizontal_spacing=0.08)
+    epochs = [record["epoch"] for record in history]
+    stages = [record["stage"] for record in history]
+    for column, metric in enumerate(("loss", "accuracy"), start=1):
+        for prefix, label, dash in (("", "train", "solid"), ("val_", "validation", "dash")):
+            figure.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=[record.get(prefix + metric) for record in history],
+                    customdata=stages,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=column == 1,
+                    line={"color": PRIMARY if prefix else ACCENT, "dash": dash},
+                    hovertemplate=f"epoch %{{x}} (%{{customdata}})<br>{label} {metric} "
+                    "%{y:.3f}<extra></extra>",
+                ),
+                row=1,
+                col=column,
+            )
+    boundary = _stage_boundary(history)
+    if boundary is not None:
+        for column in (1, 2):
+            figure.add_vline(x=boundary, line_dash="dot", line_color="#5b6b7d", row=1, col=column)
+        figure.add_annotation(
+            x=boundary, y=1.0, xref="x", yref="y domain", text="fine-tuning starts",
+            showarrow=False, xanchor="left", yanchor="top", font={"size": 11, "color": "#5b6b7d"},
+        )
+    figure.update_xaxes(title_text="epoch", gridcolor=GRID)
+    figure.update_yaxes(gridcolor=GRID)
+    figure.update_yaxes(tickformat=".0%", row=1, col=2)
+    return _layout(figure, height=360, legend={"orientation": "h", "y": -0.2})
+
+
+def confusion_matrix_figure(metrics: dict, normalised: bool = False) -> go.Figure:
+    """Rows are the true class, columns the predicted one; counts, or shares of each true class."""
+    names = [display_name(name) for name in metrics["classes"]]
+    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
+    if normalised:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        text = [[f"{value:.0%}" for value in row] for row in values]
+    else:
+        values = counts
+        text = [[f"{int(value)}" for value in row] for row in values]
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=names,
+            y=names,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1 if normalised else None,
+            colorbar={"title": "share" if normalised else "images", "thickness": 12},
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text="predicted class", side="bottom")
+    figure.update_yaxes(title_text="true class", autorange="reversed")
+    return _layout(figure, height=420)
+
+
+def per_class_rows(metrics: dict) -> list[dict]:
+    """The per-class precision, recall, F1 and support as table rows, in the model's order."""
+    return [
+        {
+            "Class": display_name(name),
+            "Precision": metrics["per_class"][name]["precision"],
+            "Recall": metrics["per_class"][name]["recall"],
+            "F1": metrics["per_class"][name]["f1"],
+            "Support": metrics["per_class"][name]["support"],
+        }
+        for name in metrics["classes"]
+    ]
+
+
+def roc_figure(metrics: dict) -> go.Figure:
+    """One-vs-rest ROC curve of each class with its AUC (n/a where a class is absent)."""
+    figure = go.Figure()
+    for name, colour in zip(metrics["classes"], CLASS_COLOURS, strict=False):
+        curve = metrics["roc"][name]
+        auc = "n/a" if curve["auc"] is None else f"{curve['auc']:.3f}"
+        figure.add_trace(
+            go.Scatter(
+                x=curve["fpr"], y=curve["tpr"], mode="lines",
+                name=f"{display_name(name)} (AUC {auc})", line={"color": colour, "width": 2},
+                hovertemplate="FPR %{x:.2f}<br>TPR %{y:.2f}<extra></extra>",
+            )
+        )
+    figure.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                   line={"color": "#b0b8c4", "dash": "dot"}, hoverinfo="skip")
+    )
+    figure.update_xaxes(title_text="false positive rate", range=[0, 1], gridcolor=GRID)
+    figure.update_yaxes(title_text="true positive rate", range=[0, 1.02], gridcolor=GRID)
+    return _layout(figure, height=420, legend={"x": 0.45, "y": 0.05, "bgcolor": "rgba(0,0,0,0)"})
+
+
+def reliability_figure(calibration: dict) -> go.Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling.
+
+    A calibrated model follows the diagonal; marker size shows how many images a bin holds.
+    """
+    figure = go.Figure(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                   line={"color": "#b0b8c4", "dash": "dot"}, hoverinfo="skip")
+    )
+    temperature = calibration["temperature"]
+    for key, label, colour in (
+        ("before", "before scaling", ACCENT),
+        ("after", f"after scaling (T = {temperature:.2f})", PRIMARY),
+    ):
+        bins = [item for item in calibration[f"bins_{key}"] if item["count"]]
+        largest = max((item["count"] for item in bins), default=1)
+        figure.add_trace(
+            go.Scatter(
+                x=[item["confidence"] for item in bins],
+                y=[item["accuracy"] for item in bins],
+                customdata=[item["count"] for item in bins],
+                mode="lines+markers",
+                name=f"{label}, ECE {calibration[f'ece_{key}']:.3f}",
+                line={"color": colour},
+                marker={"size": [6 + 14 * (item["count"] / largest) ** 0.5 for item in bins]},
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>"
+                "%{customdata} images<extra></extra>",
+            )
+        )
+    figure.update_xaxes(title_text="confidence (top-class probability)", range=[0, 1],
+                        tickformat=".0%", gridcolor=GRID)
+    figure.update_yaxes(title_text="accuracy", range=[0, 1.02], tickformat=".0%", gridcolor=GRID)
+    return _layout(figure, height=440, legend={"orientation": "h", "y": -0.2})
+
+
+def dataset_rows(metadata: dict) -> list[dict]:
+    """Images per class and split, from the run's metadata, with totals."""
+    dataset = metadata.get("dataset", {})
+    splits = list(dataset)
+    rows = []
+    for name in metadata["classes"]:
+        counts = {split: int(dataset[split].get(name, 0)) for split in splits}
+        rows.append({"Class": display_name(name), **counts, "total": sum(counts.values())})
+    totals = {split: sum(row[split] for row in rows) for split in splits}
+    rows.append({"Class": "All classes", **totals, "total": sum(totals.values())})
+    return rows

@@ -1,0 +1,149 @@
+"""Diagnose: upload one chest X-ray; see what the model thinks, how sure it is, where it looked."""
+
+import streamlit as st
+
+from app_resources import load_predictor, run_dir
+from model.analysis import (
+    NOTICE,
+    Analysis,
+    analyse,
+    display_image,
+    overlay_image,
+    overlay_png,
+    result_json,
+    with_explanation,
+)
+from model.charts import probability_chart
+from model.errors import ImageError
+from model.labels import display_name
+from model.predictor import ModelLoadError, Predictor
+
+DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
+RESULT = "diagnose_result"  # session state: (upload id, Analysis or the error message)
+EXPLAINED_CLASS = "explained_class"
+
+
+def current_result(upload, predictor: Predictor) -> Analysis | str:
+    """Analyse each upload once; reruns (slider, class, downloads) reuse the stored result."""
+    stored = st.session_state.get(RESULT)
+    if stored is not None and stored[0] == upload.file_id:
+        return stored[1]
+    try:
+        with st.spinner("Analysing the image…"):
+            result = analyse(upload.getvalue(), upload.name, predictor)
+        st.session_state[EXPLAINED_CLASS] = result.predicted_class
+    except ImageError as error:
+        result = str(error)
+    st.session_state[RESULT] = (upload.file_id, result)
+    return result
+
+
+def show_headline(analysis: Analysis) -> None:
+    with st.container(key="result", border=True):
+        finding, probability = st.columns([3, 2])
+        finding.metric("Most likely finding", display_name(analysis.predicted_class))
+        probability.metric(
+            "Probability",
+            f"{analysis.probability:.1%}",
+            help="Calibrated: of images given this probability, about this share are this class.",
+        )
+        st.plotly_chart(
+            probability_chart(analysis.probabilities),
+            config={"displayModeBar": False},
+            key="probabilities",
+        )
+        st.caption(
+            f"Analysed in {analysis.seconds:.2f} s · model version {analysis.model_version}"
+        )
+    st.info(NOTICE, icon=":material/info:")
+
+
+def show_acquisition(analysis: Analysis) -> None:
+    """Non-identifying facts about the image (DICOM: modality, view, body part, size)."""
+    if analysis.image.facts:
+        facts = analysis.image.facts.items()
+        st.caption("**Image** · " + " · ".join(f"{name}: {value}" for name, value in facts))
+
+
+def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str, float]:
+    """Original and Grad-CAM overlay side by side; returns the analysis with the chosen map."""
+    choose_class, choose_opacity = st.columns(2)
+    class_name = choose_class.selectbox(
+        "Explain the class", predictor.classes, format_func=display_name, key=EXPLAINED_CLASS
+    )
+    opacity = choose_opacity.slider(
+        "Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="overlay_opacity"
+    )
+    if class_name not in analysis.heatmaps:
+        with st.spinner(f"Explaining {display_name(class_name)}…"):
+            analysis = with_explanation(analysis, predictor, class_name)
+        st.session_state[RESULT] = (st.session_state[RESULT][0], analysis)
+    original, explained = st.columns(2)
+    with original:
+        st.image(display_image(analysis, DISPLAY_SIDE), caption="Original", width="stretch")
+    with explained, st.container(key="overlay"):
+        st.image(
+            overlay_image(analysis, class_name, opacity, DISPLAY_SIDE),
+            caption=f"Grad-CAM: where the model looked for {display_name(class_name)}",
+            width="stretch",
+        )
+    return analysis, class_name, opacity
+
+
+def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
+    stem = analysis.file_name.rsplit(".", 1)[0] or "xray"
+    overlay_button, json_button = st.columns(2)
+    overlay_button.download_button(
+        "Overlay (PNG)",
+        data=lambda: overlay_png(analysis, class_name, opacity),
+        file_name=f"{stem}_gradcam_{class_name.lower()}.png",
+        mime="image/png",
+        icon=":material/download:",
+        on_click="ignore",
+        width="stretch",
+    )
+    json_button.download_button(
+        "Result (JSON)",
+        data=result_json(analysis),
+        file_name=f"{stem}_result.json",
+        mime="application/json",
+        icon=":material/download:",
+        on_click="ignore",
+        width="stretch",
+    )
+
+
+st.title("Diagnose")
+st.caption(
+    "Upload one frontal chest X-ray to see the most likely finding among normal, bacterial "
+    "pneumonia, viral pneumonia and COVID-19, how sure the model is, and where it looked."
+)
+
+try:
+    predictor = load_predictor(run_dir())
+except ModelLoadError as error:
+    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.stop()
+
+upload = st.file_uploader(
+    "Chest X-ray (PNG, JPEG or DICOM)",
+    key="upload",
+    help="One image at a time; uploading another replaces the result.",
+)
+if upload is None:
+    st.session_state.pop(RESULT, None)
+    st.info(NOTICE, icon=":material/info:")
+    st.stop()
+
+result = current_result(upload, predictor)
+if isinstance(result, str):
+    st.error(result, icon=":material/error:")
+    st.stop()
+
+summary, images = st.columns([2, 3], gap="large")
+with images:
+    result, explained_class, opacity = show_images(result, predictor)
+with summary:
+    show_headline(result)
+    show_acquisition(result)
+    show_downloads(result, explained_class, opacity)

@@ -1,0 +1,124 @@
+"""Model performance, for admins: how training went and where the model errs.
+
+Every number and chart comes from the run directory's files (metrics.json, history.json,
+calibration.json, metadata.json); nothing is recomputed here.
+"""
+
+import streamlit as st
+
+from app_resources import run_dir
+from model.charts import (
+    confusion_matrix_figure,
+    dataset_rows,
+    per_class_rows,
+    reliability_figure,
+    roc_figure,
+    training_curves,
+)
+from model.run_files import RunFileError, RunReports, read_reports
+
+CHART_CONFIG = {"displaylogo": False}
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def show_headline(metrics: dict) -> None:
+    binary = metrics["pneumonia_vs_normal"]
+    columns = st.columns(6)
+    columns[0].metric("Accuracy", _share(metrics["accuracy"]),
+                      help="Share of validation images given the right one of the four classes.")
+    columns[1].metric("Macro F1", _score(metrics["macro_f1"]))
+    columns[2].metric("Pneumonia AUC", _score(binary["auc"]),
+                      help="Any pneumonia (COVID-19 included) against normal, by 1 - p(normal).")
+    columns[3].metric("Sensitivity", _share(binary["sensitivity"]),
+                      help="Pneumonia (any kind) called pneumonia, at p(normal) < 0.5.")
+    columns[4].metric("Specificity", _share(binary["specificity"]),
+                      help="Normal X-rays called normal, at p(normal) ≥ 0.5.")
+    columns[5].metric("ECE", _score(metrics["calibration"]["ece"]),
+                      help="Expected calibration error of the calibrated probabilities: the "
+                      "average gap between confidence and accuracy.")
+
+
+def show_errors(metrics: dict) -> None:
+    st.subheader("Where the model errs")
+    matrix, table = st.columns([4, 3], gap="large")
+    with matrix:
+        scale = st.radio(
+            "Confusion matrix", ["Counts", "Row-normalised"], horizontal=True,
+            key="confusion_scale", help="Row-normalised: the share of each true class.",
+        )
+        st.plotly_chart(
+            confusion_matrix_figure(metrics, normalised=scale == "Row-normalised"),
+            config=CHART_CONFIG, key="confusion_matrix",
+        )
+    with table:
+        st.markdown("**Per class**")
+        st.dataframe(
+            per_class_rows(metrics),
+            hide_index=True,
+            column_config={
+                name: st.column_config.NumberColumn(format="%.3f")
+                for name in ("Precision", "Recall", "F1")
+            },
+        )
+
+
+def show_curves(reports: RunReports) -> None:
+    roc, reliability = st.columns(2, gap="large")
+    with roc:
+        st.subheader("ROC curves (one vs rest)")
+        st.plotly_chart(roc_figure(reports.metrics), config=CHART_CONFIG, key="roc")
+    with reliability:
+        st.subheader("Calibration")
+        if reports.calibration is None:
+            st.info("calibration.json is absent: the probabilities are not temperature-scaled.")
+        else:
+            st.plotly_chart(reliability_figure(reports.calibration), config=CHART_CONFIG,
+                            key="reliability")
+
+
+def show_training(history: list[dict] | None) -> None:
+    st.subheader("Training")
+    if not history:
+        st.info("history.json is absent: no training curves for this model.")
+        return
+    st.plotly_chart(training_curves(history), config=CHART_CONFIG, key="training_curves")
+
+
+def show_dataset(metadata: dict) -> None:
+    st.subheader("Data")
+    st.caption("Images per class and split, as metadata.json recorded them at training time.")
+    st.dataframe(dataset_rows(metadata), hide_index=True)
+
+
+st.title("Model performance")
+try:
+    reports = read_reports(run_dir())
+except RunFileError as error:
+    st.error(str(error))
+    st.stop()
+
+if reports.metadata is None or reports.metrics is None:
+    st.warning(
+        f"No evaluated model in {reports.run_dir}: metadata.json and metrics.json are written by "
+        "`python -m training.train`."
+    )
+    st.stop()
+
+metadata, metrics = reports.metadata, reports.metrics
+st.caption(
+    f"Model version {metadata['version']} ({metadata.get('backbone', 'unknown backbone')}), "
+    f"scored on the validation split: {metrics['n_samples']} images. "
+    "Read from the model's metrics.json, history.json, calibration.json and metadata.json."
+)
+show_headline(metrics)
+show_errors(metrics)
+show_curves(reports)
+show_training(reports.history)
+show_dataset(metadata)
