@@ -109,7 +109,7 @@ def confusion_matrix_figure(metrics: dict, normalised: bool = False) -> go.Figur
         text = [[f"{int(value)}" for value in row] for row in values]
     figure = go.Figure(
         go.Heatmap(
-            z=values,
+            z=values.tolist(),
             x=names,
             y=names,
             text=text,

@@ -1,0 +1,247 @@
+"""Every page of the app, run by Streamlit's AppTest against a real run directory.
+
+Each test runs on a small factory-built model (so the pages are exercised today) and on the
+shipped model in model/artifacts, which skips while it has not been trained.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from app_resources import MODEL_DIR_ENV
+from model.decode import decode_image
+from model.errors import ImageError
+from model.labels import display_name
+from model.predictor import Predictor
+from tests.dicom_factory import FAKE_PATIENT, make_dicom
+from tests.model_factory import make_run_dir, shipped_run_dir
+from tests.report_factory import write_reports
+from tests.synthetic_data import synthetic_xray
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture(scope="module")
+def factory_run_dir(tmp_path_factory) -> Path:
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(params=["factory", "shipped"])
+def run_dir(request, factory_run_dir, monkeypatch) -> Path:
+    """The run directory the app serves in this test, handed over as $CXR_MODEL_DIR."""
+    chosen = factory_run_dir if request.param == "factory" else shipped_run_dir()
+    monkeypatch.setenv(MODEL_DIR_ENV, str(chosen))
+    return chosen
+
+
+@pytest.fixture
+def predictor(run_dir) -> Predictor:
+    return Predictor.load(run_dir)
+
+
+def png_bytes(gray: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def xray_png(label: int, seed: int = 0, size: tuple[int, int] = (180, 150)) -> bytes:
+    return png_bytes(synthetic_xray(label, np.random.default_rng(seed), size))
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    if page is not None:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [item.value for item in at.exception]
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    at.run()
+    assert not at.exception, [item.value for item in at.exception]
+    return at
+
+
+def result_text(at: AppTest) -> str:
+    """Everything the result container says: metric labels and values, captions."""
+    block = at.get_by_key("result")
+    return " ".join(
+        [f"{metric.label} {metric.value}" for metric in block.metric]
+        + [caption.value for caption in block.caption]
+    )
+
+
+def page_text(at: AppTest) -> str:
+    """All the text a user can read on the page, as AppTest sees it."""
+    parts = []
+    for node in at._tree:
+        for attribute in ("label", "value", "body", "caption", "captions"):
+            value = getattr(node, attribute, None)
+            if isinstance(value, str):
+                parts.append(value)
+            elif isinstance(value, list):
+                parts.extend(item for item in value if isinstance(item, str))
+    return " ".join(parts)
+
+
+def plotly_spec(at: AppTest, key: str) -> dict:
+    return json.loads(at.get_by_key(key).proto.spec)
+
+
+def stored_analysis(at: AppTest):
+    return at.session_state["diagnose_result"][1]
+
+
+def test_diagnose_is_the_default_page_and_waits_for_an_upload(run_dir):
+    at = open_page()
+    assert at.title[0].value == "Diagnose"
+    assert at.file_uploader(key="upload").value is None
+    assert "not a diagnosis" in " ".join(info.value for info in at.info)
+    with pytest.raises(KeyError):
+        at.get_by_key("result")
+
+
+def test_upload_shows_the_predicted_class_probability_chart_and_overlay(run_dir, predictor):
+    data = xray_png(label=1)
+    expected = predictor.predict(decode_image(data).gray)
+    predicted = max(expected, key=expected.get)
+
+    at = upload(open_page(), "chest.png", data)
+
+    text = result_text(at)
+    assert display_name(predicted) in text
+    assert f"{expected[predicted]:.1%}" in text
+    assert f"model version {predictor.version}" in text
+    bars = plotly_spec(at, "probabilities")["data"][0]
+    assert bars["x"] == pytest.approx([expected[name] for name in predictor.classes], abs=1e-6)
+    assert bars["y"] == [display_name(name) for name in predictor.classes]
+    overlay = at.get_by_key("overlay")
+    assert "Grad-CAM" in " ".join(overlay.get("image")[0].captions)
+    assert at.selectbox(key="explained_class").value == predicted
+    assert len(at.get("download_button")) == 2
+
+
+def test_opacity_changes_reuse_the_analysis(run_dir):
+    at = upload(open_page(), "chest.png", xray_png(label=2))
+    first = stored_analysis(at)
+
+    at.slider(key="overlay_opacity").set_value(0.8)
+    at.run()
+
+    again = stored_analysis(at)
+    assert (again.analysed_at, again.seconds) == (first.analysed_at, first.seconds)
+    assert again.heatmaps.keys() == first.heatmaps.keys()
+
+
+def test_explaining_another_class_adds_its_map_and_keeps_the_result(run_dir, predictor):
+    at = upload(open_page(), "chest.png", xray_png(label=0))
+    first = stored_analysis(at)
+    headline = result_text(at)
+    other = next(name for name in predictor.classes if name != first.predicted_class)
+
+    at.selectbox(key="explained_class").set_value(other)
+    at.run()
+
+    again = stored_analysis(at)
+    assert set(again.heatmaps) == {first.predicted_class, other}
+    assert again.probabilities == first.probabilities
+    assert (again.analysed_at, again.seconds) == (first.analysed_at, first.seconds)
+    assert result_text(at) == headline
+    caption = " ".join(at.get_by_key("overlay").get("image")[0].captions)
+    assert display_name(other) in caption
+
+
+def test_the_next_upload_replaces_the_result(run_dir):
+    at = upload(open_page(), "first.png", xray_png(label=0, seed=1))
+    upload(at, "second.png", xray_png(label=3, seed=2, size=(140, 200)))
+
+    analysis = stored_analysis(at)
+    assert analysis.file_name == "second.png"
+    assert analysis.image.gray.shape == (140, 200)
+    assert len(at.get("image")) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("notes.png", b"<html><body>not an image</body></html>"),
+        ("empty.jpg", b""),
+        ("truncated.png", xray_png(label=0)[:60]),
+    ],
+)
+def test_a_bad_file_gets_a_readable_error_and_the_next_upload_works(run_dir, name, data):
+    with pytest.raises(ImageError) as decoding:
+        decode_image(data, name)
+
+    at = upload(open_page(), name, data)
+
+    assert [error.value for error in at.error] == [str(decoding.value)]
+    with pytest.raises(KeyError):
+        at.get_by_key("result")
+
+    upload(at, "good.png", xray_png(label=1))
+    assert not at.error
+    assert "Most likely finding" in result_text(at)
+
+
+def test_dicom_shows_acquisition_facts_and_no_patient_identifiers(run_dir):
+    data = make_dicom(synthetic_xray(2, np.random.default_rng(3), (160, 140)),
+                      patient=FAKE_PATIENT)
+    facts = decode_image(data, "scan.dcm").facts
+
+    at = upload(open_page(), "scan.dcm", data, "application/dicom")
+
+    text = page_text(at)
+    assert facts and all(str(value) in text for value in facts.values())
+    leaked = [value for value in FAKE_PATIENT.values() if value in text]
+    assert not leaked
+
+
+def test_performance_page_shows_the_run_files(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    at = open_page("pages/performance.py")
+
+    counts = plotly_spec(at, "confusion_matrix")["data"][0]["z"]
+    assert np.array_equal(np.asarray(counts), np.asarray(metrics["confusion_matrix"]))
+    for key in ("roc", "reliability", "training_curves"):
+        assert plotly_spec(at, key)["data"]
+    table = at.dataframe[0].value
+    assert list(table["Support"]) == [metrics["per_class"][name]["support"]
+                                      for name in metrics["classes"]]
+    assert f"{metrics['macro_f1']:.3f}" in [metric.value for metric in at.metric]
+
+    at.radio(key="confusion_scale").set_value("Row-normalised")
+    at.run()
+    shares = np.asarray(plotly_spec(at, "confusion_matrix")["data"][0]["z"])
+    assert shares.sum(axis=1) == pytest.approx(np.ones(len(metrics["classes"])))
+
+
+def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    at = open_page("pages/model_card.py")
+
+    values = {metric.label: metric.value for metric in at.metric}
+    assert values["Model version"] == metadata["version"]
+    assert values["Backbone"] == metadata["backbone"]
+    assert values["Trained"] == metadata["created_at"][:10]
+    assert "Intended use" in at.warning[0].value
+    assert card.strip() in [markdown.value.strip() for markdown in at.markdown]
+
+
+def test_admin_pages_explain_a_folder_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+    for page in ("pages/performance.py", "pages/model_card.py"):
+        at = open_page(page)
+        assert str(tmp_path) in at.warning[0].value
