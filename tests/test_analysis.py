@@ -1,0 +1,127 @@
+"""What the Diagnose page does with an upload, tested without Streamlit on a real (small) model."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.analysis import (
+    NOTICE,
+    analyse,
+    display_image,
+    overlay_image,
+    overlay_png,
+    result_json,
+    with_explanation,
+)
+from model.decode import decode_image
+from model.errors import ImageError
+from model.labels import display_name
+from model.predictor import Predictor
+from tests.dicom_factory import FAKE_PATIENT, make_dicom
+from tests.model_factory import make_run_dir
+from tests.synthetic_data import synthetic_xray
+
+SIZE = (150, 210)  # (H, W): not square, to catch a swapped axis
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(scope="module")
+def gray() -> np.ndarray:
+    return synthetic_xray(1, np.random.default_rng(0), SIZE)
+
+
+@pytest.fixture(scope="module")
+def png(gray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def analysis(png, predictor):
+    return analyse(png, "chest.png", predictor)
+
+
+def test_analyse_gives_the_predictors_probabilities_and_a_map_of_the_predicted_class(
+    analysis, gray, predictor
+):
+    expected = predictor.predict(gray)
+    assert analysis.probabilities == pytest.approx(expected, abs=1e-5)
+    assert analysis.predicted_class == max(expected, key=expected.get)
+    assert analysis.probability == pytest.approx(max(expected.values()), abs=1e-5)
+    assert list(analysis.heatmaps) == [analysis.predicted_class]
+    assert analysis.heatmaps[analysis.predicted_class].shape == SIZE
+    assert np.array_equal(analysis.image.gray, gray)
+    assert analysis.model_version == predictor.version
+    assert 0 < analysis.seconds < 60
+
+
+def test_analyse_explains_the_class_asked_for(png, predictor, gray):
+    analysis = analyse(png, "chest.png", predictor, class_name="COVID19")
+    expected = predictor.explain(gray, "COVID19").heatmap
+    assert np.allclose(analysis.heatmaps["COVID19"], expected, atol=1e-5)
+
+
+def test_analyse_refuses_what_is_not_an_image(predictor):
+    with pytest.raises(ImageError, match="notes.png"):
+        analyse(b"%PDF-1.7 not an x-ray", "notes.png", predictor)
+
+
+def test_another_class_adds_its_map_and_keeps_the_probabilities(analysis, predictor, gray):
+    other = next(name for name in predictor.classes if name != analysis.predicted_class)
+    explained = with_explanation(analysis, predictor, other)
+    assert set(explained.heatmaps) == {analysis.predicted_class, other}
+    assert np.allclose(explained.heatmaps[other], predictor.explain(gray, other).heatmap,
+                       atol=1e-5)
+    assert explained.probabilities == analysis.probabilities
+    assert list(analysis.heatmaps) == [analysis.predicted_class]  # the original is unchanged
+
+
+def test_a_class_already_explained_is_not_explained_again(analysis, predictor):
+    assert with_explanation(analysis, predictor, analysis.predicted_class) is analysis
+
+
+def test_overlay_png_is_full_size_and_follows_the_opacity(analysis, gray):
+    name = analysis.predicted_class
+    transparent = np.asarray(Image.open(io.BytesIO(overlay_png(analysis, name, 0.0))))
+    assert transparent.shape == (*SIZE, 3)
+    assert np.array_equal(transparent, np.repeat(gray[..., None], 3, axis=-1))
+    blended = np.asarray(Image.open(io.BytesIO(overlay_png(analysis, name, 0.6))))
+    assert np.abs(blended.astype(int) - transparent).mean() > 5
+
+
+def test_display_images_shrink_to_the_longest_side_keeping_the_aspect(analysis):
+    shrunk = overlay_image(analysis, analysis.predicted_class, 0.4, max_side=105)
+    assert shrunk.shape == (75, 105, 3)
+    assert display_image(analysis, max_side=105).shape == (75, 105)
+    assert display_image(analysis, max_side=1000).shape == SIZE
+
+
+def test_result_json_holds_the_answer_and_its_context(analysis):
+    record = json.loads(result_json(analysis))
+    assert record["predicted_class"] == analysis.predicted_class
+    assert record["predicted_display_name"] == display_name(analysis.predicted_class)
+    assert record["probabilities"] == pytest.approx(analysis.probabilities)
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert record["model_version"] == analysis.model_version
+    assert record["analysed_at"] == analysis.analysed_at
+    assert (record["image"]["height"], record["image"]["width"]) == SIZE
+    assert record["notice"] == NOTICE
+
+
+def test_dicom_results_keep_acquisition_facts_and_no_identifiers(predictor):
+    data = make_dicom(synthetic_xray(0, np.random.default_rng(1), (128, 96)),
+                      patient=FAKE_PATIENT)
+    analysis = analyse(data, "scan.dcm", predictor)
+    text = result_json(analysis).decode()
+    assert json.loads(text)["image"]["acquisition"] == decode_image(data, "scan.dcm").facts
+    assert not [value for value in FAKE_PATIENT.values() if value in text]
