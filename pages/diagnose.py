@@ -53,7 +53,8 @@ def show_headline(analysis: Analysis) -> None:
             key="probabilities",
         )
         st.caption(
-            f"Analysed in {analysis.seconds:.2f} s · model version {analysis.model_version}"
+            f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
+            f"model version {analysis.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
 

@@ -1,0 +1,79 @@
+"""The app as a user meets it: a real server process and a real browser page.
+
+Shared by the end-to-end test and bench/e2e_latency.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from app_resources import MODEL_DIR_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+RESULT = ".st-key-result"
+OVERLAY_IMAGE = ".st-key-overlay img"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """`streamlit run app.py` on 127.0.0.1 serving run_dir; its output goes to log_path."""
+    env = {**os.environ, MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py",
+             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll /_stcore/health until the server answers; fail early if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the app server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} was not healthy within {timeout:.0f} s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def upload(page, path: Path, timeout_ms: float = 60_000) -> None:
+    """Upload one file through the Diagnose page's uploader (no waiting for the result)."""
+    uploader = page.get_by_test_id("stFileUploader").locator("input[type=file]")
+    uploader.set_input_files(str(path), timeout=timeout_ms)
+
+
+def wait_for_result(page, file_name: str, timeout_ms: float = 60_000) -> None:
+    """Wait until the result container names this file and the overlay image is visible."""
+    page.locator(RESULT).filter(has_text=file_name).wait_for(state="visible", timeout=timeout_ms)
+    page.locator(OVERLAY_IMAGE).wait_for(state="visible", timeout=timeout_ms)

@@ -1,0 +1,131 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright against `streamlit run`.
+
+Runs on a factory-built model (so it runs today) and on the shipped model (skipped until it
+is trained); the X-rays are real ones from ../shared/data/cxr4.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model.decode import decode_image
+from model.errors import ImageError
+from model.labels import display_name
+from tests.browser_app import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OVERLAY_IMAGE,
+    REPO_ROOT,
+    RESULT,
+    free_port,
+    start_server,
+    stop_server,
+    upload,
+    wait_for_result,
+    wait_healthy,
+)
+from tests.model_factory import make_run_dir, shipped_run_dir
+from tests.report_factory import write_reports
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
+                "to run the real-browser tests", allow_module_level=True)
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Debian's Chromium, never a browser downloaded by Playwright."""
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="module", params=["factory", "shipped"])
+def run_dir(request, tmp_path_factory) -> Path:
+    if request.param == "shipped":
+        return shipped_run_dir()
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(scope="module")
+def app_url(run_dir, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    server = start_server(run_dir, port, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        stop_server(server)
+    assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def diagnose(page, app_url):
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.get_by_test_id("stFileUploader").wait_for()
+    return page
+
+
+def cli_prediction(run_dir: Path, path: Path) -> str:
+    """The class `python -m model.predict` gives the file: the reference the page must match."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "model.predict", str(path), "--model", str(run_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    return json.loads(completed.stdout.splitlines()[0])["label"]
+
+
+def first_xray(cxr4_dir: Path, class_name: str) -> Path:
+    return sorted((cxr4_dir / "val" / class_name).glob("*.jpg"))[0]
+
+
+def test_an_xray_gets_the_clis_class_and_a_visible_overlay(diagnose, run_dir, cxr4_dir):
+    xray = first_xray(cxr4_dir, "BACTERIAL_PNEUMONIA")
+    expected = display_name(cli_prediction(run_dir, xray))
+
+    upload(diagnose, xray)
+    wait_for_result(diagnose, xray.name)
+
+    result = diagnose.locator(RESULT)
+    assert expected in result.inner_text()
+    assert "%" in result.inner_text()
+    overlay = diagnose.locator(OVERLAY_IMAGE)
+    assert overlay.is_visible()
+    assert overlay.evaluate("image => image.complete && image.naturalWidth > 0")
+    assert "not a diagnosis" in diagnose.get_by_test_id("stAlertContentInfo").inner_text()
+
+
+def test_the_performance_page_renders_the_confusion_matrix(diagnose):
+    diagnose.get_by_role("link", name="Model performance").click()
+    chart = diagnose.locator(".st-key-confusion_matrix")
+    chart.locator(".js-plotly-plot").wait_for(state="visible")
+    chart.get_by_text("predicted class").wait_for(state="visible")
+    assert chart.locator("g.hm image, g.heatmaplayer image").count() >= 1
+
+
+def test_a_non_image_gets_a_readable_error_then_an_xray_works(
+    diagnose, cxr4_dir, tmp_path
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Discharge summary: not an image.\n")
+    with pytest.raises(ImageError) as decoding:
+        decode_image(notes.read_bytes(), notes.name)
+
+    upload(diagnose, notes)
+    error = diagnose.get_by_test_id("stAlertContentError")
+    error.filter(has_text=str(decoding.value)).wait_for(state="visible")
+    assert diagnose.locator(RESULT).count() == 0
+
+    xray = first_xray(cxr4_dir, "NORMAL")
+    upload(diagnose, xray)
+    wait_for_result(diagnose, xray.name)
+    assert diagnose.get_by_test_id("stAlertContentError").count() == 0
