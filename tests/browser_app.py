@@ -74,6 +74,20 @@ def upload(page, path: Path, timeout_ms: float = 60_000) -> None:
 
 
 def wait_for_result(page, file_name: str, timeout_ms: float = 60_000) -> None:
-    """Wait until the result container names this file and the overlay image is visible."""
-    page.locator(RESULT).filter(has_text=file_name).wait_for(state="visible", timeout=timeout_ms)
-    page.locator(OVERLAY_IMAGE).wait_for(state="visible", timeout=timeout_ms)
+    """Wait until the result container names this file and the overlay image is drawn.
+
+    Checked on every animation frame, so a timing is not rounded up to Playwright's
+    500 ms selector polling.
+    """
+    page.wait_for_function(
+        """([result, overlay, fileName]) => {
+            const container = document.querySelector(result);
+            const image = document.querySelector(overlay);
+            return container !== null && container.innerText.includes(fileName)
+                && image !== null && image.complete && image.naturalWidth > 0
+                && image.getBoundingClientRect().width > 0;
+        }""",
+        arg=[RESULT, OVERLAY_IMAGE, file_name],
+        polling="raf",
+        timeout=timeout_ms,
+    )
