@@ -20,11 +20,11 @@ class AugmentConfig:
     different (rare) clinical picture, not a free extra sample.
     """
 
-    rotation_degrees: float = 7.0
-    zoom: float = 0.10
-    shift: float = 0.06
-    brightness: float = 0.10
-    contrast: float = 0.15
+    rotation_degrees: float = 10.0
+    zoom: float = 0.15
+    shift: float = 0.08
+    brightness: float = 0.15
+    contrast: float = 0.25
     horizontal_flip: bool = False
 
 
@@ -38,12 +38,12 @@ class TrainConfig:
     weights: str = "imagenet"  # "imagenet", "none", or a path to a local weights file
     image_size: int | None = None  # None: the backbone's native size
     batch_size: int = 32
-    epochs_frozen: int = 4
-    epochs_finetune: int = 8
+    epochs_frozen: int = 3
+    epochs_finetune: int = 10
     lr_frozen: float = 1e-3
     lr_finetune: float = 3e-5  # about 30x smaller than the head's, per the Keras guide
     finetune_blocks: int = 0  # 0: unfreeze the whole backbone; N: only its top N blocks
-    dropout: float = 0.3
+    dropout: float = 0.4
     label_smoothing: float = 0.05
     class_weighting: bool = True
     early_stopping_patience: int = 3

@@ -106,7 +106,8 @@ def train(config: TrainConfig) -> dict:
         )
 
     created_at = now_utc()
-    model.save(config.out / "model.keras")
+    # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
+    keras.Model(model.inputs, model.outputs, name=model.name).save(config.out / "model.keras")
     write_json(config.out / "history.json", history)
     write_json(config.out / "metadata.json", {
         "format_version": 1,
