@@ -1,0 +1,100 @@
+"""Inference speed of a run directory on this machine, warm, decoding included.
+
+    python bench/latency.py [--model RUN_DIR] [--data ../shared/data/cxr4] [--repeats 30]
+
+Prints the median and p95 of (1) decode + predict and (2) decode + predict + Grad-CAM for a
+2000x2000 JPEG upload, and (3) the throughput of `model.predict`'s batched folder path over the
+val split (all 776 images when the real data is present; synthetic images otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.decode import decode_image  # noqa: E402
+from model.predict import collect_files, predict_files  # noqa: E402
+from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def large_jpeg(data_dir: Path) -> bytes:
+    """A real X-ray scaled up to 2000x2000 (or a synthetic one), as a radiology export would be."""
+    sources = sorted((data_dir / "val" / "COVID19").glob("*.jpg"))
+    if sources:
+        gray = Image.open(sources[0]).convert("L")
+    else:
+        rng = np.random.default_rng(0)
+        gray = Image.fromarray(rng.integers(0, 256, (256, 256), dtype=np.uint8))
+    buffer = io.BytesIO()
+    gray.resize((2000, 2000), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def timed(action, repeats: int) -> list[float]:
+    """Milliseconds per call, after two warm-up calls."""
+    action()
+    action()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - started)
+    return [1000 * s for s in seconds]
+
+
+def report(label: str, millis: list[float]) -> None:
+    p95 = float(np.percentile(millis, 95))
+    print(f"{label}: median {statistics.median(millis):.1f} ms, p95 {p95:.1f} ms "
+          f"(n={len(millis)})")
+
+
+def folder_throughput(predictor: Predictor, data_dir: Path) -> tuple[int, float]:
+    """Images per second of the CLI's batched path over a folder (JSON lines to a null sink)."""
+    folder = data_dir / "val"
+    with tempfile.TemporaryDirectory() as scratch:
+        if not folder.is_dir():
+            folder = Path(scratch)
+            rng = np.random.default_rng(1)
+            for index in range(200):
+                Image.fromarray(rng.integers(0, 256, (256, 256), dtype=np.uint8)).save(
+                    folder / f"{index}.png")
+        files = collect_files([folder])
+        with open("/dev/null", "w") as sink:
+            started = time.perf_counter()
+            predict_files(files, predictor, batch_size=32, out=sink)
+            elapsed = time.perf_counter() - started
+    return len(files), len(files) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr4")
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    predictor = Predictor.load(args.model)
+    predictor.warm_up()
+    upload = large_jpeg(args.data)
+    print(f"model {predictor.version}; upload: 2000x2000 JPEG, {len(upload) / 1e6:.2f} MB")
+    report("decode + predict", timed(lambda: predictor.predict(decode_image(upload).gray),
+                                     args.repeats))
+    report("decode + predict + Grad-CAM",
+           timed(lambda: predictor.explain(decode_image(upload).gray), args.repeats))
+    count, rate = folder_throughput(predictor, args.data)
+    print(f"folder throughput (model.predict path, batch 32): {rate:.1f} images/s over {count}")
+
+
+if __name__ == "__main__":
+    main()
