@@ -17,7 +17,9 @@ def build_classifier(
     features, weights_source = spec.build(inputs, weights)
     pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     dropped = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-    logits = keras.layers.Dense(n_classes, name="logits")(dropped)
+    # Zero-initialised: training starts from uniform probabilities (loss ln 4), and the first
+    # steps move the head toward the class means, so even a short frozen stage ranks well.
+    logits = keras.layers.Dense(n_classes, kernel_initializer="zeros", name="logits")(dropped)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, probabilities, name=f"cxr_{spec.name}"), weights_source
 
