@@ -27,14 +27,19 @@ def gradcam_heatmap(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
 
 
 class GradCam:
-    """A compiled Grad-CAM step on a whole (flat) model, one forward pass for map and logits."""
+    """A compiled Grad-CAM step on a whole (flat) model, one forward pass for map and logits.
+
+    The same pass also returns the pooled features the logits layer reads, so the
+    out-of-distribution gate (model.ood) costs no second pass.
+    """
 
     def __init__(self, model: keras.Model, gradcam_layer: str, logits_layer: str) -> None:
+        logits = model.get_layer(logits_layer)
         self._model = keras.Model(
-            model.input,
-            [model.get_layer(gradcam_layer).output, model.get_layer(logits_layer).output],
+            model.inputs[0],
+            [model.get_layer(gradcam_layer).output, logits.output, logits.input],
         )
-        image_shape = (1, *model.input.shape[1:])
+        image_shape = (1, *model.inputs[0].shape[1:])
         self._step = tf.function(
             self._tape_step,
             input_signature=[
@@ -45,24 +50,23 @@ class GradCam:
 
     def _tape_step(self, image: tf.Tensor, class_index: tf.Tensor):
         with tf.GradientTape() as tape:
-            activations, logits = self._model(image, training=False)
+            activations, logits, features = self._model(image, training=False)
             chosen = tf.where(class_index < 0, tf.argmax(logits[0], output_type=tf.int32),
                               class_index)
             class_score = tf.gather(logits[0], chosen)
         gradients = tape.gradient(class_score, activations)
-        return gradcam_heatmap(activations[0], gradients[0]), logits[0], chosen
+        return gradcam_heatmap(activations[0], gradients[0]), logits[0], features[0], chosen
 
     def __call__(
         self, image: np.ndarray, class_index: int = -1
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """One preprocessed (1, S, S, 3) image -> (heatmap at the layer's size, logits, class).
-
-        A negative class_index explains the predicted class.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """One preprocessed (1, S, S, 3) image -> (heatmap at the layer's size, logits,
+        pooled features, class). A negative class_index explains the predicted class.
         """
-        heatmap, logits, chosen = self._step(
+        heatmap, logits, features, chosen = self._step(
             tf.convert_to_tensor(image, tf.float32), tf.constant(class_index, tf.int32)
         )
-        return heatmap.numpy(), logits.numpy(), int(chosen)
+        return heatmap.numpy(), logits.numpy(), features.numpy(), int(chosen)
 
 
 def resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -3,8 +3,9 @@
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
 
 Folders are searched recursively for image files. Each line is either
-{"file", "label", "probabilities", "model"} or, for a file that cannot be used,
-{"file", "error"}; the run goes on. Exit 0 once every path was processed, 2 on usage errors.
+{"file", "label", "probabilities", "model"} or, for a file that cannot be used or that the
+model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
+the run goes on. Exit 0 once every path was processed, 2 on usage errors.
 Logs go to stderr so stdout stays machine-readable.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from model.decode import DecodedImage, decode_file
 from model.errors import ImageError
+from model.ood import check_acquisition
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -31,9 +33,10 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"})
 DECODE_THREADS = 4
 
-# A check run on every decoded image before prediction; it refuses one by raising ImageError
-# (the place for an out-of-distribution gate).
+# A check run on every decoded image before prediction; it refuses one by raising ImageError.
+# The predictor's own gate (pixels, then features) always runs after these.
 ImageGate = Callable[[DecodedImage], None]
+DEFAULT_GATES: tuple[ImageGate, ...] = (check_acquisition,)
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -54,7 +57,7 @@ def _load(path: Path, predictor: Predictor, gates: tuple[ImageGate, ...]) -> np.
     decoded = decode_file(path)
     for gate in gates:
         gate(decoded)
-    return predictor.preprocess(decoded.gray)
+    return predictor.screen(decoded.gray)
 
 
 def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarray]
@@ -79,20 +82,18 @@ def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarr
 
 def predict_files(
     files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
-    gates: tuple[ImageGate, ...] = (),
+    gates: tuple[ImageGate, ...] = DEFAULT_GATES,
 ) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused."""
     for batch in _batches(files, batch_size, lambda path: _load(path, predictor, gates)):
-        usable = [(path, inputs) for path, inputs in batch if not isinstance(inputs, ImageError)]
-        probabilities = (
-            iter(predictor.probabilities(predictor.logits(np.stack([x for _, x in usable]))))
-            if usable else iter(())
-        )
+        usable = [inputs for _, inputs in batch if not isinstance(inputs, ImageError)]
+        outcomes = iter(predictor.gated_probabilities(np.stack(usable)) if usable else ())
         for path, inputs in batch:
-            if isinstance(inputs, ImageError):
-                record = {"file": str(path), "error": str(inputs)}
+            outcome = inputs if isinstance(inputs, ImageError) else next(outcomes)
+            if isinstance(outcome, ImageError):
+                record = {"file": str(path), "error": str(outcome)}
             else:
-                by_class = dict(zip(predictor.classes, next(probabilities).tolist(), strict=True))
+                by_class = dict(zip(predictor.classes, outcome.tolist(), strict=True))
                 record = {"file": str(path), "label": max(by_class, key=by_class.get),
                           "probabilities": by_class, "model": predictor.version}
             out.write(json.dumps(record) + "\n")
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             predictor = Predictor.load(args.model or DEFAULT_RUN_DIR)
         except ModelLoadError as error:
             parser.error(str(error))
+    if not predictor.ood.enabled:
+        print(f"warning: {predictor.ood.info['reason']}", file=sys.stderr)
     files = collect_files(args.paths)
     if not files:
         print("no image files found", file=sys.stderr)

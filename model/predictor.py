@@ -1,7 +1,8 @@
 """The predictor: a run directory loaded once, giving calibrated probabilities and Grad-CAM.
 
 Everything the model needs to know about its inputs (size, normalisation, class order, the
-Grad-CAM layer, the temperature) comes from the run directory, never from this code.
+Grad-CAM layer, the temperature, the out-of-distribution gate) comes from the run directory,
+never from this code. Images the gate refuses raise ImageError instead of getting probabilities.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from model.calibration import softmax
+from model.errors import ImageError
 from model.gradcam import GradCam, resize_heatmap
-from model.preprocess import NORMALIZATIONS, preprocess
+from model.ood import OodFilesError, OodGate
+from model.preprocess import NORMALIZATIONS, preprocess, resize_gray, to_model_input
 
 DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
 REQUIRED_METADATA = ("version", "classes", "image_size", "preprocessing", "gradcam_layer",
@@ -69,26 +72,39 @@ def read_temperature(run_dir: Path) -> float:
 
 
 class Predictor:
-    """A trained model with its metadata and calibration; load once, call many times."""
+    """A trained model with its metadata, calibration and out-of-distribution gate.
 
-    def __init__(self, model: keras.Model, metadata: dict, temperature: float) -> None:
+    Load once, call many times. ``ood`` is the gate (``ood.enabled``, and ``ood.info``: its
+    limits and figures, or why it is off).
+    """
+
+    def __init__(self, model: keras.Model, metadata: dict, temperature: float,
+                 ood: OodGate | None = None) -> None:
         self.metadata = metadata
         self.classes: list[str] = list(metadata["classes"])
         self.version: str = metadata["version"]
         self.image_size: int = int(metadata["image_size"])
         self.temperature = temperature
+        self.ood = ood or OodGate.off("no gate was given to this predictor")
         self._normalization: str = metadata["preprocessing"]["normalization"]
-        logits_model = keras.Model(model.input, model.get_layer(metadata["logits_layer"]).output)
-        self._logits = tf.function(
-            lambda batch: logits_model(batch, training=False),
+        logits_layer = model.get_layer(metadata["logits_layer"])
+        # The pooled features the logits layer reads: one forward pass gives both.
+        forward_model = keras.Model(model.inputs[0], [logits_layer.output, logits_layer.input])
+        self._forward = tf.function(
+            lambda batch: forward_model(batch, training=False),
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3),
                                            tf.float32)],
         )
         self._gradcam = GradCam(model, metadata["gradcam_layer"], metadata["logits_layer"])
+        feature_size = logits_layer.input.shape[-1]
+        if self.ood.enabled and self.ood.feature_size != feature_size:
+            raise ModelLoadError(f"the out-of-distribution gate was fitted on "
+                                 f"{self.ood.feature_size} features, the model has {feature_size}")
 
     @classmethod
     def load(cls, run_dir: str | Path = DEFAULT_RUN_DIR) -> Predictor:
-        """Read metadata.json, calibration.json (optional) and model.keras from a run directory."""
+        """Read metadata.json, calibration.json and ood.json/ood.npz (both optional) and
+        model.keras from a run directory."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelLoadError(f"no model directory at {run_dir}")
@@ -105,42 +121,90 @@ class Predictor:
             if metadata[key] not in {layer.name for layer in model.layers}:
                 raise ModelLoadError(f"{model_path} has no layer {metadata[key]!r} ({key})")
         expected = (None, metadata["image_size"], metadata["image_size"], 3)
-        if tuple(model.input.shape) != expected:
-            raise ModelLoadError(f"{model_path} takes {model.input.shape}, the metadata "
-                                 f"says {expected}")
+        if len(model.inputs) != 1 or tuple(model.inputs[0].shape) != expected:
+            shapes = [tuple(image.shape) for image in model.inputs]
+            raise ModelLoadError(f"{model_path} takes {shapes}, the metadata says {expected}")
         n_logits = model.get_layer(metadata["logits_layer"]).output.shape[-1]
         if n_logits != len(metadata["classes"]):
             raise ModelLoadError(f"{model_path} has {n_logits} outputs for "
                                  f"{len(metadata['classes'])} classes in the metadata")
-        return cls(model, metadata, temperature)
+        try:
+            ood = OodGate.load(run_dir)
+        except OodFilesError as error:
+            raise ModelLoadError(str(error)) from error
+        return cls(model, metadata, temperature, ood)
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image -> this model's (S, S, 3) input, exactly as in training."""
         return preprocess(gray, self.image_size, self._normalization)
 
+    def screen(self, gray: np.ndarray) -> np.ndarray:
+        """The gate's pixel checks (blank, noise), then the model input; raises ImageError."""
+        resized = resize_gray(gray, self.image_size)
+        self.ood.check_pixels(resized)
+        return to_model_input(resized, self._normalization)
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) preprocessed inputs -> (N, C) logits, through a compiled graph."""
-        return self._logits(tf.convert_to_tensor(batch, tf.float32)).numpy()
+        return self.logits_and_features(batch)[0]
+
+    def logits_and_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S, 3) inputs -> ((N, C) logits, (N, D) pooled features), one compiled pass.
+
+        Not gated: for evaluation and fitting the gate.
+        """
+        logits, features = self._forward(tf.convert_to_tensor(batch, tf.float32))
+        return logits.numpy(), features.numpy()
+
+    def gated_probabilities(self, batch: np.ndarray) -> list[np.ndarray | ImageError]:
+        """(N, S, S, 3) screened inputs -> for each image, its calibrated probabilities or the
+        gate's refusal (an ImageError saying why), from one forward pass."""
+        logits, features = self.logits_and_features(batch)
+        outcomes: list[np.ndarray | ImageError] = []
+        for probabilities, row in zip(self.probabilities(logits), features, strict=True):
+            try:
+                self.ood.check(row)
+            except ImageError as refusal:
+                outcomes.append(refusal)
+            else:
+                outcomes.append(probabilities)
+        return outcomes
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
         return softmax(logits, self.temperature)
 
     def predict(self, gray: np.ndarray) -> dict[str, float]:
-        """One decoded image -> calibrated probabilities by class name."""
+        """One decoded image -> calibrated probabilities by class name; ImageError if refused."""
         return self._by_class(self.predict_batch([gray])[0])
 
     def predict_batch(self, grays: list[np.ndarray]) -> np.ndarray:
-        """Decoded images of any sizes -> (N, C) calibrated probabilities."""
-        batch = np.stack([self.preprocess(gray) for gray in grays])
-        return self.probabilities(self.logits(batch))
+        """Decoded images of any sizes -> (N, C) calibrated probabilities.
+
+        Raises ImageError for the first image the gate refuses (naming it when N > 1).
+        """
+        inputs = []
+        for index, gray in enumerate(grays):
+            try:
+                inputs.append(self.screen(gray))
+            except ImageError as refusal:
+                raise _numbered(refusal, index, len(grays)) from None
+        outcomes = self.gated_probabilities(np.stack(inputs))
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, ImageError):
+                raise _numbered(outcome, index, len(grays))
+        return np.stack(outcomes)
 
     def explain(self, gray: np.ndarray, class_name: str | None = None) -> Explanation:
-        """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class."""
+        """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class.
+
+        ImageError if the gate refuses the image (its features come from the same pass).
+        """
         if class_name is not None and class_name not in self.classes:
             raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
         class_index = -1 if class_name is None else self.classes.index(class_name)
-        heatmap, logits, chosen = self._gradcam(self.preprocess(gray)[None], class_index)
+        heatmap, logits, features, chosen = self._gradcam(self.screen(gray)[None], class_index)
+        self.ood.check(features)
         return Explanation(
             probabilities=self._by_class(self.probabilities(logits[None])[0]),
             class_name=self.classes[chosen],
@@ -148,10 +212,18 @@ class Predictor:
         )
 
     def warm_up(self) -> None:
-        """Trace and run both compiled graphs once, so the first person is not kept waiting."""
-        blank = np.full((self.image_size, self.image_size), 128, np.uint8)
-        self.predict(blank)
-        self.explain(blank)
+        """Trace and run both compiled graphs once, so the first person is not kept waiting.
+
+        Straight through the graphs: the gate would rightly refuse the blank image used here.
+        """
+        blank = self.preprocess(np.full((self.image_size, self.image_size), 128, np.uint8))
+        self.logits_and_features(blank[None])
+        self._gradcam(blank[None])
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}
+
+
+def _numbered(refusal: ImageError, index: int, count: int) -> ImageError:
+    """The refusal as is for one image; prefixed with which image it was in a batch."""
+    return refusal if count == 1 else ImageError(f"Image {index + 1} of {count}: {refusal}")

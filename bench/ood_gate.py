@@ -1,0 +1,160 @@
+"""How well the out-of-distribution gate tells chest X-rays from everything else, and its cost.
+
+    python bench/ood_gate.py [--model RUN_DIR] [--data DIR] [--out FILE]
+
+Prints: the refused fraction of the generated non-X-ray set (tests/ood_corpus.py), by
+category and by the step that refused (DICOM header, pixels, features), and what the feature
+distance alone refuses; the refused fraction of the validation chest X-rays in DIR/val; the
+latency the gate adds per image (median ms: the pixel checks plus the distance, and
+predict() with the gate on minus off). Targets (issue 5): >= 98 % of >= 200 non-X-rays
+refused, <= 1 % of val X-rays refused, <= 10 ms added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.decode import DecodedImage, decode_file, decode_image  # noqa: E402
+from model.errors import ImageError  # noqa: E402
+from model.ood import OodGate, check_acquisition  # noqa: E402
+from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
+from model.preprocess import resize_gray  # noqa: E402
+from tests.ood_corpus import ood_corpus  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr4"
+LATENCY_IMAGES = 200
+
+
+def refusal_step(predictor: Predictor, image: DecodedImage) -> str | None:
+    """Which step refuses the image ('header', 'pixels', 'features'), or None if accepted."""
+    try:
+        check_acquisition(image)
+    except ImageError:
+        return "header"
+    try:
+        inputs = predictor.screen(image.gray)
+    except ImageError:
+        return "pixels"
+    (outcome,) = predictor.gated_probabilities(inputs[None])
+    return "features" if isinstance(outcome, ImageError) else None
+
+
+def feature_distances(predictor: Predictor, grays: list[np.ndarray]) -> np.ndarray:
+    """The feature distance of every image, ignoring the header and pixel checks."""
+    return np.concatenate([
+        predictor.ood.distances(predictor.logits_and_features(
+            np.stack([predictor.preprocess(gray) for gray in grays[start:start + 64]]))[1])
+        for start in range(0, len(grays), 64)
+    ])
+
+
+def median_ms(function, arguments: list) -> float:
+    times = []
+    for argument in arguments:
+        start = time.perf_counter()
+        function(argument)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def added_latency(predictor: Predictor, images: list[DecodedImage]) -> dict[str, float]:
+    """Median ms per image: each gate step alone, and predict() with the gate on minus off."""
+    grays = [image.gray for image in images]
+    resized = [resize_gray(gray, predictor.image_size) for gray in grays]
+    features = predictor.logits_and_features(np.stack([predictor.preprocess(gray)
+                                                        for gray in grays]))[1]
+    gate, off = predictor.ood, OodGate.off("benchmark: gate off")
+    predictor.predict(grays[0])
+    gated_times, ungated_times = [], []
+    for gray in grays:  # interleaved, so load from other processes hits both alike
+        for predictor.ood, times in ((gate, gated_times), (off, ungated_times)):
+            start = time.perf_counter()
+            predictor.predict(gray)
+            times.append(time.perf_counter() - start)
+    predictor.ood = gate
+    return {
+        "header_check_ms": median_ms(check_acquisition, images),
+        "pixel_checks_ms": median_ms(gate.check_pixels, resized),
+        "distance_ms": median_ms(gate.check, list(features)),
+        "predict_gate_on_ms": 1000 * statistics.median(gated_times),
+        "predict_gate_off_ms": 1000 * statistics.median(ungated_times),
+        "predict_added_ms": 1000 * statistics.median(
+            np.subtract(gated_times, ungated_times).tolist()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, metavar="RUN_DIR")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                        help="dataset folder with val/<CLASS>/ chest X-rays")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    predictor = Predictor.load(args.model)
+    if not predictor.ood.enabled:
+        parser.error(predictor.ood.info["reason"])
+    print(f"model {predictor.version}; limits {predictor.ood.info['limits']}")
+
+    corpus = ood_corpus()
+    decoded = [decode_image(sample.data, sample.name) for sample in corpus]
+    steps = [refusal_step(predictor, image) for image in decoded]
+    categories = Counter(sample.category for sample in corpus)
+    refused_by_category = Counter(sample.category for sample, step in zip(corpus, steps,
+                                                                          strict=True) if step)
+    distances = feature_distances(predictor, [image.gray for image in decoded])
+    limit = predictor.ood.info["limits"]["max_distance"]
+    non_xray = {
+        "images": len(corpus),
+        "refused_fraction": sum(step is not None for step in steps) / len(corpus),
+        "refused_by_step": dict(Counter(step for step in steps if step)),
+        "by_category": {category: f"{refused_by_category[category]}/{count}"
+                        for category, count in sorted(categories.items())},
+        "features_alone_refused_fraction": float(np.mean(distances > limit)),
+        "closest_to_the_limit": [  # the margin: non-X-rays that reached the feature check
+            f"{corpus[index].name} {distances[index]:.1f}" for index in np.argsort(distances)
+            if steps[index] in ("features", None)][:5],
+        "accepted": [sample.name for sample, step in zip(corpus, steps, strict=True) if not step],
+    }
+    print(f"\nnon-X-ray set: {non_xray['refused_fraction']:.1%} of {len(corpus)} refused "
+          f"(by step {non_xray['refused_by_step']}); the feature distance alone refuses "
+          f"{non_xray['features_alone_refused_fraction']:.1%}")
+    print(f"  by category: {non_xray['by_category']}")
+    print(f"  closest to the limit {limit:.1f}: {non_xray['closest_to_the_limit']}")
+    print(f"  accepted: {non_xray['accepted']}")
+
+    val_paths = sorted((args.data / "val").rglob("*.jpg"))
+    val_images = [decode_file(path) for path in val_paths]
+    val_steps = [refusal_step(predictor, image) for image in val_images]
+    refused_paths = [path for path, step in zip(val_paths, val_steps, strict=True) if step]
+    val = {
+        "images": len(val_paths),
+        "refused_fraction": len(refused_paths) / len(val_paths),
+        "refused": [f"{path.parent.name}/{path.name}" for path in refused_paths],
+    }
+    print(f"\nval chest X-rays: {val['refused_fraction']:.2%} of {len(val_paths)} refused: "
+          f"{val['refused']}")
+
+    latency = added_latency(predictor, val_images[::max(1, len(val_images) // LATENCY_IMAGES)])
+    print("\nadded latency per image (median ms): "
+          + ", ".join(f"{key} {value:.2f}" for key, value in latency.items()))
+    if args.out:
+        args.out.write_text(json.dumps({"model": predictor.version, "non_xray": non_xray,
+                                        "val": val, "latency": latency}, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

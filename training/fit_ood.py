@@ -1,0 +1,173 @@
+"""Fit the out-of-distribution gate of a run directory: writes ood.json and ood.npz into it.
+
+    python -m training.fit_ood --model RUN_DIR --data DIR [--refused-fraction 0.005]
+
+Class means and one shared, Ledoit-Wolf-shrunk covariance of the model's pooled features on
+DIR/train; the distance limit is the (1 - refused-fraction) quantile of DIR/val's distances,
+so val X-rays the Gaussians never saw set it. The pixel limits are half the lowest contrast
+and neighbour correlation of any training X-ray. ood.json also holds the figures for the
+model card: the limits, the val refusal rate (in-sample and cross-validated) and the spread
+of distances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sklearn.covariance import LedoitWolf
+
+from model.ood import (
+    OOD_JSON,
+    OOD_NPZ,
+    FeatureGaussians,
+    OodGate,
+    OodLimits,
+    contrast,
+    distance_threshold,
+    neighbour_correlation,
+)
+from model.predictor import ModelLoadError, Predictor
+from model.preprocess import to_model_input
+from training.data import DatasetError, LoadedSplit, find_classes, load_split, scan_split
+
+log = logging.getLogger("training.fit_ood")
+
+DEFAULT_REFUSED_FRACTION = 0.005  # half the 1 % budget, leaving room for new hospitals' images
+PIXEL_MARGIN = 0.5  # pixel limits at half the lowest value seen on a training X-ray
+CROSS_VALIDATION_SPLITS = 50
+QUANTILES = (0.5, 0.9, 0.99, 0.995, 1.0)
+SUMMARY_KEYS = ("limits", "val_refused_fraction", "val_refused_by_distance_cross_validated",
+                "distances", "pixels")
+
+
+def pooled_features(predictor: Predictor, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, S, S) uint8 model-size images -> (N, D) features from the model's own forward pass."""
+    normalization = predictor.metadata["preprocessing"]["normalization"]
+    return np.concatenate([
+        predictor.logits_and_features(np.stack([
+            to_model_input(image, normalization) for image in images[start:start + batch_size]
+        ]))[1]
+        for start in range(0, len(images), batch_size)
+    ])
+
+
+def fit_gaussians(
+    features: np.ndarray, labels: np.ndarray, n_classes: int
+) -> tuple[FeatureGaussians, float]:
+    """Class means and a shared covariance shrunk by Ledoit-Wolf; returns the shrinkage too.
+
+    With 1280 features and a few thousand images the sample covariance is nearly singular;
+    Ledoit-Wolf picks the shrinkage towards a scaled identity that minimises the expected error.
+    """
+    features = features.astype(np.float64)
+    means = np.stack([features[labels == label].mean(axis=0) for label in range(n_classes)])
+    estimator = LedoitWolf(assume_centered=True).fit(features - means[labels])
+    return FeatureGaussians.from_covariance(means, estimator.covariance_), float(
+        estimator.shrinkage_)
+
+
+def cross_validated_refusal(distances: np.ndarray, refused_fraction: float, seed: int = 0
+                            ) -> float:
+    """The refusal rate on unseen X-rays: limit set on one random half, measured on the other."""
+    rng = np.random.default_rng(seed)
+    rates = []
+    for _ in range(CROSS_VALIDATION_SPLITS):
+        order = rng.permutation(len(distances))
+        halves = order[: len(order) // 2], order[len(order) // 2:]
+        for fitted, held_out in (halves, halves[::-1]):
+            limit = distance_threshold(distances[fitted], refused_fraction)
+            rates.append(float(np.mean(distances[held_out] > limit)))
+    return float(np.mean(rates))
+
+
+def _pixel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([contrast(image) for image in images]),
+            np.array([neighbour_correlation(image) for image in images]))
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    return {f"q{100 * q:g}": round(float(np.quantile(values, q)), 3) for q in QUANTILES}
+
+
+def fit_gate(
+    predictor: Predictor, train: LoadedSplit, val: LoadedSplit, classes: list[str],
+    refused_fraction: float = DEFAULT_REFUSED_FRACTION,
+) -> OodGate:
+    """The fitted gate, with the figures the model card reports in its ``info``."""
+    unknown = set(classes) - set(predictor.classes)
+    if unknown:
+        raise DatasetError(f"the data have classes the model does not know: {sorted(unknown)}")
+    labels = np.array([predictor.classes.index(classes[label]) for label in train.labels])
+    if np.bincount(labels, minlength=len(predictor.classes)).min() == 0:
+        raise DatasetError("every class of the model needs training images to fit the gate")
+    train_features = pooled_features(predictor, train.images)
+    gaussians, shrinkage = fit_gaussians(train_features, labels, len(predictor.classes))
+    train_distances = gaussians.distances(train_features)
+    val_distances = gaussians.distances(pooled_features(predictor, val.images))
+    train_contrast, train_correlation = _pixel_statistics(train.images)
+    val_contrast, val_correlation = _pixel_statistics(val.images)
+    limits = OodLimits(
+        max_distance=distance_threshold(val_distances, refused_fraction),
+        min_contrast=PIXEL_MARGIN * float(train_contrast.min()),
+        min_neighbour_correlation=PIXEL_MARGIN * float(train_correlation.min()),
+    )
+    refused_by_pixels = ((val_contrast < limits.min_contrast)
+                         | (val_correlation < limits.min_neighbour_correlation))
+    refused = refused_by_pixels | (val_distances > limits.max_distance)
+    info = {
+        "method": "Mahalanobis distance to the nearest class mean of the pooled features "
+                  "(shared Ledoit-Wolf covariance), after pixel checks for blank and noise",
+        "model_version": predictor.version,
+        "feature_size": int(gaussians.class_means.shape[1]),
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fitted_on": {"train": len(train.images), "val": len(val.images)},
+        "target_refused_fraction": refused_fraction,
+        "shrinkage": round(shrinkage, 5),
+        "val_refused_fraction": round(float(refused.mean()), 4),
+        "val_refused_by_distance_cross_validated": round(
+            cross_validated_refusal(val_distances, refused_fraction), 4),
+        "val_refused_by_pixels": int(refused_by_pixels.sum()),
+        "distances": {"train": _quantiles(train_distances), "val": _quantiles(val_distances)},
+        "pixels": {"train_min_contrast": float(train_contrast.min()),
+                   "train_min_neighbour_correlation": round(float(train_correlation.min()), 4),
+                   "pixel_margin": PIXEL_MARGIN},
+    }
+    return OodGate(gaussians, limits, info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
+                        help="run directory; ood.json and ood.npz are written into it")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="dataset folder with train/<CLASS>/ and val/<CLASS>/")
+    parser.add_argument("--refused-fraction", type=float, default=DEFAULT_REFUSED_FRACTION,
+                        help="share of val X-rays the distance limit may refuse "
+                             f"(default: {DEFAULT_REFUSED_FRACTION})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not ((args.data / "train").is_dir() and (args.data / "val").is_dir()):
+        parser.error(f"{args.data} needs train/<CLASS>/ and val/<CLASS>/ folders")
+    try:
+        predictor = Predictor.load(args.model)
+        classes = find_classes(args.data / "train")
+        train, val = (load_split(scan_split(args.data, split, classes), predictor.image_size,
+                                 split) for split in ("train", "val"))
+        gate = fit_gate(predictor, train, val, classes, args.refused_fraction)
+    except (ModelLoadError, DatasetError, ValueError) as error:
+        parser.error(str(error))
+    gate.save(args.model)
+    saved = OodGate.load(args.model).info
+    print(json.dumps({key: saved[key] for key in SUMMARY_KEYS}, indent=2))
+    print(f"wrote {args.model / OOD_JSON} and {args.model / OOD_NPZ}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
