@@ -20,6 +20,7 @@ from PIL import Image
 from model.decode import DecodedImage, decode_image
 from model.gradcam import overlay
 from model.labels import display_name
+from model.ood import check_acquisition
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -59,6 +60,7 @@ def analyse(
     analysed_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     image = decode_image(data, name)
+    check_acquisition(image)
     explanation = predictor.explain(image.gray, class_name)
     return Analysis(
         file_name=name,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from model.analysis import (
     NOTICE,
@@ -74,6 +76,12 @@ def test_analyse_explains_the_class_asked_for(png, predictor, gray):
 def test_analyse_refuses_what_is_not_an_image(predictor):
     with pytest.raises(ImageError, match="notes.png"):
         analyse(b"%PDF-1.7 not an x-ray", "notes.png", predictor)
+
+
+def test_analyse_refuses_a_dicom_that_is_not_a_radiograph(predictor):
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    with pytest.raises(ImageError, match=r"CT \(computed tomography\) image, not a radiograph"):
+        analyse(ct.read_bytes(), ct.name, predictor)
 
 
 def test_another_class_adds_its_map_and_keeps_the_probabilities(analysis, predictor, gray):

@@ -12,11 +12,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from pydicom.uid import RLELossless
+from skimage import data
 
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import display_name
+from model.ood import OOD_JSON
 from tests.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -30,6 +35,7 @@ from tests.browser_app import (
     wait_for_result,
     wait_healthy,
 )
+from tests.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 
@@ -75,13 +81,17 @@ def diagnose(page, app_url):
     return page
 
 
-def cli_prediction(run_dir: Path, path: Path) -> str:
-    """The class `python -m model.predict` gives the file: the reference the page must match."""
+def cli_record(run_dir: Path, path: Path) -> dict:
+    """What `python -m model.predict` says of the file: the reference the page must match."""
     completed = subprocess.run(
         [sys.executable, "-m", "model.predict", str(path), "--model", str(run_dir)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
     )
-    return json.loads(completed.stdout.splitlines()[0])["label"]
+    return json.loads(completed.stdout.splitlines()[0])
+
+
+def cli_prediction(run_dir: Path, path: Path) -> str:
+    return cli_record(run_dir, path)["label"]
 
 
 def first_xray(cxr4_dir: Path, class_name: str) -> Path:
@@ -126,6 +136,49 @@ def test_a_non_image_gets_a_readable_error_then_an_xray_works(
     assert diagnose.locator(RESULT).count() == 0
 
     xray = first_xray(cxr4_dir, "NORMAL")
+    upload(diagnose, xray)
+    wait_for_result(diagnose, xray.name)
+    assert diagnose.get_by_test_id("stAlertContentError").count() == 0
+
+
+def test_a_dicom_xray_shows_its_class_and_acquisition_but_no_identifiers(
+    diagnose, run_dir, cxr4_dir, tmp_path
+):
+    jpeg = first_xray(cxr4_dir, "VIRAL_PNEUMONIA")
+    gray = np.asarray(Image.open(jpeg).convert("L"))
+    dicom = tmp_path / "chest.dcm"
+    dicom.write_bytes(make_dicom(gray, bits=16, monochrome1=True,
+                                 transfer_syntax=RLELossless))
+    expected = display_name(cli_prediction(run_dir, dicom))
+
+    upload(diagnose, dicom)
+    wait_for_result(diagnose, dicom.name)
+
+    assert expected in diagnose.locator(RESULT).inner_text()
+    for fact in ("Modality: DX", "View position: PA", "Body part examined: CHEST"):
+        diagnose.get_by_text(fact).wait_for(state="visible")
+    page_text = diagnose.content()
+    for identifier in FAKE_PATIENT.values():
+        assert identifier not in page_text
+
+
+def test_a_photo_is_refused_with_the_gates_reason_then_an_xray_works(
+    diagnose, run_dir, cxr4_dir, tmp_path
+):
+    if not (run_dir / OOD_JSON).is_file():
+        pytest.skip(f"{run_dir} has no fitted out-of-distribution gate ({OOD_JSON}); "
+                    "the shipped model's run of this test checks the refusal")
+    photo = tmp_path / "cat.jpg"
+    Image.fromarray(data.chelsea()).save(photo, quality=90)
+    refusal = cli_record(run_dir, photo)["error"]
+    assert "not look like a frontal chest X-ray" in refusal
+
+    upload(diagnose, photo)
+    diagnose.get_by_test_id("stAlertContentError").filter(
+        has_text="not look like a frontal chest X-ray").wait_for(state="visible")
+    assert diagnose.locator(RESULT).count() == 0
+
+    xray = first_xray(cxr4_dir, "COVID19")
     upload(diagnose, xray)
     wait_for_result(diagnose, xray.name)
     assert diagnose.get_by_test_id("stAlertContentError").count() == 0
