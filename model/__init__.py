@@ -1,1 +1,2 @@
-"""Everything inference needs: decoding, preprocessing, the predictor, Grad-CAM and the shipped model."""
+"""Everything inference needs: decoding, preprocessing, the predictor, Grad-CAM and the
+shipped model."""

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES
-from model.predictor import DEFAULT_RUN_DIR
+from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.preprocess import resize_gray
+from tests.synthetic_data import smooth_xray
+from training.data import LoadedSplit
+from training.fit_ood import fit_gate
 
 IMAGE_SIZE = 64
 TEMPERATURE = 1.7
@@ -72,6 +76,20 @@ def make_run_dir(
             {"temperature": temperature, "ece_before": 0.1, "ece_after": 0.05,
              "bins_before": [], "bins_after": []}
         ))
+    return run_dir
+
+
+def fit_synthetic_gate(run_dir: Path, seed: int = 8) -> Path:
+    """Fit the out-of-distribution gate (training.fit_ood) of a run on synthetic radiographs."""
+    rng = np.random.default_rng(seed)
+
+    def split(count: int) -> LoadedSplit:
+        images = np.stack([resize_gray(smooth_xray(rng), IMAGE_SIZE) for _ in range(count)])
+        return LoadedSplit(images, np.arange(count) % 4, [Path(f"x{i}.png") for i in range(count)])
+
+    predictor = Predictor.load(run_dir)
+    fit_gate(predictor, split(200), split(100), predictor.classes, refused_fraction=0.01
+             ).save(run_dir)
     return run_dir
 
 

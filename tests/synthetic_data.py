@@ -22,6 +22,15 @@ def synthetic_xray(label: int, rng: np.random.Generator, size: tuple[int, int]) 
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def smooth_xray(rng: np.random.Generator, size: tuple[int, int] = (96, 80)) -> np.ndarray:
+    """A smooth synthetic radiograph: two dark lung fields in a bright body, mild noise."""
+    rows, cols = np.mgrid[0:1:size[0] * 1j, 0:1:size[1] * 1j]
+    lungs = sum(np.exp(-((rows - 0.5) ** 2 / 0.06 + (cols - centre) ** 2 / 0.02))
+                for centre in (0.3 + rng.uniform(-0.03, 0.03), 0.7 + rng.uniform(-0.03, 0.03)))
+    image = 200 - 140 * lungs + rng.normal(0, 2, size)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def make_dataset(
     root: Path, per_class: int = 6, val_per_class: int = 3, size: tuple[int, int] = (72, 88),
     with_val: bool = True, seed: int = 0,

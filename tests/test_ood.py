@@ -30,22 +30,13 @@ from model.ood import (
 )
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import resize_gray
-from tests.model_factory import IMAGE_SIZE, make_run_dir, shipped_run_dir
+from tests.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
 from tests.ood_corpus import encode, ood_corpus
-from training.data import LoadedSplit
-from training.fit_ood import cross_validated_refusal, fit_gate, fit_gaussians
+from tests.synthetic_data import smooth_xray
+from training.fit_ood import cross_validated_refusal, fit_gaussians
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFUSED_PHOTO = "does not look like a frontal chest X-ray"
-
-
-def smooth_xray(rng: np.random.Generator, size: tuple[int, int] = (96, 80)) -> np.ndarray:
-    """A smooth synthetic radiograph: two dark lung fields in a bright body, mild noise."""
-    rows, cols = np.mgrid[0:1:size[0] * 1j, 0:1:size[1] * 1j]
-    lungs = sum(np.exp(-((rows - 0.5) ** 2 / 0.06 + (cols - centre) ** 2 / 0.02))
-                for centre in (0.3 + rng.uniform(-0.03, 0.03), 0.7 + rng.uniform(-0.03, 0.03)))
-    image = 200 - 140 * lungs + rng.normal(0, 2, size)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def photo() -> np.ndarray:
@@ -181,20 +172,10 @@ def test_dicom_of_another_modality_is_refused_by_name():
 
 # ---- in the predictor and the CLI, on a small real model ----
 
-def _split(rng: np.random.Generator, count: int) -> LoadedSplit:
-    images = np.stack([resize_gray(smooth_xray(rng), IMAGE_SIZE) for _ in range(count)])
-    return LoadedSplit(images, np.arange(count) % 4, [Path(f"x{i}.png") for i in range(count)])
-
-
 @pytest.fixture(scope="module")
 def gated_run_dir(tmp_path_factory) -> Path:
     """The factory model with a gate fitted by fit_gate on synthetic radiographs."""
-    run_dir = make_run_dir(tmp_path_factory.mktemp("gated"))
-    rng = np.random.default_rng(8)
-    classes = Predictor.load(run_dir).classes
-    fit_gate(Predictor.load(run_dir), _split(rng, 200), _split(rng, 100), classes,
-             refused_fraction=0.01).save(run_dir)
-    return run_dir
+    return fit_synthetic_gate(make_run_dir(tmp_path_factory.mktemp("gated")))
 
 
 @pytest.fixture(scope="module")

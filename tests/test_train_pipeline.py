@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -27,7 +28,8 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(data_dir, tmp_path_factory):
+def training_run(data_dir, tmp_path_factory):
+    """(run directory, the finished training process) of one short two-stage run."""
     out = tmp_path_factory.mktemp("run")
     result = run_module(
         "training.train", "--data", str(data_dir), "--out", str(out), "--weights", "none",
@@ -35,7 +37,18 @@ def run_dir(data_dir, tmp_path_factory):
         "--epochs-finetune", "1", "--limit-per-class", "6",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def run_dir(training_run):
+    return training_run[0]
+
+
+def test_each_epoch_draws_a_progress_bar_even_without_a_terminal(training_run):
+    stderr = training_run[1].stderr
+    for bar in ("frozen epoch 1/1", "finetune epoch 2/2"):
+        assert re.search(bar + r": 100%\|.*\| 3/3 \[", stderr), f"no finished bar {bar!r}"
 
 
 def test_run_directory_holds_every_artifact(run_dir):

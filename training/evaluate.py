@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from model.calibration import calibration_report, softmax
 
+from model.calibration import calibration_report, softmax
 from training.artifacts import write_json
 from training.data import DatasetError, find_classes, load_split, scan_split
 from training.metrics import classification_metrics, format_summary

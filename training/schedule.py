@@ -9,11 +9,11 @@ validation loss and restores its best weights.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from training.backbones import BackboneSpec
 from training.classifier import freeze_backbone, unfreeze_backbone
@@ -44,6 +44,32 @@ class HistoryRecorder(keras.callbacks.Callback):
                  ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
 
 
+class ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar per epoch on stderr, batch by batch, so a log file shows progress too.
+
+    Keras' own bar only draws on a terminal; in a background job's log it would print nothing
+    until an epoch (minutes on a CPU) ends.
+    """
+
+    def __init__(self, stage: str, last_epoch: int) -> None:
+        super().__init__()
+        self.stage = stage
+        self.last_epoch = last_epoch
+        self._bar: tqdm | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._bar = tqdm(total=self.params.get("steps"), unit="batch", mininterval=2.0,
+                         desc=f"{self.stage} epoch {epoch + 1}/{self.last_epoch}")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._bar.set_postfix({key: f"{logs[key]:.3f}" for key in ("loss", "accuracy")
+                               if key in (logs or {})}, refresh=False)
+        self._bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._bar.close()
+
+
 def compile_for_stage(model: keras.Model, config: TrainConfig, stage: str) -> None:
     """(Re)compile after (un)freezing: a new optimiser at the stage's learning rate."""
     learning_rate = config.lr_frozen if stage == "frozen" else config.lr_finetune
@@ -70,12 +96,13 @@ def _fit_stage(
             run_dir / "checkpoints" / f"{stage}.keras", monitor="val_loss", save_best_only=True
         ),
         HistoryRecorder(stage, records),
+        ProgressBar(stage, first_epoch + epochs),
     ]
     log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs,
              float(np.asarray(model.optimizer.learning_rate)))
     model.fit(
         train, validation_data=val, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-        class_weight=class_weight, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+        class_weight=class_weight, callbacks=callbacks, verbose=0,
     )
 
 

@@ -1,0 +1,55 @@
+"""MODEL_CARD.md is rendered from a run's own files: every figure in it comes from them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.model_factory import fit_synthetic_gate, make_run_dir
+from tests.report_factory import write_reports
+from training.config import TrainConfig
+from training.model_card import OOD_BENCHMARK_JSON, render
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A factory run with reports, a training config and a fitted gate, as training leaves it."""
+    run_dir = write_reports(make_run_dir(tmp_path_factory.mktemp("card")))
+    metadata_path = run_dir / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata.update(config=TrainConfig(epochs_frozen=3, epochs_finetune=4).to_dict(),
+                    training_seconds=1500.0)
+    metadata_path.write_text(json.dumps(metadata))
+    return fit_synthetic_gate(run_dir)
+
+
+def test_card_quotes_the_runs_metrics_and_calibration(run_dir):
+    card = render(run_dir, [])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert card.startswith("# Model card: test-model-1\n")
+    assert f"macro-F1 **{metrics['macro_f1']:.3f}**" in card
+    assert f"{calibration['ece_after_cross_validated']:.3f} on held-out halves of val" in card
+    assert "3 frozen-backbone epochs then 4 fine-tuning epochs" in card
+    assert "It is not a\ndiagnosis." in card
+
+
+def test_card_reports_the_gates_data_derived_limits(run_dir):
+    card = render(run_dir, [])
+    ood = json.loads((run_dir / "ood.json").read_text())
+    assert "## Out-of-distribution gate" in card
+    assert f"Distance limit **{ood['limits']['max_distance']:.1f}**" in card
+    assert f"{ood['val_refused_fraction']:.2%} in-sample" in card
+    assert "Non-chest-X-ray set" not in card, "no benchmark file, no benchmark figure"
+    (run_dir / OOD_BENCHMARK_JSON).write_text(json.dumps({
+        "non_xray": {"images": 250, "refused_fraction": 0.992},
+        "latency": {"predict_added_ms": 0.4}}))
+    assert "**99.2%** of 250 refused; it adds 0.4 ms per image" in render(run_dir, [])
+
+
+def test_experiment_table_has_a_row_per_run(run_dir):
+    card = render(run_dir, [run_dir, run_dir])
+    rows = [line for line in card.splitlines() if line.startswith(f"| {run_dir.name} |")]
+    assert len(rows) == 2
+    assert "3+4 ep, ft blocks all" in rows[0] and "25 min" in rows[0]
