@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -99,6 +100,22 @@ def test_evaluate_cli_writes_the_same_metrics(run_dir, data_dir, tmp_path):
     metrics = json.loads(out.read_text())
     assert METRIC_KEYS <= set(metrics)
     assert np.array(metrics["confusion_matrix"]).sum() == 16
+
+
+def test_recalibrate_refits_the_temperature_on_a_folder_and_rewrites_the_reports(
+    run_dir, data_dir, tmp_path
+):
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "calibration.json").write_text(json.dumps({"temperature": 50.0}))
+    result = run_module("training.evaluate", "--model", str(copy), "--data", str(data_dir),
+                        "--recalibrate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    calibration = json.loads((copy / "calibration.json").read_text())
+    trained = json.loads((run_dir / "calibration.json").read_text())
+    assert calibration["temperature"] == pytest.approx(trained["temperature"], rel=1e-3), (
+        "refitted on the same val split, the temperature is the one training fitted")
+    assert "ece_after_cross_validated" in calibration
+    assert np.array(json.loads((copy / "metrics.json").read_text())["confusion_matrix"]).sum() == 16
 
 
 def test_missing_weights_file_fails_at_once(data_dir, tmp_path):

@@ -1,6 +1,7 @@
 """Validation metrics for a run, and `python -m training.evaluate` for any labelled folder.
 
     python -m training.evaluate --model RUN_DIR --data DIR [--split val] [--out FILE]
+        [--recalibrate]
 
 DIR holds `<split>/<CLASS>/*` (or `<CLASS>/*` directly). The metrics use the run's own
 calibrated probabilities, computed through the same predictor the app uses.
@@ -40,11 +41,11 @@ def _labelled_root(data_dir: Path, split: str) -> tuple[Path, str]:
     return data_dir.parent, data_dir.name
 
 
-def evaluate_folder(run_dir: Path, data_dir: Path, split: str, batch_size: int = 64) -> dict:
-    """Metrics of the run's calibrated predictions on a labelled folder."""
-    from model.predictor import Predictor  # TensorFlow-only; training itself stays backend-neutral
-
-    predictor = Predictor.load(run_dir)
+def folder_logits(
+    predictor, data_dir: Path, split: str, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's logits for every readable image of a labelled folder, and the labels as
+    indices into the model's classes."""
     root, split = _labelled_root(data_dir, split)
     classes = find_classes(root / split)
     unknown = set(classes) - set(predictor.classes)
@@ -57,6 +58,21 @@ def evaluate_folder(run_dir: Path, data_dir: Path, split: str, batch_size: int =
                                    for gray in loaded.images[start:start + batch_size]]))
         for start in range(0, len(loaded.images), batch_size)
     ])
+    return logits, labels
+
+
+def evaluate_folder(run_dir: Path, data_dir: Path, split: str, recalibrate: bool = False) -> dict:
+    """Metrics of the run's calibrated predictions on a labelled folder.
+
+    With ``recalibrate`` the temperature is fitted anew on this folder (a site's own labelled
+    X-rays, say) and the run's calibration.json and metrics.json are rewritten from it.
+    """
+    from model.predictor import Predictor  # TensorFlow-only; training itself stays backend-neutral
+
+    predictor = Predictor.load(run_dir)
+    logits, labels = folder_logits(predictor, data_dir, split)
+    if recalibrate:
+        return calibrate_and_score(run_dir, logits, labels, predictor.classes)
     return classification_metrics(labels, softmax(logits, predictor.temperature), predictor.classes)
 
 
@@ -66,16 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="labelled folder")
     parser.add_argument("--split", default="val", help="sub-folder of DATA to use (default: val)")
     parser.add_argument("--out", type=Path, help="where to write the metrics JSON")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="fit the temperature on this folder and rewrite the run's "
+                             "calibration.json and metrics.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        metrics = evaluate_folder(args.model, args.data, args.split)
+        metrics = evaluate_folder(args.model, args.data, args.split, args.recalibrate)
     except DatasetError as error:
         parser.error(str(error))
-    out = args.out or args.model / f"metrics_{args.data.name}_{args.split}.json"
-    write_json(out, metrics)
     print(format_summary(metrics))
-    print(f"wrote {out}")
+    if args.recalibrate:
+        print(f"wrote {args.model / 'calibration.json'} and {args.model / 'metrics.json'}")
+    if args.out or not args.recalibrate:
+        out = args.out or args.model / f"metrics_{args.data.name}_{args.split}.json"
+        write_json(out, metrics)
+        print(f"wrote {out}")
     return 0
 
 
