@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.decode import decode_image  # noqa: E402
 from model.predict import collect_files, predict_files  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
+from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr4")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    predictor = Predictor.load(args.model)
+    try:
+        predictor = Predictor.load(args.model)
+    except ModelLoadError as error:
+        parser.error(str(error))
     predictor.warm_up()
     upload = large_jpeg(args.data)
     print(f"model {predictor.version}; upload: 2000x2000 JPEG, {len(upload) / 1e6:.2f} MB")

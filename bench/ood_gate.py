@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.decode import DecodedImage, decode_file, decode_image  # noqa: E402
 from model.errors import ImageError  # noqa: E402
 from model.ood import OodGate, check_acquisition  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
+from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor  # noqa: E402
 from model.preprocess import resize_gray  # noqa: E402
 from tests.ood_corpus import ood_corpus  # noqa: E402
 
@@ -70,7 +70,10 @@ def median_ms(function, arguments: list) -> float:
 
 
 def added_latency(predictor: Predictor, images: list[DecodedImage]) -> dict[str, float]:
-    """Median ms per image: each gate step alone, and predict() with the gate on minus off."""
+    """Median ms per image: each gate step alone, and predict() with the gate on minus off.
+
+    ``images`` must be ones the gate accepts: a refusal would end predict() early.
+    """
     grays = [image.gray for image in images]
     resized = [resize_gray(gray, predictor.image_size) for gray in grays]
     features = predictor.logits_and_features(np.stack([predictor.preprocess(gray)
@@ -102,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset folder with val/<CLASS>/ chest X-rays")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    predictor = Predictor.load(args.model)
+    try:
+        predictor = Predictor.load(args.model)
+    except ModelLoadError as error:
+        parser.error(str(error))
     if not predictor.ood.enabled:
         parser.error(predictor.ood.info["reason"])
     print(f"model {predictor.version}; limits {predictor.ood.info['limits']}")
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nval chest X-rays: {val['refused_fraction']:.2%} of {len(val_paths)} refused: "
           f"{val['refused']}")
 
-    latency = added_latency(predictor, val_images[::max(1, len(val_images) // LATENCY_IMAGES)])
+    accepted = [image for image, step in zip(val_images, val_steps, strict=True) if not step]
+    latency = added_latency(predictor, accepted[::max(1, len(accepted) // LATENCY_IMAGES)])
     print("\nadded latency per image (median ms): "
           + ", ".join(f"{key} {value:.2f}" for key, value in latency.items()))
     if args.out:

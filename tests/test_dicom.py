@@ -27,6 +27,7 @@ from model.decode import decode_file, decode_image
 from model.dicom import codestream_size, looks_like_dicom
 from model.errors import ImageError
 from model.limits import DecodeLimits
+from model.predictor import Predictor
 from tests.bad_inputs import (
     GARBAGE_JPEG,
     dicom_with_transfer_syntax,
@@ -35,6 +36,7 @@ from tests.bad_inputs import (
 )
 from tests.conftest import REPO_ROOT
 from tests.dicom_factory import FAKE_PATIENT, make_dataset, make_dicom, to_bytes
+from tests.model_factory import shipped_run_dir
 
 SYNTAXES = [ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless]
 
@@ -206,6 +208,19 @@ def test_jpeg_xray_and_its_compressed_16_bit_monochrome1_dicom_decode_alike(cxr4
         from_dicom = decode_image(dicom, path.stem + ".dcm").gray
         assert from_dicom.shape == from_jpeg.shape
         assert np.abs(from_dicom.astype(int) - from_jpeg).mean() <= 1, path.name
+
+
+def test_shipped_model_gives_a_dicom_the_jpegs_class_and_probabilities(cxr4_dir):
+    predictor = Predictor.load(shipped_run_dir())
+    for label in predictor.classes:
+        path = sorted((cxr4_dir / "val" / label).glob("*.jpg"))[1]
+        from_jpeg = predictor.predict(decode_file(path).gray)
+        dicom = make_dicom(decode_file(path).gray, bits=16, monochrome1=True,
+                           transfer_syntax=JPEG2000Lossless)
+        from_dicom = predictor.predict(decode_image(dicom, path.stem + ".dcm").gray)
+        assert max(from_dicom, key=from_dicom.get) == max(from_jpeg, key=from_jpeg.get), path.name
+        for name, probability in from_jpeg.items():
+            assert from_dicom[name] == pytest.approx(probability, abs=0.02), (path.name, name)
 
 
 def identifier_leaks(text: str) -> list[str]:

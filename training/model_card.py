@@ -187,8 +187,9 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         f"sensitivity {_fmt(pvn['sensitivity'])}, specificity {_fmt(pvn['specificity'])}",
         f"- Bacterial vs viral (true bacterial/viral cases): "
         f"{_fmt(pvn.get('bacterial_vs_viral_accuracy'))}",
-        f"- Expected calibration error (after temperature scaling): "
-        f"{_fmt(metrics['calibration']['ece'])}", "",
+        f"- Expected calibration error after temperature scaling: "
+        f"{_fmt(metrics['calibration']['ece'])} (temperature fitted on these images), "
+        f"{_fmt(calibration.get('ece_after_cross_validated'))} on held-out halves", "",
         "| class | precision | recall | F1 | support | one-vs-rest AUC |",
         "|---|---|---|---|---|---|",
     ]
