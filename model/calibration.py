@@ -10,6 +10,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from model.resampling import random_halves
+
 TEMPERATURE_RANGE = (0.05, 20.0)
 
 
@@ -91,15 +93,11 @@ def cross_validated_ece(
     and flatters; this is the figure to expect on new images from the same sources.
     """
     logits, labels = checked_scores(logits, labels)
-    rng = np.random.default_rng(seed)
     scores = []
-    for _ in range(repeats):
-        order = rng.permutation(labels.size)
-        halves = order[: labels.size // 2], order[labels.size // 2:]
-        for fitted, held_out in (halves, halves[::-1]):
-            temperature = fit_temperature(logits[fitted], labels[fitted])
-            scores.append(reliability_bins(softmax(logits[held_out], temperature),
-                                           labels[held_out])["ece"])
+    for fitted, held_out in random_halves(labels.size, repeats, seed):
+        temperature = fit_temperature(logits[fitted], labels[fitted])
+        scores.append(reliability_bins(softmax(logits[held_out], temperature),
+                                       labels[held_out])["ece"])
     return float(np.mean(scores))
 
 

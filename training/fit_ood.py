@@ -34,6 +34,7 @@ from model.ood import (
 )
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import to_model_input
+from model.resampling import random_halves
 from training.data import DatasetError, LoadedSplit, find_classes, load_split, scan_split
 
 log = logging.getLogger("training.fit_ood")
@@ -75,14 +76,10 @@ def fit_gaussians(
 def cross_validated_refusal(distances: np.ndarray, refused_fraction: float, seed: int = 0
                             ) -> float:
     """The refusal rate on unseen X-rays: limit set on one random half, measured on the other."""
-    rng = np.random.default_rng(seed)
     rates = []
-    for _ in range(CROSS_VALIDATION_SPLITS):
-        order = rng.permutation(len(distances))
-        halves = order[: len(order) // 2], order[len(order) // 2:]
-        for fitted, held_out in (halves, halves[::-1]):
-            limit = distance_threshold(distances[fitted], refused_fraction)
-            rates.append(float(np.mean(distances[held_out] > limit)))
+    for fitted, held_out in random_halves(len(distances), CROSS_VALIDATION_SPLITS, seed):
+        limit = distance_threshold(distances[fitted], refused_fraction)
+        rates.append(float(np.mean(distances[held_out] > limit)))
     return float(np.mean(rates))
 
 
