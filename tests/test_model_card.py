@@ -43,13 +43,21 @@ def test_card_reports_the_gates_data_derived_limits(run_dir):
     assert f"{ood['val_refused_fraction']:.2%} in-sample" in card
     assert "Non-chest-X-ray set" not in card, "no benchmark file, no benchmark figure"
     (run_dir / OOD_BENCHMARK_JSON).write_text(json.dumps({
-        "non_xray": {"images": 250, "refused_fraction": 0.992},
+        "non_xray": {"images": 250, "refused_fraction": 0.992, "accepted": ["ramp.png"]},
+        "val": {"refused": ["COVID19/figure.jpg"]},
         "latency": {"predict_added_ms": 0.4}}))
-    assert "**99.2%** of 250 refused; it adds 0.4 ms per image" in render(run_dir, [])
+    card = render(run_dir, [])
+    assert "**99.2%** of 250 refused; it adds 0.4 ms per image" in card
+    assert "let through: ramp.png" in card and "refused: COVID19/figure.jpg" in card
 
 
 def test_experiment_table_has_a_row_per_run(run_dir):
     card = render(run_dir, [run_dir, run_dir])
-    rows = [line for line in card.splitlines() if line.startswith(f"| {run_dir.name} |")]
+    rows = [line for line in card.splitlines() if line.startswith(f"| {run_dir.name} (shipped) |")]
     assert len(rows) == 2
-    assert "3+4 ep, ft blocks all" in rows[0] and "25 min" in rows[0]
+    best_val_loss = min(record["val_loss"]
+                        for record in json.loads((run_dir / "history.json").read_text()))
+    settings = ("3+4 ep, ft blocks all, lr 0.0001 (plateau patience 2), dropout 0.4, "
+                "limit none, weights imagenet")
+    assert f"{settings} | {best_val_loss:.3f} |" in rows[0]
+    assert "25 min" in rows[0]
