@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from model.calibration import calibration_report, softmax
 from training.artifacts import write_json
 from training.data import DatasetError, find_classes, load_split, scan_split
 from training.metrics import classification_metrics, format_summary
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def _labelled_root(data_dir: Path, split: str) -> tuple[Path, str]:
 
 
 def folder_logits(
-    predictor, data_dir: Path, split: str, batch_size: int = 64
+    predictor: Predictor, data_dir: Path, split: str, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's logits for every readable image of a labelled folder, and the labels as
     indices into the model's classes."""
