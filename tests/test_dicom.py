@@ -214,9 +214,9 @@ def test_shipped_model_gives_a_dicom_the_jpegs_class_and_probabilities(cxr4_dir)
     predictor = Predictor.load(shipped_run_dir())
     for label in predictor.classes:
         path = sorted((cxr4_dir / "val" / label).glob("*.jpg"))[1]
-        from_jpeg = predictor.predict(decode_file(path).gray)
-        dicom = make_dicom(decode_file(path).gray, bits=16, monochrome1=True,
-                           transfer_syntax=JPEG2000Lossless)
+        gray = decode_file(path).gray
+        from_jpeg = predictor.predict(gray)
+        dicom = make_dicom(gray, bits=16, monochrome1=True, transfer_syntax=JPEG2000Lossless)
         from_dicom = predictor.predict(decode_image(dicom, path.stem + ".dcm").gray)
         assert max(from_dicom, key=from_dicom.get) == max(from_jpeg, key=from_jpeg.get), path.name
         for name, probability in from_jpeg.items():
