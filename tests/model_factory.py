@@ -88,8 +88,7 @@ def fit_synthetic_gate(run_dir: Path, seed: int = 8) -> Path:
         return LoadedSplit(images, np.arange(count) % 4, [Path(f"x{i}.png") for i in range(count)])
 
     predictor = Predictor.load(run_dir)
-    fit_gate(predictor, split(200), split(100), predictor.classes, refused_fraction=0.01
-             ).save(run_dir)
+    fit_gate(predictor, split(200), split(100), refused_fraction=0.01).save(run_dir)
     return run_dir
 
 

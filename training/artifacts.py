@@ -58,6 +58,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def model_version(backbone: str, created_at: datetime) -> str:
-    """A version people can read and quote: data set, backbone, training time."""
-    return f"cxr4-{backbone}-{created_at:%Y%m%d-%H%M}"
+def model_version(backbone: str, created_at: datetime, data_names: list[str]) -> str:
+    """A version people can read and quote: data sets, backbone, training time."""
+    return f"{'+'.join(data_names)}-{backbone}-{created_at:%Y%m%d-%H%M}"

@@ -14,31 +14,38 @@ from training.config import AugmentConfig
 
 
 class XrayBatches(keras.utils.PyDataset):
-    """(inputs, one-hot labels) batches; reshuffled and re-augmented every epoch when training."""
+    """(inputs, targets) batches; targets are (N, classes) 0/1 masks of the allowed classes.
+
+    For training (``sampling`` given) each epoch draws ``epoch_size`` images with those
+    probabilities, with replacement, and augments every draw anew; for evaluation every image
+    comes once, in order.
+    """
 
     def __init__(
         self,
         images: np.ndarray,
-        labels: np.ndarray,
-        n_classes: int,
+        targets: np.ndarray,
         normalization: str,
         batch_size: int,
         augment_config: AugmentConfig | None = None,
+        sampling: np.ndarray | None = None,
+        epoch_size: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = images
-        self.one_hot = np.eye(n_classes, dtype=np.float32)[labels]
+        self.targets = np.asarray(targets, dtype=np.float32)
         self.normalization = normalization
         self.batch_size = batch_size
         self.augment_config = augment_config
+        self.sampling = sampling
+        self.epoch_size = epoch_size or len(images)
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(images))
-        if augment_config is not None:
-            self.rng.shuffle(self.order)
+        self.on_epoch_end()
 
     def __len__(self) -> int:
-        return -(-len(self.images) // self.batch_size)
+        return -(-len(self.order) // self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -46,8 +53,8 @@ class XrayBatches(keras.utils.PyDataset):
         if self.augment_config is not None:
             grays = [augment(gray, self.rng, self.augment_config) for gray in grays]
         inputs = np.stack([to_model_input(gray, self.normalization) for gray in grays])
-        return inputs, self.one_hot[rows]
+        return inputs, self.targets[rows]
 
     def on_epoch_end(self) -> None:
-        if self.augment_config is not None:
-            self.rng.shuffle(self.order)
+        if self.sampling is not None:
+            self.order = self.rng.choice(len(self.images), self.epoch_size, p=self.sampling)

@@ -1,9 +1,11 @@
 """Fit the out-of-distribution gate of a run directory: writes ood.json and ood.npz into it.
 
-    python -m training.fit_ood --model RUN_DIR --data DIR [--refused-fraction 0.005]
+    python -m training.fit_ood --model RUN_DIR --data DIR [--data DIR ...]
+        [--refused-fraction 0.005]
 
-Class means and one shared, Ledoit-Wolf-shrunk covariance of the model's pooled features on
-DIR/train; the distance limit is the (1 - refused-fraction) quantile of DIR/val's distances,
+Label means (one per class or label set) and one shared, Ledoit-Wolf-shrunk covariance of the
+model's pooled features on every DIR/train; the distance limit is the (1 - refused-fraction)
+quantile of the DIR/val distances,
 so val X-rays the Gaussians never saw set it. The pixel limits are half the lowest contrast
 and neighbour correlation of any training X-ray. ood.json also holds the figures for the
 model card: the limits, the val refusal rate (in-sample and cross-validated) and the spread
@@ -35,7 +37,8 @@ from model.ood import (
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import to_model_input
 from model.resampling import random_halves
-from training.data import DatasetError, LoadedSplit, find_classes, load_split, scan_split
+from training.data import DatasetError, LoadedSplit
+from training.evaluate import load_labelled
 
 log = logging.getLogger("training.fit_ood")
 
@@ -93,18 +96,19 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
 
 
 def fit_gate(
-    predictor: Predictor, train: LoadedSplit, val: LoadedSplit, classes: list[str],
+    predictor: Predictor, train: LoadedSplit, val: LoadedSplit,
     refused_fraction: float = DEFAULT_REFUSED_FRACTION,
 ) -> OodGate:
-    """The fitted gate, with the figures the model card reports in its ``info``."""
-    unknown = set(classes) - set(predictor.classes)
-    if unknown:
-        raise DatasetError(f"the data have classes the model does not know: {sorted(unknown)}")
-    labels = np.array([predictor.classes.index(classes[label]) for label in train.labels])
-    if np.bincount(labels, minlength=len(predictor.classes)).min() == 0:
-        raise DatasetError("every class of the model needs training images to fit the gate")
+    """The fitted gate, with the figures the model card reports in its ``info``.
+
+    One Gaussian per label found in train (a class, or a label set such as adult pneumonia of
+    unknown type), so each population the model was trained on has its own centre.
+    """
+    present, labels = np.unique(train.labels, return_inverse=True)
+    if present.size < 2:
+        raise DatasetError("the gate needs training images of at least two labels")
     train_features = pooled_features(predictor, train.images)
-    gaussians, shrinkage = fit_gaussians(train_features, labels, len(predictor.classes))
+    gaussians, shrinkage = fit_gaussians(train_features, labels, present.size)
     train_distances = gaussians.distances(train_features)
     val_distances = gaussians.distances(pooled_features(predictor, val.images))
     train_contrast, train_correlation = _pixel_statistics(train.images)
@@ -142,21 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
                         help="run directory; ood.json and ood.npz are written into it")
-    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
-                        help="dataset folder with train/<CLASS>/ and val/<CLASS>/")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR", action="append",
+                        help="dataset folder with train/<CLASS>/ and val/<CLASS>/ (repeat for "
+                             "several)")
     parser.add_argument("--refused-fraction", type=float, default=DEFAULT_REFUSED_FRACTION,
                         help="share of val X-rays the distance limit may refuse "
                              f"(default: {DEFAULT_REFUSED_FRACTION})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if not ((args.data / "train").is_dir() and (args.data / "val").is_dir()):
-        parser.error(f"{args.data} needs train/<CLASS>/ and val/<CLASS>/ folders")
+    for data_dir in args.data:
+        if not ((data_dir / "train").is_dir() and (data_dir / "val").is_dir()):
+            parser.error(f"{data_dir} needs train/<CLASS>/ and val/<CLASS>/ folders")
     try:
         predictor = Predictor.load(args.model)
-        classes = find_classes(args.data / "train")
-        train, val = (load_split(scan_split(args.data, split, classes), predictor.image_size,
-                                 split) for split in ("train", "val"))
-        gate = fit_gate(predictor, train, val, classes, args.refused_fraction)
+        train, val = (load_labelled(predictor.metadata, predictor.image_size, args.data, split)[0]
+                      for split in ("train", "val"))
+        gate = fit_gate(predictor, train, val, args.refused_fraction)
     except (ModelLoadError, DatasetError, ValueError) as error:
         parser.error(str(error))
     gate.save(args.model)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from training.backbones import BackboneSpec
 from training.classifier import freeze_backbone, unfreeze_backbone
 from training.config import TrainConfig
+from training.losses import SetCrossEntropy, accuracy_metric
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,14 @@ def compile_for_stage(model: keras.Model, config: TrainConfig, stage: str) -> No
     learning_rate = config.lr_frozen if stage == "frozen" else config.lr_finetune
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        loss=SetCrossEntropy(label_smoothing=config.label_smoothing),
+        metrics=[accuracy_metric()],
     )
 
 
 def _fit_stage(
     model: keras.Model, stage: str, first_epoch: int, epochs: int, train, val,
-    class_weight: dict[int, float] | None, config: TrainConfig, run_dir: Path, records: list[dict],
+    config: TrainConfig, run_dir: Path, records: list[dict],
 ) -> None:
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -102,13 +103,12 @@ def _fit_stage(
              float(np.asarray(model.optimizer.learning_rate)))
     model.fit(
         train, validation_data=val, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-        class_weight=class_weight, callbacks=callbacks, verbose=0,
+        callbacks=callbacks, verbose=0,
     )
 
 
 def run_two_stage(
-    model: keras.Model, spec: BackboneSpec, train, val,
-    class_weight: dict[int, float] | None, config: TrainConfig, run_dir: Path,
+    model: keras.Model, spec: BackboneSpec, train, val, config: TrainConfig, run_dir: Path,
 ) -> list[dict]:
     """Train in place; returns the per-epoch history of both stages."""
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -117,11 +117,11 @@ def run_two_stage(
     compile_for_stage(model, config, "frozen")
     if config.epochs_frozen > 0:
         _fit_stage(model, "frozen", 0, config.epochs_frozen, train, val,
-                   class_weight, config, run_dir, records)
+                   config, run_dir, records)
     if config.epochs_finetune > 0:
         unfrozen = unfreeze_backbone(model, spec, config.finetune_blocks)
         log.info("stage finetune: %d backbone layers unfrozen (BatchNorm stays frozen)", unfrozen)
         compile_for_stage(model, config, "finetune")
         _fit_stage(model, "finetune", len(records), config.epochs_finetune, train, val,
-                   class_weight, config, run_dir, records)
+                   config, run_dir, records)
     return records

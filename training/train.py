@@ -1,6 +1,6 @@
 """Train a chest X-ray classifier by two-stage transfer learning and write a run directory.
 
-    python -m training.train --data DIR --out RUN_DIR [--backbone NAME]
+    python -m training.train --data DIR [--data DIR ...] --out RUN_DIR [--backbone NAME]
         [--weights imagenet|none|PATH] [--epochs-frozen N] [--epochs-finetune N]
         [--image-size N] [--batch-size N] [--limit-per-class N] [--distribute mirrored]
 
@@ -25,10 +25,11 @@ from training.classifier import build_classifier
 from training.config import TrainConfig, build_parser, config_from_args
 from training.data import (
     DatasetError,
-    class_weights,
-    find_classes,
+    LabelSpace,
+    find_label_space,
     limit_per_class,
     load_split,
+    sampling_weights,
     scan_split,
     split_by_patient,
 )
@@ -65,13 +66,20 @@ def _setup_logging(run_dir: Path) -> None:
     logging.getLogger().setLevel(logging.INFO)
 
 
-def _splits(config: TrainConfig, classes: list[str]):
-    train = scan_split(config.data, "train", classes)
-    if (config.data / "val").is_dir():
-        val = scan_split(config.data, "val", classes)
-    else:
-        log.info("no val/ folder: holding out %.0f%% of patients", 100 * config.val_fraction)
-        train, val = split_by_patient(train, config.val_fraction, config.seed)
+def _splits(config: TrainConfig, space: LabelSpace):
+    """Train and val samples of every data root, each root's patient split kept."""
+    pediatric = [name.strip() for name in config.pediatric_sources.split(",") if name.strip()]
+    train, val = [], []
+    for root in config.data:
+        root_train = scan_split(root, "train", space, pediatric)
+        if (root / "val").is_dir():
+            root_val = scan_split(root, "val", space, pediatric)
+        else:
+            log.info("%s has no val/ folder: holding out %.0f%% of patients", root,
+                     100 * config.val_fraction)
+            root_train, root_val = split_by_patient(root_train, config.val_fraction, config.seed)
+        train += root_train
+        val += root_val
     # The limit makes quick runs; validation stays whole so their figures stay comparable.
     return limit_per_class(train, config.limit_per_class, config.seed), val
 
@@ -82,28 +90,30 @@ def train(config: TrainConfig) -> dict:
     keras.utils.set_random_seed(config.seed)
     spec = get_backbone(config.backbone)
     image_size = config.image_size or spec.default_size
-    classes = find_classes(config.data / "train")
-    train_samples, val_samples = _splits(config, classes)
+    space = find_label_space(config.data, "train", config.label_set_map())
+    classes = list(space.classes)
+    train_samples, val_samples = _splits(config, space)
     train_split = load_split(train_samples, image_size, "train")
     val_split = load_split(val_samples, image_size, "val")
-    log.info("train %s, val %s", train_split.counts(classes), val_split.counts(classes))
+    log.info("train %s, val %s", train_split.populations(space.keys),
+             val_split.populations(space.keys))
+    sampling = sampling_weights(train_split.labels, train_split.sources, space,
+                                config.class_weighting, config.source_balance)
 
     with distribution_scope(config.distribute):
         model, weights_source = build_classifier(
             spec, config.weights, image_size, len(classes), config.dropout
         )
+        masks = space.masks()
         train_batches = XrayBatches(
-            train_split.images, train_split.labels, len(classes), spec.normalization,
-            config.batch_size, config.augment, seed=config.seed,
+            train_split.images, masks[train_split.labels], spec.normalization,
+            config.batch_size, config.augment, sampling=sampling,
+            epoch_size=config.samples_per_epoch, seed=config.seed,
         )
         val_batches = XrayBatches(
-            val_split.images, val_split.labels, len(classes), spec.normalization, config.batch_size
+            val_split.images, masks[val_split.labels], spec.normalization, config.batch_size
         )
-        n_classes = len(classes)
-        weights = class_weights(train_split.labels, n_classes) if config.class_weighting else None
-        history = run_two_stage(
-            model, spec, train_batches, val_batches, weights, config, config.out
-        )
+        history = run_two_stage(model, spec, train_batches, val_batches, config, config.out)
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
@@ -111,8 +121,9 @@ def train(config: TrainConfig) -> dict:
     write_json(config.out / "history.json", history)
     write_json(config.out / "metadata.json", {
         "format_version": 1,
-        "version": model_version(spec.name, created_at),
+        "version": model_version(spec.name, created_at, [root.name for root in config.data]),
         "classes": classes,
+        "label_sets": {name: list(members) for name, members in space.sets},
         "image_size": image_size,
         "preprocessing": {"resize": "stretch", "interpolation": "area", "color": "gray_to_rgb",
                           "normalization": spec.normalization},
@@ -120,7 +131,10 @@ def train(config: TrainConfig) -> dict:
         "weights_source": weights_source,
         "gradcam_layer": spec.gradcam_layer,
         "logits_layer": "logits",
-        "dataset": {"train": train_split.counts(classes), "val": val_split.counts(classes)},
+        "dataset": {"train": train_split.counts(space.keys), "val": val_split.counts(space.keys),
+                    "roots": [str(root) for root in config.data]},
+        "populations": {"train": train_split.populations(space.keys),
+                        "val": val_split.populations(space.keys)},
         "seed": config.seed,
         "config": config.to_dict(),
         "software": software_versions(),
@@ -130,7 +144,7 @@ def train(config: TrainConfig) -> dict:
     })
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     val_logits = logits_model.predict(val_batches, verbose=0)
-    metrics = calibrate_and_score(config.out, val_logits, val_split.labels, classes)
+    metrics = calibrate_and_score(config.out, val_logits, val_split, space)
     log.info("validation:\n%s", format_summary(metrics))
     minutes = (time.monotonic() - started) / 60
     log.info("finished in %.1f min; run directory %s", minutes, config.out)
@@ -140,8 +154,9 @@ def train(config: TrainConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(__doc__.splitlines()[0])
     config = config_from_args(parser.parse_args(argv))
-    if not (config.data / "train").is_dir():
-        parser.error(f"{config.data} has no train/ folder (expected {config.data}/train/<CLASS>/)")
+    for root in config.data:
+        if not (root / "train").is_dir():
+            parser.error(f"{root} has no train/ folder (expected {root}/train/<CLASS>/)")
     _setup_logging(config.out)
     try:
         train(config)
