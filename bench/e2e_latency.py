@@ -23,13 +23,11 @@ from pathlib import Path
 import psutil
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.decode import decode_file  # noqa: E402
-from model.errors import ImageError  # noqa: E402
-from model.labels import CLASS_NAMES  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
-from tests.browser_app import (  # noqa: E402
+from model.decode import decode_file
+from model.errors import ImageError
+from model.labels import CLASS_NAMES
+from model.predictor import DEFAULT_RUN_DIR, Predictor
+from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REPO_ROOT,

@@ -28,12 +28,10 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.decode import decode_image  # noqa: E402
-from model.errors import ImageError  # noqa: E402
-from tests.bad_inputs import encode, noisy_gray  # noqa: E402
-from tests.dicom_factory import make_dicom  # noqa: E402
+from model.decode import decode_image
+from model.errors import ImageError
+from testkit.bad_inputs import encode, noisy_gray
+from testkit.dicom_factory import make_dicom
 
 TRACEBACKS_SHOWN = 5
 INTERESTING = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff", b"\x00\x00", b"\xff\xff\xff\x7f"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.decode import decode_image  # noqa: E402
-from model.predict import collect_files, predict_files  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor  # noqa: E402
+from model.decode import decode_image
+from model.predict import collect_files, predict_files
+from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 

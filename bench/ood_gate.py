@@ -2,7 +2,7 @@
 
     python bench/ood_gate.py [--model RUN_DIR] [--data DIR] [--out FILE]
 
-Prints: the refused fraction of the generated non-X-ray set (tests/ood_corpus.py), by
+Prints: the refused fraction of the generated non-X-ray set (testkit/ood_corpus.py), by
 category and by the step that refused (DICOM header, pixels, features), and what the feature
 distance alone refuses; the refused fraction of the validation chest X-rays in DIR/val; the
 latency the gate adds per image (median ms: the pixel checks plus the distance, and
@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.decode import DecodedImage, decode_file, decode_image  # noqa: E402
-from model.errors import ImageError  # noqa: E402
-from model.ood import OodGate, check_acquisition  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor  # noqa: E402
-from model.preprocess import resize_gray  # noqa: E402
-from tests.ood_corpus import ood_corpus  # noqa: E402
+from model.decode import DecodedImage, decode_file, decode_image
+from model.errors import ImageError
+from model.ood import OodGate, check_acquisition
+from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
+from model.preprocess import resize_gray
+from testkit.ood_corpus import ood_corpus
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr4"
 LATENCY_IMAGES = 200

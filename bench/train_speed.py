@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training.backbones import get_backbone  # noqa: E402
-from training.batches import XrayBatches  # noqa: E402
-from training.classifier import build_classifier, freeze_backbone, unfreeze_backbone  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.schedule import compile_for_stage  # noqa: E402
+from training.backbones import get_backbone
+from training.batches import XrayBatches
+from training.classifier import build_classifier, freeze_backbone, unfreeze_backbone
+from training.config import TrainConfig
+from training.schedule import compile_for_stage
 
 CXR4_TRAIN_IMAGES = 4371
 

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from app_resources import load_predictor, run_dir
-from model.analysis import (
+from model.errors import ImageError
+from model.labels import display_name
+from model.predictor import ModelLoadError, Predictor
+from webapp.analysis import (
     NOTICE,
     Analysis,
     analyse,
@@ -13,10 +15,8 @@ from model.analysis import (
     result_json,
     with_explanation,
 )
-from model.charts import probability_chart
-from model.errors import ImageError
-from model.labels import display_name
-from model.predictor import ModelLoadError, Predictor
+from webapp.charts import probability_chart
+from webapp.resources import load_predictor, run_dir
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 RESULT = "diagnose_result"  # session state: (upload id, Analysis or the error message)

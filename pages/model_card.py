@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from app_resources import run_dir
-from model.analysis import NOTICE
-from model.run_files import RunFileError, read_reports
+from webapp.analysis import NOTICE
+from webapp.reports import RunFileError, read_reports
+from webapp.resources import run_dir
 
 st.title("Model card")
 try:

@@ -6,8 +6,7 @@ calibration.json, metadata.json); nothing is recomputed here.
 
 import streamlit as st
 
-from app_resources import run_dir
-from model.charts import (
+from webapp.charts import (
     confusion_matrix_figure,
     dataset_rows,
     per_class_rows,
@@ -15,7 +14,8 @@ from model.charts import (
     roc_figure,
     training_curves,
 )
-from model.run_files import RunFileError, RunReports, read_reports
+from webapp.reports import RunFileError, RunReports, read_reports
+from webapp.resources import run_dir
 
 CHART_CONFIG = {"displaylogo": False}
 

@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from model.analysis import (
+from model.decode import decode_image
+from model.errors import ImageError
+from model.labels import display_name
+from model.predictor import Predictor
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
+from tests.model_factory import make_run_dir
+from tests.synthetic_data import synthetic_xray
+from webapp.analysis import (
     NOTICE,
     analyse,
     display_image,
@@ -20,13 +27,6 @@ from model.analysis import (
     result_json,
     with_explanation,
 )
-from model.decode import decode_image
-from model.errors import ImageError
-from model.labels import display_name
-from model.predictor import Predictor
-from tests.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
 
 SIZE = (150, 210)  # (H, W): not square, to catch a swapped axis
 

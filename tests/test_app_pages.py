@@ -16,15 +16,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app_resources import MODEL_DIR_ENV
 from model.decode import decode_file, decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
-from tests.dicom_factory import FAKE_PATIENT, make_dicom
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 from tests.synthetic_data import synthetic_xray
+from webapp.resources import MODEL_DIR_ENV
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 

@@ -22,7 +22,7 @@ from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import display_name
 from model.ood import OOD_JSON
-from tests.browser_app import (
+from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
     OVERLAY_IMAGE,
@@ -35,7 +35,7 @@ from tests.browser_app import (
     wait_for_result,
     wait_healthy,
 )
-from tests.dicom_factory import FAKE_PATIENT, make_dicom
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 

@@ -7,7 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from model.charts import (
+from model.labels import CLASS_NAMES, display_name
+from tests.model_factory import make_run_dir
+from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
+from webapp.charts import (
     PRIMARY,
     confusion_matrix_figure,
     dataset_rows,
@@ -17,10 +20,7 @@ from model.charts import (
     roc_figure,
     training_curves,
 )
-from model.labels import CLASS_NAMES, display_name
-from model.run_files import RunFileError, read_reports
-from tests.model_factory import make_run_dir
-from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
+from webapp.reports import RunFileError, read_reports
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 from model.decode import DecodedImage, decode_file, decode_image
 from model.errors import ImageError
 from model.limits import DecodeLimits
-from tests.bad_inputs import EXPECTED_WORDS, bad_input_corpus, encode, noisy_gray, png_header_only
+from testkit.bad_inputs import EXPECTED_WORDS, bad_input_corpus, encode, noisy_gray, png_header_only
 
 
 def save(image: Image.Image, image_format: str, **options) -> bytes:

@@ -28,14 +28,14 @@ from model.dicom import codestream_size, looks_like_dicom
 from model.errors import ImageError
 from model.limits import DecodeLimits
 from model.predictor import Predictor
-from tests.bad_inputs import (
+from testkit.bad_inputs import (
     GARBAGE_JPEG,
     dicom_with_transfer_syntax,
     dicom_without_pixels,
     noisy_gray,
 )
+from testkit.dicom_factory import FAKE_PATIENT, make_dataset, make_dicom, to_bytes
 from tests.conftest import REPO_ROOT
-from tests.dicom_factory import FAKE_PATIENT, make_dataset, make_dicom, to_bytes
 from tests.model_factory import shipped_run_dir
 
 SYNTAXES = [ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless]
@@ -275,7 +275,7 @@ def test_codestream_that_aborts_gdcm_is_refused_without_killing_the_process():
     script = (
         "from model.decode import decode_image\n"
         "from model.errors import ImageError\n"
-        "from tests.bad_inputs import bad_input_corpus\n"
+        "from testkit.bad_inputs import bad_input_corpus\n"
         "data = {n: d for n, d, _ in bad_input_corpus()}['process_aborting_j2k.dcm']\n"
         "try:\n"
         "    decode_image(data, 'scan.dcm')\n"

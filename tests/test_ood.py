@@ -30,8 +30,8 @@ from model.ood import (
 )
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import resize_gray
+from testkit.ood_corpus import encode, ood_corpus
 from tests.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
-from tests.ood_corpus import encode, ood_corpus
 from tests.synthetic_data import smooth_xray
 from training.fit_ood import cross_validated_refusal, fit_gaussians
 

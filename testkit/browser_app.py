@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from app_resources import MODEL_DIR_ENV
+from webapp.resources import MODEL_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGBaseline8Bit
 
-from tests.dicom_factory import make_dataset, make_dicom, to_bytes
+from testkit.dicom_factory import make_dataset, make_dicom, to_bytes
 
 # Words each file's message must contain: the part of the message that says what is wrong.
 EXPECTED_WORDS: dict[str, str] = {

@@ -1,0 +1,1 @@
+"""What only the Streamlit pages use: Diagnose logic, charts, report readers, page resources."""
