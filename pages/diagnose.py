@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from model.coverage import not_validated, validation_warning
 from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
@@ -57,6 +58,16 @@ def show_headline(analysis: Analysis) -> None:
             f"model version {analysis.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
+
+
+def show_validation(metadata: dict, class_name: str) -> None:
+    """Say plainly where this model was not validated, most of all for the suggested class."""
+    warning = validation_warning(metadata, class_name)
+    if warning:
+        st.warning(warning, icon=":material/warning:")
+    gaps = not_validated(metadata)
+    if gaps:
+        st.caption("**Not validated on:** " + "; ".join(gaps) + ". See the model card.")
 
 
 def show_acquisition(analysis: Analysis) -> None:
@@ -146,5 +157,6 @@ with images:
     result, explained_class, opacity = show_images(result, predictor)
 with summary:
     show_headline(result)
+    show_validation(predictor.metadata, result.predicted_class)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)

@@ -8,10 +8,12 @@ import streamlit as st
 
 from webapp.charts import (
     confusion_matrix_figure,
+    coverage_rows,
     dataset_rows,
     per_class_rows,
     reliability_figure,
     roc_figure,
+    subgroup_rows,
     training_curves,
 )
 from webapp.reports import RunFileError, RunReports, read_reports
@@ -91,6 +93,25 @@ def show_training(history: list[dict] | None) -> None:
     st.plotly_chart(training_curves(history), config=CHART_CONFIG, key="training_curves")
 
 
+def show_subgroups(metrics: dict, metadata: dict) -> None:
+    st.subheader("By source and age group")
+    st.caption("A model can learn the hospital or the age instead of the lungs: the same "
+               "figures for each source and age group of the validation split. Sources it was "
+               "never validated on are not here.")
+    rows = subgroup_rows(metrics)
+    if rows:
+        st.dataframe(rows, hide_index=True, column_config={
+            name: st.column_config.NumberColumn(format="%.3f")
+            for name in ("Accuracy", "Pneumonia-vs-normal AUC", "Called COVID-19 among non-COVID")
+        })
+    else:
+        st.info("This model's metrics.json has no subgroups (it predates them).")
+    coverage = coverage_rows(metadata)
+    if coverage:
+        st.markdown("**Where the model was trained and validated**")
+        st.dataframe(coverage, hide_index=True)
+
+
 def show_dataset(metadata: dict) -> None:
     st.subheader("Data")
     st.caption("Images per class and split, as metadata.json recorded them at training time.")
@@ -120,5 +141,6 @@ st.caption(
 show_headline(metrics)
 show_errors(metrics)
 show_curves(reports)
+show_subgroups(metrics, metadata)
 show_training(reports.history)
 show_dataset(metadata)

@@ -46,13 +46,21 @@ def write_reports(run_dir: Path, seed: int = 0) -> Path:
     """Add metrics, calibration, history, the card and dataset counts to a factory run dir."""
     logits, labels = synthetic_scores(seed=seed)
     calibration = calibration_report(logits, labels)
+    sources = np.where(np.arange(labels.size) % 2 == 0, "hospital_a", "hospital_b")
+    ages = np.where(sources == "hospital_a", "adult", "pediatric")
     metrics = classification_metrics(labels, softmax(logits, calibration["temperature"]),
-                                     CLASS_NAMES)
+                                     CLASS_NAMES, groups={"source": sources.tolist(),
+                                                          "age_group": ages.tolist()})
     metadata_path = run_dir / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
     counts = {name: int((labels == index).sum()) for index, name in enumerate(CLASS_NAMES)}
     metadata["dataset"] = {"train": {name: 4 * count for name, count in counts.items()},
                            "val": counts}
+    metadata["populations"] = {split: {
+        source: {"age_group": age, "counts": {name: int(scale * ((labels == index) & (
+            sources == source)).sum()) for index, name in enumerate(CLASS_NAMES)}}
+        for source, age in (("hospital_a", "adult"), ("hospital_b", "pediatric"))
+    } for split, scale in (("train", 4), ("val", 1))}
     metadata_path.write_text(json.dumps(metadata, indent=2))
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "calibration.json").write_text(json.dumps(calibration))

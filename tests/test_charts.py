@@ -13,11 +13,13 @@ from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
 from webapp.charts import (
     PRIMARY,
     confusion_matrix_figure,
+    coverage_rows,
     dataset_rows,
     per_class_rows,
     probability_chart,
     reliability_figure,
     roc_figure,
+    subgroup_rows,
     training_curves,
 )
 from webapp.reports import RunFileError, read_reports
@@ -132,3 +134,20 @@ def test_a_damaged_report_file_is_named(tmp_path):
     (tmp_path / "metrics.json").write_text("{not json")
     with pytest.raises(RunFileError, match="metrics.json"):
         read_reports(tmp_path)
+
+
+def test_subgroup_rows_cover_every_image_once_per_kind(reports):
+    rows = subgroup_rows(reports.metrics)
+    for kind in ("source", "age group"):
+        assert sum(row["Images"] for row in rows if row["By"] == kind) == \
+            reports.metrics["n_samples"]
+    assert {row["Group"] for row in rows} == {"hospital_a", "hospital_b", "adult", "pediatric"}
+    for row in rows:
+        assert 0.0 <= row["Accuracy"] <= 1.0 and row["Recall by label"]
+
+
+def test_coverage_rows_name_what_was_never_validated(reports):
+    rows = coverage_rows(reports.metadata)
+    assert len(rows) == 2 * len(CLASS_NAMES)
+    assert all(row["Status"] == "trained and validated" for row in rows), \
+        "the factory's two hospitals hold every class"

@@ -153,8 +153,8 @@ def test_several_roots_and_a_label_set_folder(tmp_path):
     assert {(s.source, s.age_group) for s in samples} == {("child", "pediatric"),
                                                           ("adult", "adult")}
     loaded = load_split(samples, 16, "train")
-    assert loaded.populations(space.keys)["adult (adult)"] == {
-        "COVID19": 2, "NORMAL": 2, "PNEUMONIA": 2}
+    assert loaded.populations(space.keys)["adult"] == {
+        "age_group": "adult", "counts": {"COVID19": 2, "NORMAL": 2, "PNEUMONIA": 2}}
 
 
 def test_the_source_is_the_manifest_patient_namespace(tmp_path):

@@ -87,13 +87,14 @@ class LoadedSplit:
         """Per-image subgroup names, by kind: what subgroup metrics are computed over."""
         return {"source": list(self.sources), "age_group": list(self.age_groups)}
 
-    def populations(self, keys: Sequence[str]) -> dict[str, dict[str, int]]:
-        """{"source (age group)": {label: count}}: which populations hold which labels."""
+    def populations(self, keys: Sequence[str]) -> dict[str, dict]:
+        """{source: {"age_group", "counts": {label: n}}}: which populations hold which labels."""
         table: dict[str, Counter] = defaultdict(Counter)
-        for label, source, age in zip(self.labels.tolist(), self.sources, self.age_groups,
-                                      strict=True):
-            table[f"{source} ({age})"][keys[label]] += 1
-        return {name: dict(sorted(counts.items())) for name, counts in sorted(table.items())}
+        ages = dict(zip(self.sources, self.age_groups, strict=True))
+        for label, source in zip(self.labels.tolist(), self.sources, strict=True):
+            table[source][keys[label]] += 1
+        return {source: {"age_group": ages[source], "counts": dict(sorted(counts.items()))}
+                for source, counts in sorted(table.items())}
 
 
 def find_classes(split_dir: Path) -> list[str]:

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from model.coverage import coverage
 from model.labels import display_name
 
 PRIMARY = "#1d5fa8"
@@ -198,13 +199,37 @@ def reliability_figure(calibration: dict) -> go.Figure:
 
 
 def dataset_rows(metadata: dict) -> list[dict]:
-    """Images per class and split, from the run's metadata, with totals."""
+    """Images per class (and label set) and split, from the run's metadata, with totals."""
     dataset = metadata.get("dataset", {})
     splits = list(dataset)
     rows = []
-    for name in metadata["classes"]:
+    for name in [*metadata["classes"], *metadata.get("label_sets", {})]:
         counts = {split: int(dataset[split].get(name, 0)) for split in splits}
         rows.append({"Class": display_name(name), **counts, "total": sum(counts.values())})
     totals = {split: sum(row[split] for row in rows) for split in splits}
     rows.append({"Class": "All classes", **totals, "total": sum(totals.values())})
     return rows
+
+
+def subgroup_rows(metrics: dict) -> list[dict]:
+    """One row per source and per age group: metrics.json's ``subgroups``, for a table."""
+    rows = []
+    for kind, groups in metrics.get("subgroups", {}).items():
+        for name, figures in groups.items():
+            rows.append({
+                "By": kind.replace("_", " "), "Group": name, "Images": figures["n"],
+                "Accuracy": figures["accuracy"],
+                "Recall by label": ", ".join(f"{display_name(label)} {value:.2f}"
+                                             for label, value in figures["recall"].items()),
+                "Pneumonia-vs-normal AUC": figures.get("pneumonia_vs_normal_auc"),
+                "Called COVID-19 among non-COVID": figures.get("called_covid_among_non_covid"),
+            })
+    return rows
+
+
+def coverage_rows(metadata: dict) -> list[dict]:
+    """Age group x class: images seen in training and validation, and what that makes it."""
+    return [{"Age group": row.age_group, "Class": display_name(row.class_name),
+             "Train": row.train, "Train (type unknown)": row.train_untyped, "Val": row.val,
+             "Val (type unknown)": row.val_untyped, "Status": row.status}
+            for row in coverage(metadata)]
