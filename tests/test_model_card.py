@@ -9,7 +9,7 @@ import pytest
 from tests.model_factory import fit_synthetic_gate, make_run_dir
 from tests.report_factory import write_reports
 from training.config import TrainConfig
-from training.model_card import OOD_BENCHMARK_JSON, render
+from training.model_card import LATENCY_JSON, LOSO_JSON, OOD_BENCHMARK_JSON, render
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,35 @@ def test_experiment_table_has_a_row_per_run(run_dir):
     assert len(rows) == 2
     best_val_loss = min(record["val_loss"]
                         for record in json.loads((run_dir / "history.json").read_text()))
-    settings = ("3+4 ep, ft blocks all, lr 0.0001 (plateau patience 2), dropout 0.4, "
-                "limit none, weights imagenet")
+    settings = ("cxr4+adult; 3+4 ep, ft blocks all, lr 0.0001, dropout 0.4, "
+                "source balance 0.5")
     assert f"{settings} | {best_val_loss:.3f} |" in rows[0]
-    assert "25 min" in rows[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    adult = metrics["subgroups"]["age_group"]["adult"]
+    assert f"| {adult['recall']['NORMAL']:.2f} | {adult['called_covid_among_non_covid']:.2f} |" \
+        in rows[0]
+    assert rows[0].endswith("| 25 min | 0.0 MB | n/a |"), "no latency file, no latency"
+    (run_dir / LATENCY_JSON).write_text(json.dumps({"predict": {"median_ms": 41.6}}))
+    assert render(run_dir, [run_dir]).count("| 42 ms |") == 1
+
+
+def test_card_shows_subgroups_and_where_the_model_was_validated(run_dir):
+    card = render(run_dir, [])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    figures = metrics["subgroups"]["source"]["hospital_a"]
+    assert f"| source: hospital_a | {figures['n']} | {figures['accuracy']:.3f} |" in card
+    assert "## Where it was trained and validated" in card
+    assert "| children | COVID-19 |" in card and "trained and validated" in card
+    assert "## Sources it has never seen" not in card, "no benchmark file, no table"
+
+
+def test_card_quotes_the_leave_one_source_out_benchmark(run_dir):
+    row = {"balance": 0.5, "source": "nih", "age_group": "adult", "rows": "unseen", "n": 120,
+           "accuracy": 0.8, "recall": {"NORMAL": 0.9, "PNEUMONIA": 0.7},
+           "pneumonia_vs_normal_auc": 0.88, "called_covid_among_non_covid": 0.04,
+           "gate_refused": 0.01}
+    (run_dir / LOSO_JSON).write_text(json.dumps([row, {**row, "balance": 0.0, "n": 7}]))
+    card = render(run_dir, [])
+    assert ("| nih (adult) | unseen | 120 | 0.800 | Normal 0.90, Pneumonia 0.70 | 0.880 | "
+            "0.04 | 1.0% |") in card
+    assert "| nih (adult) | unseen | 7 |" not in card, "only the shipped source balance"
