@@ -54,7 +54,7 @@ def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
     accepted = []
     for path in (path for group in zip(*per_class, strict=False) for path in group):
         try:
-            predictor.predict(decode_file(path).gray)
+            predictor.predict(decode_file(path))  # the app's own decision, header included
         except ImageError as refusal:
             print(f"left out {path.name}: {refusal}")
             continue

@@ -96,9 +96,9 @@ def main() -> None:
     upload = large_jpeg(args.data)
     print(f"model {predictor.version}; upload: 2000x2000 JPEG, {len(upload) / 1e6:.2f} MB")
     predict = report("decode + predict",
-                     timed(lambda: predictor.predict(decode_image(upload).gray), args.repeats))
+                     timed(lambda: predictor.predict(decode_image(upload)), args.repeats))
     explain = report("decode + predict + Grad-CAM",
-                     timed(lambda: predictor.explain(decode_image(upload).gray), args.repeats))
+                     timed(lambda: predictor.explain(decode_image(upload)), args.repeats))
     count, rate = folder_throughput(predictor, args.data)
     print(f"folder throughput (model.predict path, batch 32): {rate:.1f} images/s over {count}")
     if args.out:

@@ -36,18 +36,11 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr4"
 LATENCY_IMAGES = 200
 
 
-def refusal_step(predictor: Predictor, image: DecodedImage) -> str | None:
-    """Which step refuses the image ('header', 'pixels', 'features'), or None if accepted."""
-    try:
-        check_acquisition(image)
-    except ImageError:
-        return "header"
-    try:
-        inputs = predictor.screen(image.gray)
-    except ImageError:
-        return "pixels"
-    (outcome,) = predictor.gated_probabilities(inputs[None])
-    return "features" if isinstance(outcome, ImageError) else None
+def refusal_steps(predictor: Predictor, images: list[DecodedImage]) -> list[str | None]:
+    """The step that refused each image ('header', 'pixels', 'features'), None if accepted:
+    the predictor's own decision (``Predictor.outcomes``), read back."""
+    return [outcome.step if isinstance(outcome, ImageError) else None
+            for outcome in predictor.outcomes(images)]
 
 
 def feature_distances(predictor: Predictor, grays: list[np.ndarray]) -> np.ndarray:
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = ood_corpus()
     decoded = [decode_image(sample.data, sample.name) for sample in corpus]
-    steps = [refusal_step(predictor, image) for image in decoded]
+    steps = refusal_steps(predictor, decoded)
     categories = Counter(sample.category for sample in corpus)
     refused_by_category = Counter(sample.category for sample, step in zip(corpus, steps,
                                                                           strict=True) if step)
@@ -141,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     val_paths = sorted((args.data / "val").rglob("*.jpg"))
     val_images = [decode_file(path) for path in val_paths]
-    val_steps = [refusal_step(predictor, image) for image in val_images]
+    val_steps = refusal_steps(predictor, val_images)
     refused_paths = [path for path, step in zip(val_paths, val_steps, strict=True) if step]
     val = {
         "images": len(val_paths),

@@ -4,7 +4,8 @@ Follows the keras.io Grad-CAM example (a model mapping the input to the last con
 activations and the logits, a GradientTape, channel weights from pooled gradients, a ReLU,
 a normalisation), with the care a clinic needs: the layer is named by the run's metadata,
 a flat gradient gives an all-zero map instead of NaN, and the map is returned at the size of
-the image the person uploaded.
+the image the person uploaded. The predictor compiles ``forward_with_gradcam`` as its one
+graph, so a plain prediction and an explained one come from the same computation.
 """
 
 from __future__ import annotations
@@ -15,58 +16,45 @@ import numpy as np
 import tensorflow as tf
 
 
+def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str) -> keras.Model:
+    """The model Grad-CAM needs: input -> (last conv activations, logits, pooled features).
+
+    The pooled features (what the logits layer reads) feed the out-of-distribution gate
+    (model.ood), so one forward pass serves the prediction, the gate and the map.
+    """
+    logits = model.get_layer(logits_layer)
+    return keras.Model(
+        model.inputs[0], [model.get_layer(gradcam_layer).output, logits.output, logits.input]
+    )
+
+
+def forward_with_gradcam(
+    cam_model: keras.Model, images: tf.Tensor, class_indices: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(N, S, S, 3) inputs -> (logits, pooled features, heatmaps at the layer's size, classes).
+
+    Each image's map explains ``class_indices[i]``, or its predicted class where that is negative.
+    """
+    with tf.GradientTape() as tape:
+        activations, logits, features = cam_model(images, training=False)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        chosen = tf.where(class_indices < 0, predicted, class_indices)
+        class_scores = tf.gather(logits, chosen, batch_dims=1)
+    # The tape differentiates the sum of the scores; in inference mode an image's score depends
+    # on its own activations only, so that gradient holds each image's own.
+    gradients = tape.gradient(class_scores, activations)
+    return logits, features, gradcam_heatmap(activations, gradients), chosen
+
+
 def gradcam_heatmap(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
-    """The Grad-CAM math for one image: (h, w, k) activations and gradients -> (h, w) in [0, 1].
+    """The Grad-CAM math: ([N,] h, w, k) activations and gradients -> ([N,] h, w) in [0, 1].
 
     Each channel is weighted by its gradient averaged over space; the weighted sum keeps only
     what argues for the class (ReLU). An all-zero map stays zero rather than dividing by zero.
     """
-    channel_weights = tf.reduce_mean(gradients, axis=(0, 1))
+    channel_weights = tf.reduce_mean(gradients, axis=(-3, -2), keepdims=True)
     heatmap = tf.nn.relu(tf.reduce_sum(activations * channel_weights, axis=-1))
-    return tf.math.divide_no_nan(heatmap, tf.reduce_max(heatmap))
-
-
-class GradCam:
-    """A compiled Grad-CAM step on a whole (flat) model, one forward pass for map and logits.
-
-    The same pass also returns the pooled features the logits layer reads, so the
-    out-of-distribution gate (model.ood) costs no second pass.
-    """
-
-    def __init__(self, model: keras.Model, gradcam_layer: str, logits_layer: str) -> None:
-        logits = model.get_layer(logits_layer)
-        self._model = keras.Model(
-            model.inputs[0],
-            [model.get_layer(gradcam_layer).output, logits.output, logits.input],
-        )
-        image_shape = (1, *model.inputs[0].shape[1:])
-        self._step = tf.function(
-            self._tape_step,
-            input_signature=[
-                tf.TensorSpec(image_shape, tf.float32),
-                tf.TensorSpec((), tf.int32),
-            ],
-        )
-
-    def _tape_step(self, image: tf.Tensor, class_index: tf.Tensor):
-        with tf.GradientTape() as tape:
-            activations, logits, features = self._model(image, training=False)
-            chosen = tf.where(class_index < 0, tf.argmax(logits[0], output_type=tf.int32),
-                              class_index)
-            class_score = tf.gather(logits[0], chosen)
-        gradients = tape.gradient(class_score, activations)
-        return gradcam_heatmap(activations[0], gradients[0]), logits[0], features[0], chosen
-
-    def __call__(
-        self, image: np.ndarray, class_index: int = -1
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """One preprocessed (1, S, S, 3) image -> (heatmap at the layer's size, logits,
-        pooled features, class). A negative class_index explains the predicted class.
-        """
-        heatmap, logits, features, chosen = self._step(
-            tf.convert_to_tensor(image, tf.float32), tf.constant(class_index, tf.int32)
-        )
-        return heatmap.numpy(), logits.numpy(), features.numpy(), int(chosen)
+    return tf.math.divide_no_nan(heatmap, tf.reduce_max(heatmap, axis=(-2, -1), keepdims=True))
 
 
 def resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -11,6 +11,9 @@ image is screened before its probabilities are shown, in three steps that cost a
    (Lee et al. 2018, "A simple unified framework for detecting out-of-distribution samples"),
    against a limit set on the validation X-rays (``OodGate.check``).
 
+The predictor runs them, and nothing else decides: steps 1 and 2 in ``Predictor.admit``, step 3
+in ``Predictor.gated_probabilities``.
+
 Every limit comes from data and lives with the model in ``ood.json`` and ``ood.npz``
 (written by ``python -m training.fit_ood``); without them the gate is off and says so.
 """
@@ -47,13 +50,23 @@ class OodFilesError(ValueError):
     """ood.json / ood.npz exist but cannot be used; the message names the file and the problem."""
 
 
+class Refusal(ImageError):
+    """The gate's refusal of one image: the message says why, ``step`` which check refused it
+    ('header', 'pixels' or 'features'), for the benchmarks' counts."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 def check_acquisition(image: DecodedImage) -> None:
     """Refuse a DICOM whose header says it is not a radiograph (CT, MR, US, NM, ...)."""
     modality = image.facts.get("Modality", "").strip().upper()
     if image.source_format != "DICOM" or modality in RADIOGRAPH_MODALITIES | UNSPECIFIC_MODALITIES:
         return
     kind = MODALITY_NAMES.get(modality, f"modality {modality}")
-    raise ImageError(f"This DICOM holds a {kind} image, not a radiograph. {ONLY_RADIOGRAPHS}")
+    raise Refusal("header",
+                  f"This DICOM holds a {kind} image, not a radiograph. {ONLY_RADIOGRAPHS}")
 
 
 def contrast(resized: np.ndarray) -> float:
@@ -201,13 +214,15 @@ class OodGate:
             return
         spread = contrast(resized)
         if spread < self._limits.min_contrast:
-            raise ImageError(
+            raise Refusal(
+                "pixels",
                 f"This image is blank or almost uniform (its grey levels span {spread:.0f} of "
                 f"255; the limit is {self._limits.min_contrast:.0f}). {ONLY_RADIOGRAPHS}"
             )
         correlation = neighbour_correlation(resized)
         if correlation < self._limits.min_neighbour_correlation:
-            raise ImageError(
+            raise Refusal(
+                "pixels",
                 "This image looks like noise or a fine pattern, not a radiograph (neighbouring "
                 f"pixels correlate at {correlation:.2f}; the limit is "
                 f"{self._limits.min_neighbour_correlation:.2f}). {ONLY_RADIOGRAPHS}"
@@ -219,7 +234,8 @@ class OodGate:
             return
         distance = float(self._gaussians.distances(features)[0])
         if not distance <= self._limits.max_distance:  # also refuses a NaN distance
-            raise ImageError(
+            raise Refusal(
+                "features",
                 "This image does not look like a frontal chest X-ray (distance "
                 f"{distance:.1f} from the training X-rays, limit "
                 f"{self._limits.max_distance:.1f}). {ONLY_RADIOGRAPHS}"

@@ -23,20 +23,14 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from model.decode import DecodedImage, decode_file
+from model.decode import decode_file
 from model.errors import ImageError
-from model.ood import check_acquisition
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"})
 DECODE_THREADS = 4
-
-# A check run on every decoded image before prediction; it refuses one by raising ImageError.
-# The predictor's own gate (pixels, then features) always runs after these.
-ImageGate = Callable[[DecodedImage], None]
-DEFAULT_GATES: tuple[ImageGate, ...] = (check_acquisition,)
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -53,16 +47,9 @@ def collect_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _load(path: Path, predictor: Predictor, gates: tuple[ImageGate, ...]) -> np.ndarray:
-    decoded = decode_file(path)
-    for gate in gates:
-        gate(decoded)
-    return predictor.screen(decoded.gray)
-
-
 def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarray]
              ) -> Iterator[list[tuple[Path, np.ndarray | ImageError]]]:
-    """Decode in a thread pool, one batch ahead of the model."""
+    """Decode and admit in a thread pool, one batch ahead of the model."""
 
     def outcome(future: Future) -> np.ndarray | ImageError:
         try:
@@ -80,16 +67,14 @@ def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarr
             yield [(path, outcome(future)) for path, future in zip(chunk, current, strict=True)]
 
 
-def predict_files(
-    files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
-    gates: tuple[ImageGate, ...] = DEFAULT_GATES,
-) -> None:
-    """Write one JSON line per file, in order: the prediction or the reason it was refused."""
-    for batch in _batches(files, batch_size, lambda path: _load(path, predictor, gates)):
-        usable = [inputs for _, inputs in batch if not isinstance(inputs, ImageError)]
-        outcomes = iter(predictor.gated_probabilities(np.stack(usable)) if usable else ())
-        for path, inputs in batch:
-            outcome = inputs if isinstance(inputs, ImageError) else next(outcomes)
+def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO) -> None:
+    """Write one JSON line per file, in order: the prediction or the reason it was refused.
+
+    The predictor decides (``admit``, then ``gated_probabilities``), exactly as for the app.
+    """
+    for batch in _batches(files, batch_size, lambda path: predictor.admit(decode_file(path))):
+        outcomes = predictor.gated_probabilities([admitted for _, admitted in batch])
+        for (path, _), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, ImageError):
                 record = {"file": str(path), "error": str(outcome)}
             else:

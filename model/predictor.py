@@ -2,12 +2,16 @@
 
 Everything the model needs to know about its inputs (size, normalisation, class order, the
 Grad-CAM layer, the temperature, the out-of-distribution gate) comes from the run directory,
-never from this code. Images the gate refuses raise ImageError instead of getting probabilities.
+never from this code. "Is this image accepted?" has one answer, here: ``admit`` (the DICOM
+header, the pixels) before the model, ``gated_probabilities`` (the features) after it; a refused
+image gets an ImageError saying why instead of probabilities. One compiled graph gives the
+logits, the gate's features and the Grad-CAM map, so every caller sees the same numbers.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from model.calibration import softmax
+from model.decode import DecodedImage
 from model.errors import ImageError
-from model.gradcam import GradCam, resize_heatmap
-from model.ood import OodFilesError, OodGate
+from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
+from model.ood import OodFilesError, OodGate, check_acquisition
 from model.preprocess import NORMALIZATIONS, preprocess, resize_gray, to_model_input
 
 DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -87,16 +92,16 @@ class Predictor:
         self.temperature = temperature
         self.ood = ood or OodGate.off("no gate was given to this predictor")
         self._normalization: str = metadata["preprocessing"]["normalization"]
-        logits_layer = model.get_layer(metadata["logits_layer"])
-        # The pooled features the logits layer reads: one forward pass gives both.
-        forward_model = keras.Model(model.inputs[0], [logits_layer.output, logits_layer.input])
+        cam_model = gradcam_model(model, metadata["gradcam_layer"], metadata["logits_layer"])
+        # The one compiled graph: logits, pooled features and Grad-CAM maps from one pass.
         self._forward = tf.function(
-            lambda batch: forward_model(batch, training=False),
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3),
-                                           tf.float32)],
+            lambda images, class_indices: forward_with_gradcam(cam_model, images, class_indices),
+            input_signature=[
+                tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32),
+                tf.TensorSpec((None,), tf.int32),
+            ],
         )
-        self._gradcam = GradCam(model, metadata["gradcam_layer"], metadata["logits_layer"])
-        feature_size = logits_layer.input.shape[-1]
+        feature_size = model.get_layer(metadata["logits_layer"]).input.shape[-1]
         if self.ood.enabled and self.ood.feature_size != feature_size:
             raise ModelLoadError(f"the out-of-distribution gate was fitted on "
                                  f"{self.ood.feature_size} features, the model has {feature_size}")
@@ -138,14 +143,21 @@ class Predictor:
         """A decoded grayscale image -> this model's (S, S, 3) input, exactly as in training."""
         return preprocess(gray, self.image_size, self._normalization)
 
-    def screen(self, gray: np.ndarray) -> np.ndarray:
-        """The gate's pixel checks (blank, noise), then the model input; raises ImageError."""
-        resized = resize_gray(gray, self.image_size)
+    def admit(self, image: DecodedImage | np.ndarray) -> np.ndarray:
+        """The checks before the model: the DICOM header, then the pixels as the model sees them
+        (blank, noise). Returns the (S, S, 3) model input; raises ImageError saying why not.
+
+        A bare (H, W) array is a decoded image without its file: it has no header to check.
+        """
+        if isinstance(image, DecodedImage):
+            check_acquisition(image)
+            image = image.gray
+        resized = resize_gray(image, self.image_size)
         self.ood.check_pixels(resized)
         return to_model_input(resized, self._normalization)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) preprocessed inputs -> (N, C) logits, through a compiled graph."""
+        """(N, S, S, 3) preprocessed inputs -> (N, C) logits, through the compiled graph."""
         return self.logits_and_features(batch)[0]
 
     def logits_and_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,13 +165,101 @@ class Predictor:
 
         Not gated: for evaluation and fitting the gate.
         """
-        logits, features = self._forward(tf.convert_to_tensor(batch, tf.float32))
-        return logits.numpy(), features.numpy()
+        logits, features, _, _ = self._run(batch)
+        return logits, features
 
-    def gated_probabilities(self, batch: np.ndarray) -> list[np.ndarray | ImageError]:
-        """(N, S, S, 3) screened inputs -> for each image, its calibrated probabilities or the
-        gate's refusal (an ImageError saying why), from one forward pass."""
-        logits, features = self.logits_and_features(batch)
+    def gated_probabilities(
+        self, admitted: Sequence[np.ndarray | ImageError]
+    ) -> list[np.ndarray | ImageError]:
+        """The model and the check after it: ``admit``'s inputs -> each image's calibrated
+        probabilities, or the feature check's refusal; refusals given are passed on in place.
+
+        One forward pass for the whole batch.
+        """
+        inputs = [item for item in admitted if not isinstance(item, ImageError)]
+        if not inputs:
+            return list(admitted)
+        logits, features, _, _ = self._run(np.stack(inputs))
+        gated = iter(self._gate_features(logits, features))
+        return [item if isinstance(item, ImageError) else next(gated) for item in admitted]
+
+    def outcomes(
+        self, images: Sequence[DecodedImage | np.ndarray], batch_size: int = 32
+    ) -> list[np.ndarray | ImageError]:
+        """Is each image accepted? Its calibrated probabilities, or the ImageError saying why.
+
+        ``admit`` then ``gated_probabilities``, ``batch_size`` images per forward pass.
+        """
+        results: list[np.ndarray | ImageError] = []
+        for start in range(0, len(images), batch_size):
+            admitted: list[np.ndarray | ImageError] = []
+            for image in images[start:start + batch_size]:
+                try:
+                    admitted.append(self.admit(image))
+                except ImageError as refusal:
+                    admitted.append(refusal)
+            results.extend(self.gated_probabilities(admitted))
+        return results
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
+        return softmax(logits, self.temperature)
+
+    def predict(self, image: DecodedImage | np.ndarray) -> dict[str, float]:
+        """One decoded image -> calibrated probabilities by class name; ImageError if refused."""
+        return self._by_class(self.predict_batch([image])[0])
+
+    def predict_batch(self, images: Sequence[DecodedImage | np.ndarray]) -> np.ndarray:
+        """Decoded images of any sizes -> (N, C) calibrated probabilities.
+
+        Raises ImageError for the first image the gate refuses (naming it when N > 1).
+        """
+        outcomes = self.outcomes(images)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, ImageError):
+                raise _numbered(outcome, index, len(images))
+        return np.stack(outcomes)
+
+    def explain(
+        self, image: DecodedImage | np.ndarray, class_name: str | None = None
+    ) -> Explanation:
+        """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class.
+
+        Accepted or refused exactly as by ``predict``, from the same compiled pass.
+        """
+        if class_name is not None and class_name not in self.classes:
+            raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
+        class_index = -1 if class_name is None else self.classes.index(class_name)
+        gray = image.gray if isinstance(image, DecodedImage) else image
+        logits, features, heatmaps, chosen = self._run(self.admit(image)[None], class_index)
+        (outcome,) = self._gate_features(logits, features)
+        if isinstance(outcome, ImageError):
+            raise outcome
+        return Explanation(
+            probabilities=self._by_class(outcome),
+            class_name=self.classes[chosen[0]],
+            heatmap=resize_heatmap(heatmaps[0], gray.shape),
+        )
+
+    def warm_up(self) -> None:
+        """Trace and run the compiled graph once, so the first person is not kept waiting.
+
+        Straight through the graph: the gate would rightly refuse the blank image used here.
+        """
+        blank = self.preprocess(np.full((self.image_size, self.image_size), 128, np.uint8))
+        self._run(blank[None])
+
+    def _run(
+        self, batch: np.ndarray, class_index: int = -1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled graph: (logits, features, heatmaps, explained classes), as numpy."""
+        class_indices = tf.fill([len(batch)], tf.constant(class_index, tf.int32))
+        outputs = self._forward(tf.convert_to_tensor(batch, tf.float32), class_indices)
+        return tuple(output.numpy() for output in outputs)
+
+    def _gate_features(self, logits: np.ndarray, features: np.ndarray
+                       ) -> list[np.ndarray | ImageError]:
+        """The feature check on each image: its calibrated probabilities, or the refusal."""
         outcomes: list[np.ndarray | ImageError] = []
         for probabilities, row in zip(self.probabilities(logits), features, strict=True):
             try:
@@ -169,56 +269,6 @@ class Predictor:
             else:
                 outcomes.append(probabilities)
         return outcomes
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
-        return softmax(logits, self.temperature)
-
-    def predict(self, gray: np.ndarray) -> dict[str, float]:
-        """One decoded image -> calibrated probabilities by class name; ImageError if refused."""
-        return self._by_class(self.predict_batch([gray])[0])
-
-    def predict_batch(self, grays: list[np.ndarray]) -> np.ndarray:
-        """Decoded images of any sizes -> (N, C) calibrated probabilities.
-
-        Raises ImageError for the first image the gate refuses (naming it when N > 1).
-        """
-        inputs = []
-        for index, gray in enumerate(grays):
-            try:
-                inputs.append(self.screen(gray))
-            except ImageError as refusal:
-                raise _numbered(refusal, index, len(grays)) from None
-        outcomes = self.gated_probabilities(np.stack(inputs))
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, ImageError):
-                raise _numbered(outcome, index, len(grays))
-        return np.stack(outcomes)
-
-    def explain(self, gray: np.ndarray, class_name: str | None = None) -> Explanation:
-        """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class.
-
-        ImageError if the gate refuses the image (its features come from the same pass).
-        """
-        if class_name is not None and class_name not in self.classes:
-            raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
-        class_index = -1 if class_name is None else self.classes.index(class_name)
-        heatmap, logits, features, chosen = self._gradcam(self.screen(gray)[None], class_index)
-        self.ood.check(features)
-        return Explanation(
-            probabilities=self._by_class(self.probabilities(logits[None])[0]),
-            class_name=self.classes[chosen],
-            heatmap=resize_heatmap(heatmap, gray.shape),
-        )
-
-    def warm_up(self) -> None:
-        """Trace and run both compiled graphs once, so the first person is not kept waiting.
-
-        Straight through the graphs: the gate would rightly refuse the blank image used here.
-        """
-        blank = self.preprocess(np.full((self.image_size, self.image_size), 128, np.uint8))
-        self.logits_and_features(blank[None])
-        self._gradcam(blank[None])
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

@@ -67,11 +67,15 @@ def test_default_class_is_the_predicted_one(predictor, xray):
                                          key=explanation.probabilities.get)
 
 
-def test_explain_returns_the_same_probabilities_as_predict(predictor, xray):
-    explained = predictor.explain(xray, CLASS_NAMES[2]).probabilities
+@pytest.mark.parametrize("class_name", [None, CLASS_NAMES[2]])
+def test_explain_and_predict_give_the_same_probabilities_from_one_graph(
+    predictor, xray, class_name
+):
+    explained = predictor.explain(xray, class_name).probabilities
     predicted = predictor.predict(xray)
     assert list(explained) == list(predicted)
-    np.testing.assert_allclose(list(explained.values()), list(predicted.values()), atol=1e-5)
+    np.testing.assert_allclose(list(explained.values()), list(predicted.values()),
+                               rtol=0, atol=1e-6)
 
 
 def test_unknown_class_is_refused(predictor, xray):

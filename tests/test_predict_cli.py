@@ -92,7 +92,7 @@ def test_cli_prints_one_json_line_per_file(run_dir, images):
         assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
         assert record["model"] == "test-model-1"
-        expected = predictor.predict(decode_file(images[key]).gray)
+        expected = predictor.predict(decode_file(images[key]))
         np.testing.assert_allclose(list(record["probabilities"].values()),
                                    list(expected.values()), atol=1e-5)
 

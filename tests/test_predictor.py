@@ -97,8 +97,17 @@ def test_predict_refuses_a_colour_array(predictor):
         predictor.predict(np.zeros((40, 40, 3), np.uint8))
 
 
-def test_warm_up_runs_both_graphs(predictor):
-    predictor.warm_up()
+def test_warm_up_traces_the_one_graph_that_every_prediction_reuses(run_dir, grays):
+    fresh = Predictor.load(run_dir)
+    graph = fresh._forward
+    assert graph.experimental_get_tracing_count() == 0
+    fresh.warm_up()
+    assert graph.experimental_get_tracing_count() == 1
+    fresh.predict(grays[0])
+    fresh.predict_batch(grays)
+    fresh.explain(grays[1], CLASS_NAMES[3])
+    fresh.logits(np.stack([fresh.preprocess(gray) for gray in grays]))
+    assert graph.experimental_get_tracing_count() == 1
 
 
 def test_missing_folder_is_a_clear_load_error(tmp_path):

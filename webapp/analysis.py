@@ -20,7 +20,6 @@ from PIL import Image
 from model.decode import DecodedImage, decode_image
 from model.gradcam import overlay
 from model.labels import display_name
-from model.ood import check_acquisition
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -60,8 +59,7 @@ def analyse(
     analysed_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     image = decode_image(data, name)
-    check_acquisition(image)
-    explanation = predictor.explain(image.gray, class_name)
+    explanation = predictor.explain(image, class_name)
     return Analysis(
         file_name=name,
         image=image,
@@ -77,7 +75,7 @@ def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) 
     """The same analysis with a Grad-CAM for ``class_name``; the probabilities stay as they were."""
     if class_name in analysis.heatmaps:
         return analysis
-    explanation = predictor.explain(analysis.image.gray, class_name)
+    explanation = predictor.explain(analysis.image, class_name)
     return replace(analysis, heatmaps={**analysis.heatmaps, class_name: explanation.heatmap})
 
 
