@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -135,11 +134,10 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding():
         decode_image(png[: len(png) // 2], "big.png", limits)
 
 
-def test_bomb_header_is_refused_quickly():
-    start = time.perf_counter()
+def test_bomb_header_is_refused_from_the_header_alone():
+    # The file holds no pixel data: had decoding begun, it would fail as truncated instead.
     with pytest.raises(ImageError, match="decompression bomb"):
         decode_image(png_header_only(30000, 30000), "bomb.png")
-    assert time.perf_counter() - start < 0.5
 
 
 def test_upload_over_the_byte_limit_is_refused_before_parsing():
