@@ -27,6 +27,7 @@ from model.decode import decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.run_dir import MODEL_FILE
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--uploads must be at least 10")
     if not CHROMIUM.is_file():
         parser.error(f"{CHROMIUM} is absent: apt-get install chromium")
-    if not (args.model / "model.keras").is_file():
+    if not (args.model / MODEL_FILE).is_file():
         parser.error(f"no model at {args.model}")
     xrays = distinct_xrays(args.data, args.uploads, args.model)
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,19 +1,19 @@
 """Inference speed of a run directory on this machine, warm, decoding included.
 
     python bench/latency.py [--model RUN_DIR] [--data ../shared/data/cxr4] [--repeats 30]
-        [--out RUN_DIR/latency_benchmark.json]
+        [--out FILE]
 
 Prints the median and p95 of (1) decode + predict and (2) decode + predict + Grad-CAM for a
 2000x2000 JPEG upload, and (3) the throughput of `model.predict`'s batched folder path over the
 val split (all 776 images when the real data is present; synthetic images otherwise). With
---out the figures are also written as JSON, which the model card quotes.
+--out the figures are also written as JSON; the model card quotes them from the run directory
+(model.run_dir.LATENCY_FILE).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import tempfile
 import time
@@ -25,6 +25,7 @@ from PIL import Image
 from model.decode import decode_image
 from model.predict import collect_files, predict_files
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
+from model.run_dir import LATENCY_FILE, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +87,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr4")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here "
+                        f"(for the model card: RUN_DIR/{LATENCY_FILE})")
     args = parser.parse_args()
     try:
         predictor = Predictor.load(args.model)
@@ -102,9 +104,9 @@ def main() -> None:
     count, rate = folder_throughput(predictor, args.data)
     print(f"folder throughput (model.predict path, batch 32): {rate:.1f} images/s over {count}")
     if args.out:
-        args.out.write_text(json.dumps({
+        write_json(args.out, {
             "model": predictor.version, "predict": predict, "predict_gradcam": explain,
-            "folder_images_per_second": round(rate, 1), "folder_images": count}, indent=2) + "\n")
+            "folder_images_per_second": round(rate, 1), "folder_images": count})
         print(f"wrote {args.out}")
 
 

@@ -13,7 +13,6 @@ refused, <= 1 % of val X-rays refused, <= 10 ms added.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ from model.errors import ImageError
 from model.ood import OodGate, check_acquisition
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.preprocess import resize_gray
+from model.run_dir import OOD_BENCHMARK_FILE, write_json
 from testkit.ood_corpus import ood_corpus
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr4"
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, metavar="RUN_DIR")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                         help="dataset folder with val/<CLASS>/ chest X-rays")
-    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here "
+                        f"(for the model card: RUN_DIR/{OOD_BENCHMARK_FILE})")
     args = parser.parse_args(argv)
     try:
         predictor = Predictor.load(args.model)
@@ -149,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nadded latency per image (median ms): "
           + ", ".join(f"{key} {value:.2f}" for key, value in latency.items()))
     if args.out:
-        args.out.write_text(json.dumps({"model": predictor.version, "non_xray": non_xray,
-                                        "val": val, "latency": latency}, indent=2))
+        write_json(args.out, {"model": predictor.version, "non_xray": non_xray, "val": val,
+                              "latency": latency})
         print(f"wrote {args.out}")
     return 0
 

@@ -10,11 +10,12 @@ Trains `--limit-per-class 100 --epochs-frozen 1 --epochs-finetune 0` twice (effi
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from model.run_dir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def main() -> None:
              "--epochs-frozen", "1", "--epochs-finetune", "0"],
             cwd=REPO, check=True, capture_output=True,
         )
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = read_metrics(run_dir)
         print(f"weights={weights}: pneumonia-vs-normal AUC "
               f"{metrics['pneumonia_vs_normal']['auc']:.3f}, 4-class accuracy "
               f"{metrics['accuracy']:.3f}, {time.perf_counter() - started:.0f} s")

@@ -11,6 +11,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from model.resampling import random_halves
+from model.run_dir import Calibration
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 
@@ -112,11 +113,11 @@ def cross_validated_ece(
     return float(np.mean(scores))
 
 
-def calibration_report(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Fit the temperature and show its effect: the content of a run's calibration.json."""
+def calibration_report(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Fit the temperature and show its effect: a run's calibration file."""
     temperature = fit_temperature(logits, labels)
     before = reliability_bins(softmax(logits), labels)
     after = reliability_bins(softmax(logits, temperature), labels)
-    return {"temperature": temperature, "ece_before": before["ece"], "ece_after": after["ece"],
-            "ece_after_cross_validated": cross_validated_ece(logits, labels),
-            "bins_before": before["bins"], "bins_after": after["bins"]}
+    return Calibration(temperature=temperature, ece_before=before["ece"], ece_after=after["ece"],
+                       ece_after_cross_validated=cross_validated_ece(logits, labels),
+                       bins_before=tuple(before["bins"]), bins_after=tuple(after["bins"]))

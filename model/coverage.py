@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from model.labels import display_name
+from model.run_dir import Metadata
 
 AGE_GROUPS = ("adult", "pediatric")
 AGE_GROUP_NAMES = {"adult": "adults", "pediatric": "children"}
@@ -59,28 +60,28 @@ def _counts(populations: dict, label_sets: dict[str, list[str]]) -> tuple[Counte
     return exact, untyped
 
 
-def coverage(metadata: dict) -> list[Coverage]:
+def coverage(metadata: Metadata) -> list[Coverage]:
     """One row per age group and class; empty when the metadata records no populations."""
-    populations = metadata.get("populations")
+    populations = metadata.populations
     if not populations:
         return []
-    label_sets = metadata.get("label_sets", {})
+    label_sets = metadata.label_sets or {}
     train, train_untyped = _counts(populations.get("train", {}), label_sets)
     val, val_untyped = _counts(populations.get("val", {}), label_sets)
     return [
         Coverage(age, name, train[age, name], val[age, name], train_untyped[age, name],
                  val_untyped[age, name])
-        for age in AGE_GROUPS for name in metadata["classes"]
+        for age in AGE_GROUPS for name in metadata.classes
     ]
 
 
-def not_validated(metadata: dict) -> list[str]:
+def not_validated(metadata: Metadata) -> list[str]:
     """Plain phrases for every age group and class the model was not validated on."""
     return [f"{row.describe()} ({row.status})" for row in coverage(metadata)
             if not row.validated]
 
 
-def validation_warning(metadata: dict, class_name: str) -> str | None:
+def validation_warning(metadata: Metadata, class_name: str) -> str | None:
     """What to say beside a suggestion of ``class_name``: the age groups it was not validated
     in, or None when it was validated in every age group."""
     gaps = [row for row in coverage(metadata)

@@ -14,27 +14,32 @@ image is screened before its probabilities are shown, in three steps that cost a
 The predictor runs them, and nothing else decides: steps 1 and 2 in ``Predictor.admit``, step 3
 in ``Predictor.gated_probabilities``.
 
-Every limit comes from data and lives with the model in ``ood.json`` and ``ood.npz``
-(written by ``python -m training.fit_ood``); without them the gate is off and says so.
+Every limit comes from data and lives with the model in the run directory's gate files
+(model.run_dir's OOD_FILE and OOD_ARRAYS_FILE, written by ``python -m training.fit_ood``);
+without them the gate is off and says so.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.errors import ImageError
+from model.run_dir import (
+    OOD_ARRAYS_FILE,
+    OOD_FILE,
+    GateSettings,
+    MissingRunFileError,
+    RunFileError,
+    read_gate_settings,
+    write_gate_settings,
+)
 
 if TYPE_CHECKING:
     from model.decode import DecodedImage
 
-OOD_JSON = "ood.json"
-OOD_NPZ = "ood.npz"
-OOD_FORMAT_VERSION = 1
 # DICOM modalities that are projection radiographs; unspecific ones (OT, SC, absent) go on to
 # the pixel and feature checks, every other modality is refused by name.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
@@ -44,10 +49,6 @@ MODALITY_NAMES = {"CT": "CT (computed tomography)", "MR": "MR (magnetic resonanc
                   "MG": "mammography", "XA": "angiography", "RF": "fluoroscopy",
                   "SEG": "segmentation", "RTDOSE": "radiotherapy dose"}
 ONLY_RADIOGRAPHS = "The model only analyses frontal chest radiographs."
-
-
-class OodFilesError(ValueError):
-    """ood.json / ood.npz exist but cannot be used; the message names the file and the problem."""
 
 
 class Refusal(ImageError):
@@ -139,64 +140,58 @@ def distance_threshold(distances: np.ndarray, refused_fraction: float) -> float:
     return float(ordered[len(ordered) - 1 - refused])
 
 
-@dataclass(frozen=True)
-class OodLimits:
-    """The gate's three numbers, each derived from data by training.fit_ood."""
-
-    max_distance: float
-    min_contrast: float
-    min_neighbour_correlation: float
-
-
 class OodGate:
-    """Screens one image before its probabilities are shown; off when the run has no ood files."""
+    """Screens one image before its probabilities are shown; off when the run has no gate."""
 
-    def __init__(self, gaussians: FeatureGaussians | None, limits: OodLimits | None,
-                 info: dict) -> None:
+    def __init__(self, gaussians: FeatureGaussians | None, settings: GateSettings | None,
+                 reason: str = "") -> None:
         self._gaussians = gaussians
-        self._limits = limits
-        self.info = info  # what ood.json says (figures for the model card), or why it is off
+        self.settings = settings  # limits and the figures of the fitting; None when off
+        self._limits = None if settings is None else settings.limits
+        self._reason = reason
 
     @property
     def enabled(self) -> bool:
         return self._gaussians is not None
 
+    @property
+    def info(self) -> dict:
+        """What the gate files say (figures for the model card), or why the gate is off."""
+        if self.settings is None:
+            return {"enabled": False, "reason": self._reason}
+        return {**self.settings.to_dict(), "enabled": True}
+
     @classmethod
     def off(cls, reason: str) -> OodGate:
         """A gate that lets everything through, saying why (shown with the model's metadata)."""
-        return cls(None, None, {"enabled": False, "reason": reason})
+        return cls(None, None, reason)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> OodGate:
-        """The run's fitted gate, or an 'off' gate when the run has no ood.json."""
+        """The run's fitted gate, or an 'off' gate when the run has none; RunFileError when its
+        files cannot be used."""
         run_dir = Path(run_dir)
-        json_path, npz_path = run_dir / OOD_JSON, run_dir / OOD_NPZ
-        if not json_path.is_file():
-            return cls.off(f"{run_dir} has no {OOD_JSON}: images are not screened "
-                           "(run python -m training.fit_ood to fit the gate)")
         try:
-            info = json.loads(json_path.read_text())
-            limits = OodLimits(**{key: float(info["limits"][key])
-                                  for key in OodLimits.__dataclass_fields__})
-            with np.load(npz_path) as arrays:
+            settings = read_gate_settings(run_dir)
+        except MissingRunFileError:
+            return cls.off(f"{run_dir} has no {OOD_FILE}: images are not screened "
+                           "(run python -m training.fit_ood to fit the gate)")
+        arrays_path = run_dir / OOD_ARRAYS_FILE
+        try:
+            with np.load(arrays_path) as arrays:
                 gaussians = FeatureGaussians(arrays["class_means"], arrays["whitening"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise OodFilesError(f"the out-of-distribution gate in {run_dir} cannot be "
-                                f"loaded: {error}") from error
-        if info.get("format_version") != OOD_FORMAT_VERSION:
-            raise OodFilesError(f"{json_path}: unknown format_version {info.get('format_version')}")
-        return cls(gaussians, limits, {**info, "enabled": True})
+        except (OSError, ValueError, KeyError) as error:
+            raise RunFileError(f"{arrays_path} cannot be loaded: {error}") from error
+        return cls(gaussians, settings)
 
     def save(self, run_dir: str | Path) -> None:
-        """Write ood.json (limits and figures) and ood.npz (means, whitening) into a run dir."""
+        """Write the gate's settings (limits and figures) and arrays (means, whitening)."""
         if not self.enabled:
             raise ValueError("an 'off' gate has nothing to save")
         run_dir = Path(run_dir)
-        info = {key: value for key, value in self.info.items() if key != "enabled"}
-        info.update(format_version=OOD_FORMAT_VERSION, limits=vars(self._limits))
-        np.savez(run_dir / OOD_NPZ, class_means=self._gaussians.class_means,
+        np.savez(run_dir / OOD_ARRAYS_FILE, class_means=self._gaussians.class_means,
                  whitening=self._gaussians.whitening)
-        (run_dir / OOD_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        write_gate_settings(run_dir, self.settings)
 
     @property
     def feature_size(self) -> int | None:

@@ -10,7 +10,6 @@ logits, the gate's features and the Grad-CAM map, so every caller sees the same 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,18 @@ from model.calibration import softmax
 from model.decode import DecodedImage
 from model.errors import ImageError
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
-from model.ood import OodFilesError, OodGate, check_acquisition
-from model.preprocess import NORMALIZATIONS, preprocess, resize_gray, to_model_input
+from model.ood import OodGate, check_acquisition
+from model.preprocess import preprocess, resize_gray, to_model_input
+from model.run_dir import (
+    MODEL_FILE,
+    Metadata,
+    RunFileError,
+    if_present,
+    read_calibration,
+    read_metadata,
+)
 
 DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
-REQUIRED_METADATA = ("version", "classes", "image_size", "preprocessing", "gradcam_layer",
-                     "logits_layer")
 
 
 class ModelLoadError(RuntimeError):
@@ -44,38 +49,6 @@ class Explanation:
     heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
 
 
-def read_metadata(run_dir: Path) -> dict:
-    """metadata.json, checked for the keys inference relies on."""
-    path = run_dir / "metadata.json"
-    if not path.is_file():
-        raise ModelLoadError(f"{run_dir} is not a run directory: metadata.json is missing")
-    try:
-        metadata = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{path} cannot be read: {error}") from error
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ModelLoadError(f"{path} lacks {', '.join(missing)}")
-    normalization = metadata["preprocessing"].get("normalization")
-    if normalization not in NORMALIZATIONS:
-        raise ModelLoadError(f"{path}: unknown preprocessing normalization {normalization!r}")
-    return metadata
-
-
-def read_temperature(run_dir: Path) -> float:
-    """The fitted temperature from calibration.json; 1.0 (uncalibrated) when it is absent."""
-    path = run_dir / "calibration.json"
-    if not path.is_file():
-        return 1.0
-    try:
-        temperature = float(json.loads(path.read_text())["temperature"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ModelLoadError(f"{path} has no usable temperature: {error}") from error
-    if not temperature > 0:
-        raise ModelLoadError(f"{path}: the temperature must be positive, got {temperature}")
-    return temperature
-
-
 class Predictor:
     """A trained model with its metadata, calibration and out-of-distribution gate.
 
@@ -83,16 +56,16 @@ class Predictor:
     limits and figures, or why it is off).
     """
 
-    def __init__(self, model: keras.Model, metadata: dict, temperature: float,
+    def __init__(self, model: keras.Model, metadata: Metadata, temperature: float,
                  ood: OodGate | None = None) -> None:
         self.metadata = metadata
-        self.classes: list[str] = list(metadata["classes"])
-        self.version: str = metadata["version"]
-        self.image_size: int = int(metadata["image_size"])
+        self.classes: list[str] = list(metadata.classes)
+        self.version = metadata.version
+        self.image_size = metadata.image_size
         self.temperature = temperature
         self.ood = ood or OodGate.off("no gate was given to this predictor")
-        self._normalization: str = metadata["preprocessing"]["normalization"]
-        cam_model = gradcam_model(model, metadata["gradcam_layer"], metadata["logits_layer"])
+        self._normalization = metadata.preprocessing.normalization
+        cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer)
         # The one compiled graph: logits, pooled features and Grad-CAM maps from one pass.
         self._forward = tf.function(
             lambda images, class_indices: forward_with_gradcam(cam_model, images, class_indices),
@@ -101,42 +74,44 @@ class Predictor:
                 tf.TensorSpec((None,), tf.int32),
             ],
         )
-        feature_size = model.get_layer(metadata["logits_layer"]).input.shape[-1]
+        feature_size = model.get_layer(metadata.logits_layer).input.shape[-1]
         if self.ood.enabled and self.ood.feature_size != feature_size:
             raise ModelLoadError(f"the out-of-distribution gate was fitted on "
                                  f"{self.ood.feature_size} features, the model has {feature_size}")
 
     @classmethod
     def load(cls, run_dir: str | Path = DEFAULT_RUN_DIR) -> Predictor:
-        """Read metadata.json, calibration.json and ood.json/ood.npz (both optional) and
-        model.keras from a run directory."""
+        """Read a run directory (model.run_dir): the metadata, the calibration and the gate
+        (both optional: uncalibrated, ungated without them) and the model."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelLoadError(f"no model directory at {run_dir}")
-        model_path = run_dir / "model.keras"
+        model_path = run_dir / MODEL_FILE
         if not model_path.is_file():
-            raise ModelLoadError(f"{run_dir} is not a run directory: model.keras is missing")
-        metadata = read_metadata(run_dir)
-        temperature = read_temperature(run_dir)
+            raise ModelLoadError(f"{run_dir} is not a run directory: {MODEL_FILE} is missing")
+        try:
+            metadata = read_metadata(run_dir)
+            calibration = if_present(read_calibration, run_dir)
+            ood = OodGate.load(run_dir)
+        except RunFileError as error:
+            raise ModelLoadError(str(error)) from error
+        temperature = 1.0 if calibration is None else calibration.temperature
         try:
             model = keras.saving.load_model(model_path, compile=False)
         except Exception as error:  # Keras raises many types for a bad file; all mean the same
             raise ModelLoadError(f"{model_path} cannot be loaded: {error}") from error
         for key in ("gradcam_layer", "logits_layer"):
-            if metadata[key] not in {layer.name for layer in model.layers}:
-                raise ModelLoadError(f"{model_path} has no layer {metadata[key]!r} ({key})")
-        expected = (None, metadata["image_size"], metadata["image_size"], 3)
+            if getattr(metadata, key) not in {layer.name for layer in model.layers}:
+                raise ModelLoadError(f"{model_path} has no layer {getattr(metadata, key)!r} "
+                                     f"({key})")
+        expected = (None, metadata.image_size, metadata.image_size, 3)
         if len(model.inputs) != 1 or tuple(model.inputs[0].shape) != expected:
             shapes = [tuple(image.shape) for image in model.inputs]
             raise ModelLoadError(f"{model_path} takes {shapes}, the metadata says {expected}")
-        n_logits = model.get_layer(metadata["logits_layer"]).output.shape[-1]
-        if n_logits != len(metadata["classes"]):
+        n_logits = model.get_layer(metadata.logits_layer).output.shape[-1]
+        if n_logits != len(metadata.classes):
             raise ModelLoadError(f"{model_path} has {n_logits} outputs for "
-                                 f"{len(metadata['classes'])} classes in the metadata")
-        try:
-            ood = OodGate.load(run_dir)
-        except OodFilesError as error:
-            raise ModelLoadError(str(error)) from error
+                                 f"{len(metadata.classes)} classes in the metadata")
         return cls(model, metadata, temperature, ood)
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+# The one path, as a run's metadata records it: stretch (no padding), area interpolation, the
+# gray channel repeated to RGB; only the normalisation depends on the backbone.
+RESIZE, INTERPOLATION, COLOR = "stretch", "area", "gray_to_rgb"
 NORMALIZATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     # EfficientNet-Lite0 as trained by its authors: (x - 127) / 128.
     "lite0": lambda x: (x - 127.0) / 128.0,

@@ -6,6 +6,7 @@ from model.coverage import not_validated, validation_warning
 from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
+from model.run_dir import Metadata
 from webapp.analysis import (
     NOTICE,
     Analysis,
@@ -60,7 +61,7 @@ def show_headline(analysis: Analysis) -> None:
     st.info(NOTICE, icon=":material/info:")
 
 
-def show_validation(metadata: dict, class_name: str) -> None:
+def show_validation(metadata: Metadata, class_name: str) -> None:
     """Say plainly where this model was not validated, most of all for the suggested class."""
     warning = validation_warning(metadata, class_name)
     if warning:

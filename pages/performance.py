@@ -1,11 +1,19 @@
 """Model performance, for admins: how training went and where the model errs.
 
-Every number and chart comes from the run directory's files (metrics.json, history.json,
-calibration.json, metadata.json); nothing is recomputed here.
+Every number and chart comes from the run directory's files (its metrics, history,
+calibration and metadata); nothing is recomputed here.
 """
 
 import streamlit as st
 
+from model.run_dir import (
+    CALIBRATION_FILE,
+    HISTORY_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    Metadata,
+    RunFileError,
+)
 from webapp.charts import (
     confusion_matrix_figure,
     coverage_rows,
@@ -16,7 +24,7 @@ from webapp.charts import (
     subgroup_rows,
     training_curves,
 )
-from webapp.reports import RunFileError, RunReports, read_reports
+from webapp.reports import RunReports, read_reports
 from webapp.resources import run_dir
 
 CHART_CONFIG = {"displaylogo": False}
@@ -79,7 +87,7 @@ def show_curves(reports: RunReports) -> None:
     with reliability:
         st.subheader("Calibration")
         if reports.calibration is None:
-            st.info("calibration.json is absent: the probabilities are not temperature-scaled.")
+            st.info(f"{CALIBRATION_FILE} is absent: the probabilities are not temperature-scaled.")
         else:
             st.plotly_chart(reliability_figure(reports.calibration), config=CHART_CONFIG,
                             key="reliability")
@@ -88,12 +96,12 @@ def show_curves(reports: RunReports) -> None:
 def show_training(history: list[dict] | None) -> None:
     st.subheader("Training")
     if not history:
-        st.info("history.json is absent: no training curves for this model.")
+        st.info(f"{HISTORY_FILE} is absent: no training curves for this model.")
         return
     st.plotly_chart(training_curves(history), config=CHART_CONFIG, key="training_curves")
 
 
-def show_subgroups(metrics: dict, metadata: dict) -> None:
+def show_subgroups(metrics: dict, metadata: Metadata) -> None:
     st.subheader("By source and age group")
     st.caption("A model can learn the hospital or the age instead of the lungs: the same "
                "figures for each source and age group of the validation split. Sources it was "
@@ -105,16 +113,16 @@ def show_subgroups(metrics: dict, metadata: dict) -> None:
             for name in ("Accuracy", "Pneumonia-vs-normal AUC", "Called COVID-19 among non-COVID")
         })
     else:
-        st.info("This model's metrics.json has no subgroups (it predates them).")
+        st.info(f"This model's {METRICS_FILE} has no subgroups (it predates them).")
     coverage = coverage_rows(metadata)
     if coverage:
         st.markdown("**Where the model was trained and validated**")
         st.dataframe(coverage, hide_index=True)
 
 
-def show_dataset(metadata: dict) -> None:
+def show_dataset(metadata: Metadata) -> None:
     st.subheader("Data")
-    st.caption("Images per class and split, as metadata.json recorded them at training time.")
+    st.caption(f"Images per class and split, as {METADATA_FILE} recorded them at training time.")
     st.dataframe(dataset_rows(metadata), hide_index=True)
 
 
@@ -127,16 +135,17 @@ except RunFileError as error:
 
 if reports.metadata is None or reports.metrics is None:
     st.warning(
-        f"No evaluated model in {reports.run_dir}: metadata.json and metrics.json are written by "
-        "`python -m training.train`."
+        f"No evaluated model in {reports.run_dir}: {METADATA_FILE} and {METRICS_FILE} are "
+        "written by `python -m training.train`."
     )
     st.stop()
 
 metadata, metrics = reports.metadata, reports.metrics
 st.caption(
-    f"Model version {metadata['version']} ({metadata.get('backbone', 'unknown backbone')}), "
+    f"Model version {metadata.version} ({metadata.backbone}), "
     f"scored on the validation split: {metrics['n_samples']} images. "
-    "Read from the model's metrics.json, history.json, calibration.json and metadata.json."
+    f"Read from the model's {METRICS_FILE}, {HISTORY_FILE}, {CALIBRATION_FILE} and "
+    f"{METADATA_FILE}."
 )
 show_headline(metrics)
 show_errors(metrics)

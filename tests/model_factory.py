@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -12,6 +11,14 @@ import pytest
 from model.labels import CLASS_NAMES
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.preprocess import resize_gray
+from model.run_dir import (
+    MODEL_FILE,
+    Calibration,
+    Metadata,
+    Preprocessing,
+    write_calibration,
+    write_metadata,
+)
 from tests.synthetic_data import smooth_xray
 from training.data import LoadedSplit
 from training.fit_ood import fit_gate
@@ -35,31 +42,31 @@ def build_model(image_size: int = IMAGE_SIZE, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, probabilities, name="cxr_test")
 
 
-def metadata(image_size: int = IMAGE_SIZE) -> dict:
-    return {
-        "format_version": 1,
-        "version": "test-model-1",
-        "classes": list(CLASS_NAMES),
-        "image_size": image_size,
-        "preprocessing": {"resize": "stretch", "interpolation": "area", "color": "gray_to_rgb",
-                          "normalization": "tf"},
-        "backbone": "tiny_cnn",
-        "weights_source": "random",
-        "gradcam_layer": GRADCAM_LAYER,
-        "logits_layer": "logits",
-        "dataset": {"train": {}, "val": {}},
-        "seed": 0,
-        "config": {},
-        "software": {"keras": keras.__version__},
-        "created_at": "2025-01-01T00:00:00+00:00",
-        "git_commit": "unknown",
-    }
+def metadata(image_size: int = IMAGE_SIZE) -> Metadata:
+    """The factory model's metadata: no label sets, populations or data roots recorded."""
+    return Metadata(
+        version="test-model-1",
+        classes=CLASS_NAMES,
+        image_size=image_size,
+        preprocessing=Preprocessing(normalization="tf"),
+        backbone="tiny_cnn",
+        weights_source="random",
+        gradcam_layer=GRADCAM_LAYER,
+        logits_layer="logits",
+        dataset={"train": {}, "val": {}},
+        seed=0,
+        config={},
+        software={"keras": keras.__version__},
+        training_seconds=0.0,
+        created_at="2025-01-01T00:00:00+00:00",
+        git_commit="unknown",
+    )
 
 
 def make_run_dir(
     run_dir: Path, temperature: float | None = TEMPERATURE, zero_logits: bool = False
 ) -> Path:
-    """Write model.keras, metadata.json and (unless temperature is None) calibration.json.
+    """Write the model, its metadata and (unless temperature is None) its calibration.
 
     zero_logits sets the logits layer's weights to zero, so every gradient on the Grad-CAM
     path is zero: the flat-gradient case.
@@ -69,13 +76,11 @@ def make_run_dir(
     if zero_logits:
         layer = model.get_layer("logits")
         layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
-    model.save(run_dir / "model.keras")
-    (run_dir / "metadata.json").write_text(json.dumps(metadata(), indent=2))
+    model.save(run_dir / MODEL_FILE)
+    write_metadata(run_dir, metadata())
     if temperature is not None:
-        (run_dir / "calibration.json").write_text(json.dumps(
-            {"temperature": temperature, "ece_before": 0.1, "ece_after": 0.05,
-             "bins_before": [], "bins_after": []}
-        ))
+        write_calibration(run_dir, Calibration(temperature=temperature, ece_before=0.1,
+                                               ece_after=0.05, bins_before=(), bins_after=()))
     return run_dir
 
 
@@ -94,6 +99,6 @@ def fit_synthetic_gate(run_dir: Path, seed: int = 8) -> Path:
 
 def shipped_run_dir() -> Path:
     """The shipped model's run directory; skips the calling test while it has not been trained."""
-    if not (DEFAULT_RUN_DIR / "model.keras").is_file():
-        pytest.skip(f"the shipped model is not there yet ({DEFAULT_RUN_DIR / 'model.keras'})")
+    if not (DEFAULT_RUN_DIR / MODEL_FILE).is_file():
+        pytest.skip(f"the shipped model is not there yet ({DEFAULT_RUN_DIR / MODEL_FILE})")
     return DEFAULT_RUN_DIR

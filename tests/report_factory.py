@@ -1,18 +1,26 @@
 """Report files for a test run directory, made by the same functions training uses.
 
-Synthetic but real: metrics.json from training.metrics on seeded labels and scores,
-calibration.json from model.calibration, a two-stage history.json and a MODEL_CARD.md.
+Synthetic but real: metrics from training.metrics on seeded labels and scores, the
+calibration from model.calibration, a two-stage history and a model card.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from model.calibration import calibration_report, softmax
 from model.labels import CLASS_NAMES
+from model.run_dir import (
+    MODEL_CARD_FILE,
+    read_metadata,
+    write_calibration,
+    write_history,
+    write_metadata,
+    write_metrics,
+)
 from training.metrics import classification_metrics
 
 FROZEN_EPOCHS = 3
@@ -30,7 +38,7 @@ def synthetic_scores(n_per_class: int = 40, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def history_records() -> list[dict]:
-    """Per-epoch records in history.json's format: a frozen stage, then fine-tuning."""
+    """Per-epoch records as training writes them: a frozen stage, then fine-tuning."""
     records = []
     for epoch in range(1, FROZEN_EPOCHS + FINETUNE_EPOCHS + 1):
         stage = "frozen" if epoch <= FROZEN_EPOCHS else "finetune"
@@ -48,22 +56,20 @@ def write_reports(run_dir: Path, seed: int = 0) -> Path:
     calibration = calibration_report(logits, labels)
     sources = np.where(np.arange(labels.size) % 2 == 0, "hospital_a", "hospital_b")
     ages = np.where(sources == "hospital_a", "adult", "pediatric")
-    metrics = classification_metrics(labels, softmax(logits, calibration["temperature"]),
+    metrics = classification_metrics(labels, softmax(logits, calibration.temperature),
                                      CLASS_NAMES, groups={"source": sources.tolist(),
                                                           "age_group": ages.tolist()})
-    metadata_path = run_dir / "metadata.json"
-    metadata = json.loads(metadata_path.read_text())
     counts = {name: int((labels == index).sum()) for index, name in enumerate(CLASS_NAMES)}
-    metadata["dataset"] = {"train": {name: 4 * count for name, count in counts.items()},
-                           "val": counts}
-    metadata["populations"] = {split: {
+    populations = {split: {
         source: {"age_group": age, "counts": {name: int(scale * ((labels == index) & (
             sources == source)).sum()) for index, name in enumerate(CLASS_NAMES)}}
         for source, age in (("hospital_a", "adult"), ("hospital_b", "pediatric"))
     } for split, scale in (("train", 4), ("val", 1))}
-    metadata_path.write_text(json.dumps(metadata, indent=2))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    (run_dir / "calibration.json").write_text(json.dumps(calibration))
-    (run_dir / "history.json").write_text(json.dumps(history_records()))
-    (run_dir / "MODEL_CARD.md").write_text(MODEL_CARD)
+    write_metadata(run_dir, replace(
+        read_metadata(run_dir), populations=populations,
+        dataset={"train": {name: 4 * count for name, count in counts.items()}, "val": counts}))
+    write_metrics(run_dir, metrics)
+    write_calibration(run_dir, calibration)
+    write_history(run_dir, history_records())
+    (run_dir / MODEL_CARD_FILE).write_text(MODEL_CARD)
     return run_dir

@@ -20,6 +20,7 @@ from model.decode import decode_file, decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.run_dir import read_metadata, read_metrics, read_model_card
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
@@ -232,7 +233,7 @@ def test_dicom_shows_acquisition_facts_and_no_patient_identifiers(xray_gray):
 
 
 def test_performance_page_shows_the_run_files(run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     at = open_page("pages/performance.py")
 
     counts = plotly_spec(at, "confusion_matrix")["data"][0]["z"]
@@ -251,14 +252,13 @@ def test_performance_page_shows_the_run_files(run_dir):
 
 
 def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
-    metadata = json.loads((run_dir / "metadata.json").read_text())
-    card = (run_dir / "MODEL_CARD.md").read_text()
+    metadata, card = read_metadata(run_dir), read_model_card(run_dir)
     at = open_page("pages/model_card.py")
 
     values = {metric.label: metric.value for metric in at.metric}
-    assert values["Model version"] == metadata["version"]
-    assert values["Backbone"] == metadata["backbone"]
-    assert values["Trained"] == metadata["created_at"][:10]
+    assert values["Model version"] == metadata.version
+    assert values["Backbone"] == metadata.backbone
+    assert values["Trained"] == metadata.created_at[:10]
     assert "Intended use" in at.warning[0].value
     assert card.strip() in [markdown.value.strip() for markdown in at.markdown]
 

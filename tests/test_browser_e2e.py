@@ -21,7 +21,7 @@ from skimage import data
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import display_name
-from model.ood import OOD_JSON
+from model.run_dir import OOD_FILE
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -165,8 +165,8 @@ def test_a_dicom_xray_shows_its_class_and_acquisition_but_no_identifiers(
 def test_a_photo_is_refused_with_the_gates_reason_then_an_xray_works(
     diagnose, run_dir, cxr4_dir, tmp_path
 ):
-    if not (run_dir / OOD_JSON).is_file():
-        pytest.skip(f"{run_dir} has no fitted out-of-distribution gate ({OOD_JSON}); "
+    if not (run_dir / OOD_FILE).is_file():
+        pytest.skip(f"{run_dir} has no fitted out-of-distribution gate ({OOD_FILE}); "
                     "the shipped model's run of this test checks the refusal")
     photo = tmp_path / "cat.jpg"
     Image.fromarray(data.chelsea()).save(photo, quality=90)

@@ -117,20 +117,18 @@ def test_mismatched_labels_are_refused():
 def test_report_lowers_the_ece_of_over_confident_logits():
     logits, labels = sample_calibrated(3000, seed=3)
     report = calibration_report(logits * 4.0, labels)
-    assert set(report) == {"temperature", "ece_before", "ece_after", "ece_after_cross_validated",
-                           "bins_before", "bins_after"}
-    assert report["temperature"] > 1.0
-    assert report["ece_after"] < report["ece_before"] / 2
-    assert report["ece_after_cross_validated"] < report["ece_before"] / 2
-    assert len(report["bins_before"]) == len(report["bins_after"]) == 15
-    json.dumps(report, allow_nan=False)
+    assert report.temperature > 1.0
+    assert report.ece_after < report.ece_before / 2
+    assert report.ece_after_cross_validated < report.ece_before / 2
+    assert len(report.bins_before) == len(report.bins_after) == 15
+    json.dumps(report.to_dict(), allow_nan=False)
 
 
 def test_cross_validated_ece_is_scored_on_images_the_temperature_never_saw():
     logits, labels = sample_calibrated(400, seed=5)
     over_confident = logits * 4.0
     held_out = cross_validated_ece(over_confident, labels, repeats=5)
-    in_sample = calibration_report(over_confident, labels)["ece_after"]
+    in_sample = calibration_report(over_confident, labels).ece_after
     # Fitted and scored on the same images the ECE is lowest; held out it can only be larger.
     assert in_sample < held_out < reliability_bins(softmax(over_confident), labels)["ece"] / 2
     assert held_out == cross_validated_ece(over_confident, labels, repeats=5), "seeded"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES, display_name
+from model.run_dir import METRICS_FILE, RunFileError
 from tests.model_factory import make_run_dir
 from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
 from webapp.charts import (
@@ -22,7 +23,7 @@ from webapp.charts import (
     subgroup_rows,
     training_curves,
 )
-from webapp.reports import RunFileError, read_reports
+from webapp.reports import read_reports
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +91,13 @@ def test_a_class_without_auc_is_labelled_not_available(reports):
 def test_reliability_diagram_shows_the_non_empty_bins_before_and_after_scaling(reports):
     calibration = reports.calibration
     _, before, after = reliability_figure(calibration).data
-    for trace, key in ((before, "before"), (after, "after")):
-        bins = [item for item in calibration[f"bins_{key}"] if item["count"]]
+    for trace, all_bins, ece in ((before, calibration.bins_before, calibration.ece_before),
+                                 (after, calibration.bins_after, calibration.ece_after)):
+        bins = [item for item in all_bins if item["count"]]
         assert list(trace.x) == [item["confidence"] for item in bins]
         assert list(trace.y) == [item["accuracy"] for item in bins]
-        assert f"ECE {calibration[f'ece_{key}']:.3f}" in trace.name
-    assert f"T = {calibration['temperature']:.2f}" in after.name
+        assert f"ECE {ece:.3f}" in trace.name
+    assert f"T = {calibration.temperature:.2f}" in after.name
 
 
 def test_training_curves_mark_where_fine_tuning_starts():
@@ -116,7 +118,7 @@ def test_training_curves_of_a_single_stage_have_no_boundary():
 
 def test_dataset_rows_count_each_class_and_split_with_totals(reports):
     rows = dataset_rows(reports.metadata)
-    dataset = reports.metadata["dataset"]
+    dataset = reports.metadata.dataset
     for row, name in zip(rows, CLASS_NAMES, strict=False):
         assert row["train"] == dataset["train"][name] and row["val"] == dataset["val"][name]
         assert row["total"] == dataset["train"][name] + dataset["val"][name]
@@ -131,8 +133,8 @@ def test_reports_of_a_folder_without_files_are_absent(tmp_path):
 
 
 def test_a_damaged_report_file_is_named(tmp_path):
-    (tmp_path / "metrics.json").write_text("{not json")
-    with pytest.raises(RunFileError, match="metrics.json"):
+    (tmp_path / METRICS_FILE).write_text("{not json")
+    with pytest.raises(RunFileError, match=METRICS_FILE):
         read_reports(tmp_path)
 
 

@@ -1,11 +1,14 @@
 """Where the model was and was not validated, read from its metadata's populations."""
 
-from model.coverage import coverage, not_validated, validation_warning
+from dataclasses import replace
 
-METADATA = {
-    "classes": ["NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19"],
-    "label_sets": {"PNEUMONIA": ["BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA"]},
-    "populations": {
+from model.coverage import coverage, not_validated, validation_warning
+from tests.model_factory import metadata
+
+METADATA = replace(
+    metadata(),
+    label_sets={"PNEUMONIA": ["BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA"]},
+    populations={
         "train": {
             "kermany": {"age_group": "pediatric",
                         "counts": {"NORMAL": 5, "BACTERIAL_PNEUMONIA": 4, "VIRAL_PNEUMONIA": 3}},
@@ -17,7 +20,7 @@ METADATA = {
             "nih": {"age_group": "adult", "counts": {"NORMAL": 1, "PNEUMONIA": 2}},
         },
     },
-}
+)
 
 
 def _row(age, name):
@@ -48,8 +51,9 @@ def test_not_validated_lists_every_gap_and_nothing_validated():
 
 
 def test_a_model_without_populations_has_no_rows():
-    assert coverage({"classes": METADATA["classes"]}) == []
-    assert not_validated({"classes": METADATA["classes"]}) == []
+    assert metadata().populations is None
+    assert coverage(metadata()) == []
+    assert not_validated(metadata()) == []
 
 
 def test_a_suggestion_is_flagged_where_its_class_was_not_validated():

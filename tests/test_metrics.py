@@ -1,4 +1,4 @@
-"""metrics.json: hand-computed cases for every block of the contract."""
+"""A run's metrics file: hand-computed cases for every block of the contract."""
 
 from __future__ import annotations
 

@@ -17,12 +17,8 @@ from skimage import data as skimage_data
 from model.decode import DecodedImage, decode_file, decode_image
 from model.errors import ImageError
 from model.ood import (
-    OOD_JSON,
-    OOD_NPZ,
     FeatureGaussians,
-    OodFilesError,
     OodGate,
-    OodLimits,
     check_acquisition,
     contrast,
     distance_threshold,
@@ -30,6 +26,15 @@ from model.ood import (
 )
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import resize_gray
+from model.run_dir import (
+    MODEL_FILE,
+    OOD_ARRAYS_FILE,
+    OOD_FILE,
+    GateSettings,
+    OodLimits,
+    RunFileError,
+    read_metadata,
+)
 from testkit.ood_corpus import encode, ood_corpus
 from tests.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
 from tests.synthetic_data import smooth_xray
@@ -116,7 +121,7 @@ def test_pixel_statistics_tell_radiographs_from_blank_and_noise():
 
 def _gate(limit: float = 3.0) -> OodGate:
     gaussians = FeatureGaussians.from_covariance(np.zeros((1, 3)), np.eye(3))
-    return OodGate(gaussians, OodLimits(limit, 30.0, 0.5), {"method": "test"})
+    return OodGate(gaussians, GateSettings(OodLimits(limit, 30.0, 0.5), {"method": "test"}))
 
 
 def test_gate_explains_each_refusal():
@@ -136,7 +141,7 @@ def test_gate_explains_each_refusal():
 def test_an_off_gate_lets_everything_through_and_says_why(tmp_path):
     gate = OodGate.load(tmp_path)
     assert not gate.enabled
-    assert OOD_JSON in gate.info["reason"]
+    assert OOD_FILE in gate.info["reason"]
     gate.check(np.full(3, 1e9))
     gate.check_pixels(np.zeros((64, 64), np.uint8))
 
@@ -153,8 +158,8 @@ def test_gate_files_round_trip(tmp_path):
 
 def test_damaged_gate_files_are_a_load_error(tmp_path):
     _gate().save(tmp_path)
-    (tmp_path / OOD_NPZ).write_bytes(b"not an npz")
-    with pytest.raises(OodFilesError, match="cannot be loaded"):
+    (tmp_path / OOD_ARRAYS_FILE).write_bytes(b"not an npz")
+    with pytest.raises(RunFileError, match=f"{OOD_ARRAYS_FILE} cannot be loaded"):
         OodGate.load(tmp_path)
 
 
@@ -197,7 +202,7 @@ def test_fitted_gate_records_its_figures(gated):
 def test_one_forward_pass_gives_the_head_pool_features(gated, gated_run_dir):
     import keras
 
-    model = keras.saving.load_model(gated_run_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(gated_run_dir / MODEL_FILE, compile=False)
     pooled = keras.Model(model.inputs[0], model.get_layer("head_pool").output)
     batch = np.stack([gated.preprocess(smooth_xray(np.random.default_rng(9)))])
     logits, features = gated.logits_and_features(batch)
@@ -239,7 +244,7 @@ def test_the_predictor_checks_the_dicom_header_gate_or_not(tmp_path):
 def test_gate_fitted_on_other_features_is_a_load_error(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     OodGate(FeatureGaussians.from_covariance(np.zeros((4, 7)), np.eye(7)),
-            OodLimits(1.0, 1.0, 0.1), {}).save(run_dir)
+            GateSettings(OodLimits(1.0, 1.0, 0.1), {})).save(run_dir)
     with pytest.raises(ModelLoadError, match="fitted on 7 features"):
         Predictor.load(run_dir)
 
@@ -282,7 +287,7 @@ def test_cli_and_app_refuse_each_non_radiograph_with_the_same_reason(
 @pytest.fixture(scope="module")
 def shipped_dir() -> Path:
     run_dir = shipped_run_dir()
-    if not (run_dir / OOD_JSON).is_file():
+    if not (run_dir / OOD_FILE).is_file():
         pytest.skip(f"the shipped model has no gate yet: run python -m training.fit_ood "
                     f"--model {run_dir} --data DIR")
     return run_dir
@@ -322,5 +327,4 @@ def test_shipped_cli_refuses_a_photo_and_passes_a_real_xray(shipped_dir, cxr4_di
     Image.fromarray(skimage_data.chelsea()).save(files["photo"])
     records = _cli_records(shipped_dir, files)
     assert REFUSED_PHOTO in records["photo"]["error"]
-    assert records["xray"]["label"] in json.loads((shipped_dir / "metadata.json").read_text())[
-        "classes"]
+    assert records["xray"]["label"] in read_metadata(shipped_dir).classes

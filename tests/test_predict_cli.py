@@ -16,6 +16,7 @@ from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predict import collect_files
 from model.predictor import Predictor
+from model.run_dir import MODEL_FILE, read_metadata
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.synthetic_data import synthetic_xray
 
@@ -108,7 +109,7 @@ def test_a_folder_that_is_not_a_run_dir_is_a_usage_error(tmp_path, images):
     result = run_cli(images["png"], "--model", tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "model.keras is missing" in result.stderr
+    assert f"{MODEL_FILE} is missing" in result.stderr
 
 
 @pytest.mark.parametrize("size", ["0", "many"])
@@ -129,4 +130,4 @@ def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
     assert record["file"] == str(xray)
     assert list(record["probabilities"]) == list(CLASS_NAMES)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert record["model"] == json.loads((shipped / "metadata.json").read_text())["version"]
+    assert record["model"] == read_metadata(shipped).version

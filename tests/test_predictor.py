@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -11,6 +11,18 @@ import pytest
 from model.decode import decode_file
 from model.labels import CLASS_NAMES
 from model.predictor import ModelLoadError, Predictor
+from model.run_dir import (
+    CALIBRATION_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    Preprocessing,
+    read_calibration,
+    read_json,
+    read_metadata,
+    write_calibration,
+    write_json,
+    write_metadata,
+)
 from tests.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
 from tests.synthetic_data import synthetic_xray
 
@@ -39,7 +51,7 @@ def _numpy_softmax(logits: np.ndarray) -> np.ndarray:
 
 def _keras_outputs(run_dir, predictor, grays) -> tuple[np.ndarray, np.ndarray]:
     """(logits, probabilities) of the saved model called plainly through Keras."""
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     both = keras.Model(model.input, [model.get_layer("logits").output, model.output])
     logits, probabilities = both(np.stack([predictor.preprocess(gray) for gray in grays]))
     return np.asarray(logits), np.asarray(probabilities)
@@ -50,7 +62,7 @@ def test_load_reads_metadata_and_temperature(predictor):
     assert predictor.version == "test-model-1"
     assert predictor.image_size == 64
     assert predictor.temperature == TEMPERATURE
-    assert predictor.metadata["gradcam_layer"] == "top_activation"
+    assert predictor.metadata.gradcam_layer == "top_activation"
 
 
 def test_preprocess_gives_the_model_input(predictor, grays):
@@ -115,7 +127,7 @@ def test_missing_folder_is_a_clear_load_error(tmp_path):
         Predictor.load(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("missing", ["model.keras", "metadata.json"])
+@pytest.mark.parametrize("missing", [MODEL_FILE, METADATA_FILE])
 def test_missing_file_is_named(tmp_path, missing):
     run_dir = make_run_dir(tmp_path / "run")
     (run_dir / missing).unlink()
@@ -123,40 +135,43 @@ def test_missing_file_is_named(tmp_path, missing):
         Predictor.load(run_dir)
 
 
-def _edit_metadata(run_dir, edit) -> None:
-    metadata = json.loads((run_dir / "metadata.json").read_text())
-    edit(metadata)
-    (run_dir / "metadata.json").write_text(json.dumps(metadata))
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"gradcam_layer": "no_such_layer"}, "no layer 'no_such_layer'"),
         ({"image_size": 96}, "the metadata says"),
-        ({"classes": ["A", "B"]}, "4 outputs for 2 classes"),
-        ({"preprocessing": {"normalization": "imagenet?"}}, "unknown preprocessing"),
+        ({"classes": ("A", "B")}, "4 outputs for 2 classes"),
+        ({"preprocessing": Preprocessing(normalization="imagenet?")}, "unknown preprocessing"),
     ],
 )
 def test_metadata_that_does_not_fit_the_model_is_refused(tmp_path, change, message):
     run_dir = make_run_dir(tmp_path / "run")
-    _edit_metadata(run_dir, lambda metadata: metadata.update(change))
+    write_metadata(run_dir, replace(read_metadata(run_dir), **change))
     with pytest.raises(ModelLoadError, match=message):
         Predictor.load(run_dir)
 
 
 def test_metadata_missing_a_key_is_named(tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
-    _edit_metadata(run_dir, lambda metadata: metadata.pop("gradcam_layer"))
+    content = read_json(run_dir / METADATA_FILE)
+    del content["gradcam_layer"]
+    write_json(run_dir / METADATA_FILE, content)
     with pytest.raises(ModelLoadError, match="lacks gradcam_layer"):
         Predictor.load(run_dir)
 
 
-@pytest.mark.parametrize("calibration", ['{"temperature": 0}', '{"ece": 1}', "not json"])
+def test_a_calibration_that_is_not_positive_is_refused(tmp_path):
+    run_dir = make_run_dir(tmp_path / "run")
+    write_calibration(run_dir, replace(read_calibration(run_dir), temperature=0.0))
+    with pytest.raises(ModelLoadError, match=f"{CALIBRATION_FILE}: the temperature must be"):
+        Predictor.load(run_dir)
+
+
+@pytest.mark.parametrize("calibration", ['{"ece": 1}', "not json"])
 def test_unusable_calibration_is_refused(tmp_path, calibration):
     run_dir = make_run_dir(tmp_path / "run")
-    (run_dir / "calibration.json").write_text(calibration)
-    with pytest.raises(ModelLoadError, match="calibration.json"):
+    (run_dir / CALIBRATION_FILE).write_text(calibration)
+    with pytest.raises(ModelLoadError, match=CALIBRATION_FILE):
         Predictor.load(run_dir)
 
 

@@ -7,11 +7,26 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES
+from model.run_dir import (
+    CALIBRATION_FILE,
+    HISTORY_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TRAIN_LOG_FILE,
+    read_calibration,
+    read_history,
+    read_json,
+    read_metadata,
+    read_metrics,
+    write_calibration,
+)
 from tests.synthetic_data import make_dataset
 
 METRIC_KEYS = {"classes", "accuracy", "macro_f1", "confusion_matrix", "per_class", "roc",
@@ -53,27 +68,27 @@ def test_each_epoch_draws_a_progress_bar_even_without_a_terminal(training_run):
 
 
 def test_run_directory_holds_every_artifact(run_dir):
-    for name in ("model.keras", "metadata.json", "history.json", "metrics.json",
-                 "calibration.json", "train.log"):
+    for name in (MODEL_FILE, METADATA_FILE, HISTORY_FILE, METRICS_FILE, CALIBRATION_FILE,
+                 TRAIN_LOG_FILE):
         assert (run_dir / name).is_file(), name
 
 
 def test_metadata_describes_the_model(run_dir):
-    metadata = json.loads((run_dir / "metadata.json").read_text())
-    assert metadata["classes"] == list(CLASS_NAMES)
-    assert metadata["image_size"] == 64
-    assert metadata["backbone"] == "efficientnet_lite0"
-    assert metadata["gradcam_layer"] == "top_activation"
-    assert metadata["preprocessing"]["normalization"] == "lite0"
-    assert metadata["weights_source"].startswith("none")
-    assert metadata["dataset"]["train"] == dict.fromkeys(CLASS_NAMES, 6)
-    assert metadata["dataset"]["val"] == dict.fromkeys(CLASS_NAMES, 4)
-    for key in ("seed", "software", "created_at", "git_commit", "config", "version"):
-        assert key in metadata
+    metadata = read_metadata(run_dir)
+    assert metadata.classes == CLASS_NAMES
+    assert metadata.image_size == 64
+    assert metadata.backbone == "efficientnet_lite0"
+    assert metadata.gradcam_layer == "top_activation"
+    assert metadata.preprocessing.normalization == "lite0"
+    assert metadata.weights_source.startswith("none")
+    assert metadata.dataset["train"] == dict.fromkeys(CLASS_NAMES, 6)
+    assert metadata.dataset["val"] == dict.fromkeys(CLASS_NAMES, 4)
+    assert metadata.config["seed"] == metadata.seed and metadata.software["keras"]
+    assert set(read_json(run_dir / METADATA_FILE)) == set(metadata.to_dict()), "every key read"
 
 
 def test_history_covers_both_stages(run_dir):
-    history = json.loads((run_dir / "history.json").read_text())
+    history = read_history(run_dir)
     assert [record["stage"] for record in history] == ["frozen", "finetune"]
     assert [record["epoch"] for record in history] == [1, 2]
     for record in history:
@@ -82,18 +97,17 @@ def test_history_covers_both_stages(run_dir):
 
 
 def test_metrics_follow_the_contract(run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     assert METRIC_KEYS <= set(metrics)
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.shape == (4, 4) and matrix.sum(axis=1).tolist() == [4, 4, 4, 4]
     assert {"auc", "sensitivity", "specificity"} <= set(metrics["pneumonia_vs_normal"])
     assert "ece" in metrics["calibration"]
-    calibration = json.loads((run_dir / "calibration.json").read_text())
-    assert calibration["temperature"] > 0
+    assert read_calibration(run_dir).temperature > 0
 
 
 def test_evaluate_cli_writes_the_same_metrics(run_dir, data_dir, tmp_path):
-    out = tmp_path / "metrics.json"
+    out = tmp_path / "evaluated.json"
     result = run_module("training.evaluate", "--model", str(run_dir), "--data", str(data_dir),
                         "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -106,16 +120,15 @@ def test_recalibrate_refits_the_temperature_on_a_folder_and_rewrites_the_reports
     run_dir, data_dir, tmp_path
 ):
     copy = shutil.copytree(run_dir, tmp_path / "run")
-    (copy / "calibration.json").write_text(json.dumps({"temperature": 50.0}))
+    write_calibration(copy, replace(read_calibration(copy), temperature=50.0))
     result = run_module("training.evaluate", "--model", str(copy), "--data", str(data_dir),
                         "--recalibrate")
     assert result.returncode == 0, result.stderr[-3000:]
-    calibration = json.loads((copy / "calibration.json").read_text())
-    trained = json.loads((run_dir / "calibration.json").read_text())
-    assert calibration["temperature"] == pytest.approx(trained["temperature"], rel=1e-3), (
+    calibration, trained = read_calibration(copy), read_calibration(run_dir)
+    assert calibration.temperature == pytest.approx(trained.temperature, rel=1e-3), (
         "refitted on the same val split, the temperature is the one training fitted")
-    assert "ece_after_cross_validated" in calibration
-    assert np.array(json.loads((copy / "metrics.json").read_text())["confusion_matrix"]).sum() == 16
+    assert calibration.ece_after_cross_validated is not None
+    assert np.array(read_metrics(copy)["confusion_matrix"]).sum() == 16
 
 
 def test_missing_weights_file_fails_at_once(data_dir, tmp_path):

@@ -1,8 +1,10 @@
-"""Writing a run directory: the files the predictor, the app and the evaluation all read."""
+"""What a run records about how it was made: its version, time, commit and software.
+
+The files themselves are written through model.run_dir.
+"""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -10,21 +12,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
-
-def write_json(path: Path, content) -> None:
-    """Pretty JSON, NumPy scalars included, written whole."""
-    path.write_text(json.dumps(content, indent=2, default=_plain) + "\n")
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def git_commit() -> str:

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.calibration import calibration_report, softmax
-from training.artifacts import write_json
+from model.run_dir import (
+    CALIBRATION_FILE,
+    METRICS_FILE,
+    Metadata,
+    write_calibration,
+    write_json,
+    write_metrics,
+)
 from training.config import TrainConfig
 from training.data import (
     DatasetError,
@@ -41,20 +48,19 @@ log = logging.getLogger(__name__)
 def calibrate_and_score(
     run_dir: Path, logits: np.ndarray, split: LoadedSplit, space: LabelSpace
 ) -> dict:
-    """Fit the temperature on these (validation) logits, write calibration.json and metrics.json."""
+    """Fit the temperature on these (validation) logits; write the run's calibration and
+    metrics."""
     calibration = calibration_report(logits, space.masks()[split.labels])
-    write_json(run_dir / "calibration.json", calibration)
-    return score(run_dir / "metrics.json", logits, calibration["temperature"], split, space)
-
-
-def score(path: Path | None, logits: np.ndarray, temperature: float, split: LoadedSplit,
-          space: LabelSpace) -> dict:
-    """Metrics of calibrated probabilities, with subgroups; written to ``path`` when given."""
-    metrics = classification_metrics(split.labels, softmax(logits, temperature), space.classes,
-                                     space.set_map(), split.groups())
-    if path is not None:
-        write_json(path, metrics)
+    write_calibration(run_dir, calibration)
+    metrics = score(logits, calibration.temperature, split, space)
+    write_metrics(run_dir, metrics)
     return metrics
+
+
+def score(logits: np.ndarray, temperature: float, split: LoadedSplit, space: LabelSpace) -> dict:
+    """Metrics of calibrated probabilities, with subgroups."""
+    return classification_metrics(split.labels, softmax(logits, temperature), space.classes,
+                                  space.set_map(), split.groups())
 
 
 def _labelled_root(data_dir: Path, split: str) -> tuple[Path, str]:
@@ -63,11 +69,11 @@ def _labelled_root(data_dir: Path, split: str) -> tuple[Path, str]:
     return data_dir.parent, data_dir.name
 
 
-def model_label_space(metadata: dict, folders: set[str]) -> LabelSpace:
+def model_label_space(metadata: Metadata, folders: set[str]) -> LabelSpace:
     """The model's classes, and the label sets (its own, else the training default) that name
     a folder here; a folder that is neither is a DatasetError."""
-    sets = metadata.get("label_sets") or TrainConfig().label_set_map()
-    classes = tuple(metadata["classes"])
+    sets = metadata.label_sets or TrainConfig().label_set_map()
+    classes = metadata.classes
     unknown = folders - set(classes) - set(sets)
     if unknown:
         raise DatasetError(f"labels the model does not know: {sorted(unknown)}")
@@ -79,14 +85,14 @@ def model_label_space(metadata: dict, folders: set[str]) -> LabelSpace:
 
 
 def load_labelled(
-    metadata: dict, image_size: int, data_dirs: list[Path], split: str
+    metadata: Metadata, image_size: int, data_dirs: list[Path], split: str
 ) -> tuple[LoadedSplit, LabelSpace]:
     """Every readable image of the labelled folders, labelled in the model's label space."""
     roots = [_labelled_root(data_dir, split) for data_dir in data_dirs]
     folders = set().union(*(find_classes(root / name) for root, name in roots))
     space = model_label_space(metadata, folders)
-    pediatric = metadata.get("config", {}).get("pediatric_sources",
-                                               TrainConfig().pediatric_sources).split(",")
+    pediatric = metadata.config.get("pediatric_sources",
+                                    TrainConfig().pediatric_sources).split(",")
     samples = [sample for root, name in roots
                for sample in scan_split(root, name, space, pediatric)]
     return load_split(samples, image_size, split), space
@@ -112,7 +118,7 @@ def evaluate_folder(
     """Metrics of the run's calibrated predictions on labelled folders.
 
     With ``recalibrate`` the temperature is fitted anew on these folders (a site's own labelled
-    X-rays, say) and the run's calibration.json and metrics.json are rewritten from them.
+    X-rays, say) and the run's calibration and metrics are rewritten from them.
     """
     from model.predictor import Predictor  # TensorFlow-only; training itself stays backend-neutral
 
@@ -120,7 +126,7 @@ def evaluate_folder(
     logits, loaded, space = folder_logits(predictor, data_dirs, split)
     if recalibrate:
         return calibrate_and_score(run_dir, logits, loaded, space)
-    return score(None, logits, predictor.temperature, loaded, space)
+    return score(logits, predictor.temperature, loaded, space)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the metrics JSON")
     parser.add_argument("--recalibrate", action="store_true",
                         help="fit the temperature on this folder and rewrite the run's "
-                             "calibration.json and metrics.json")
+                             f"{CALIBRATION_FILE} and {METRICS_FILE}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     print(format_summary(metrics))
     if args.recalibrate:
-        print(f"wrote {args.model / 'calibration.json'} and {args.model / 'metrics.json'}")
+        print(f"wrote {args.model / CALIBRATION_FILE} and {args.model / METRICS_FILE}")
     if args.out or not args.recalibrate:
         names = "+".join(data_dir.name for data_dir in args.data)
         out = args.out or args.model / f"metrics_{names}_{args.split}.json"

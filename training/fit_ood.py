@@ -1,4 +1,4 @@
-"""Fit the out-of-distribution gate of a run directory: writes ood.json and ood.npz into it.
+"""Fit the out-of-distribution gate of a run directory: writes its gate files into it.
 
     python -m training.fit_ood --model RUN_DIR --data DIR [--data DIR ...]
         [--refused-fraction 0.005]
@@ -7,8 +7,8 @@ Label means (one per class or label set) and one shared, Ledoit-Wolf-shrunk cova
 model's pooled features on every DIR/train; the distance limit is the (1 - refused-fraction)
 quantile of the DIR/val distances,
 so val X-rays the Gaussians never saw set it. The pixel limits are half the lowest contrast
-and neighbour correlation of any training X-ray. ood.json also holds the figures for the
-model card: the limits, the val refusal rate (in-sample and cross-validated) and the spread
+and neighbour correlation of any training X-ray. The gate settings also hold the figures for
+the model card: the limits, the val refusal rate (in-sample and cross-validated) and the spread
 of distances.
 """
 
@@ -25,11 +25,8 @@ import numpy as np
 from sklearn.covariance import LedoitWolf
 
 from model.ood import (
-    OOD_JSON,
-    OOD_NPZ,
     FeatureGaussians,
     OodGate,
-    OodLimits,
     contrast,
     distance_threshold,
     neighbour_correlation,
@@ -37,6 +34,7 @@ from model.ood import (
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import to_model_input
 from model.resampling import random_halves
+from model.run_dir import OOD_ARRAYS_FILE, OOD_FILE, GateSettings, OodLimits
 from training.data import DatasetError, LoadedSplit
 from training.evaluate import load_labelled
 
@@ -52,7 +50,7 @@ SUMMARY_KEYS = ("limits", "val_refused_fraction", "val_refused_by_distance_cross
 
 def pooled_features(predictor: Predictor, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(N, S, S) uint8 model-size images -> (N, D) features from the model's own forward pass."""
-    normalization = predictor.metadata["preprocessing"]["normalization"]
+    normalization = predictor.metadata.preprocessing.normalization
     return np.concatenate([
         predictor.logits_and_features(np.stack([
             to_model_input(image, normalization) for image in images[start:start + batch_size]
@@ -121,7 +119,7 @@ def fit_gate(
     refused_by_pixels = ((val_contrast < limits.min_contrast)
                          | (val_correlation < limits.min_neighbour_correlation))
     refused = refused_by_pixels | (val_distances > limits.max_distance)
-    info = {
+    figures = {
         "method": "Mahalanobis distance to the nearest class mean of the pooled features "
                   "(shared Ledoit-Wolf covariance), after pixel checks for blank and noise",
         "model_version": predictor.version,
@@ -139,13 +137,14 @@ def fit_gate(
                    "train_min_neighbour_correlation": round(float(train_correlation.min()), 4),
                    "pixel_margin": PIXEL_MARGIN},
     }
-    return OodGate(gaussians, limits, info)
+    return OodGate(gaussians, GateSettings(limits, figures))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
-                        help="run directory; ood.json and ood.npz are written into it")
+                        help=f"run directory; {OOD_FILE} and {OOD_ARRAYS_FILE} are written "
+                             "into it")
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", action="append",
                         help="dataset folder with train/<CLASS>/ and val/<CLASS>/ (repeat for "
                              "several)")
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     gate.save(args.model)
     saved = OodGate.load(args.model).info
     print(json.dumps({key: saved[key] for key in SUMMARY_KEYS}, indent=2))
-    print(f"wrote {args.model / OOD_JSON} and {args.model / OOD_NPZ}")
+    print(f"wrote {args.model / OOD_FILE} and {args.model / OOD_ARRAYS_FILE}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The numbers a run is judged by, as one JSON-ready dict (a run's metrics.json).
+"""The numbers a run is judged by, as one JSON-ready dict (a run's model.run_dir.METRICS_FILE).
 
 Beyond the four-class scores, a clinic asks two questions: is this X-ray normal or not
 (`pneumonia_vs_normal`), and can the probabilities be taken at face value (`calibration`).
@@ -33,7 +33,7 @@ def classification_metrics(
     label_sets: Mapping[str, Sequence[str]] | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
-    """Every metric of metrics.json from labels and (N, classes) probabilities.
+    """Every metric of a run's metrics file from labels and (N, classes) probabilities.
 
     ``labels`` index ``classes`` followed by the names of ``label_sets`` (a folder that stands
     for a set of classes, scored as "any of these"). The confusion matrix, per-class scores,

@@ -1,26 +1,37 @@
-"""Write a run's MODEL_CARD.md from its own files, so every number in it comes from a command.
+"""Write a run's model card from its own files, so every number in it comes from a command.
 
     python -m training.model_card --model RUN_DIR [--experiments RUN_DIR ...]
 
-The prose (intended use, data, limits) is fixed text; the figures come from metadata.json,
-metrics.json, calibration.json, ood.json, history.json and the benchmarks' outputs
-(ood_benchmark.json, latency_benchmark.json, leave_one_source_out.json) of the model and of
-each experiment. Nothing is timed or recomputed here.
+The prose (intended use, data, limits) is fixed text; the figures come from the run directory
+of the model and of each experiment (model.run_dir): its metadata, metrics, calibration, gate
+settings and history, and the benchmarks' outputs that bench/ood_gate.py, bench/latency.py and
+bench/leave_one_source_out.py write there with --out. Nothing is timed or recomputed here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from model.coverage import AGE_GROUP_NAMES, coverage
 from model.labels import display_name
-from model.ood import OOD_JSON
-
-OOD_BENCHMARK_JSON = "ood_benchmark.json"  # bench/ood_gate.py --out RUN_DIR/ood_benchmark.json
-LATENCY_JSON = "latency_benchmark.json"  # bench/latency.py --out RUN_DIR/latency_benchmark.json
-LOSO_JSON = "leave_one_source_out.json"  # bench/leave_one_source_out.py --out RUN_DIR/...
+from model.run_dir import (
+    LATENCY_FILE,
+    LEAVE_ONE_SOURCE_OUT_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    OOD_BENCHMARK_FILE,
+    Calibration,
+    GateSettings,
+    Metadata,
+    if_present,
+    read_calibration,
+    read_gate_settings,
+    read_history,
+    read_json,
+    read_metadata,
+    read_metrics,
+)
 
 INTENDED_USE = """\
 ## Intended use
@@ -79,28 +90,25 @@ LIMITS = """\
 """
 
 
-def _read(path: Path) -> dict | list | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def ood_section(ood: dict, benchmark: dict | None) -> list[str]:
+def ood_section(gate: GateSettings, benchmark: dict | None) -> list[str]:
     """The gate's method, its data-derived limits and how often it refuses, as Markdown lines."""
-    limits = ood["limits"]
+    limits, figures = gate.limits, gate.figures
     lines = [
         "", "## Out-of-distribution gate", "",
-        f"Before any probability is shown, images are screened: {ood['method']}.", "",
-        f"- Distance limit **{limits['max_distance']:.1f}**: the "
-        f"{1 - ood['target_refused_fraction']:.1%} quantile of the val X-rays' distances "
-        f"(fitted on {ood['fitted_on']['train']} train and {ood['fitted_on']['val']} val images)",
-        f"- Pixel limits: contrast at least {limits['min_contrast']:.0f} grey levels, "
-        f"neighbouring-pixel correlation at least {limits['min_neighbour_correlation']:.2f} "
+        f"Before any probability is shown, images are screened: {figures['method']}.", "",
+        f"- Distance limit **{limits.max_distance:.1f}**: the "
+        f"{1 - figures['target_refused_fraction']:.1%} quantile of the val X-rays' distances "
+        f"(fitted on {figures['fitted_on']['train']} train and {figures['fitted_on']['val']} "
+        "val images)",
+        f"- Pixel limits: contrast at least {limits.min_contrast:.0f} grey levels, "
+        f"neighbouring-pixel correlation at least {limits.min_neighbour_correlation:.2f} "
         f"(half the lowest seen on a training X-ray)",
-        f"- Val chest X-rays refused: {ood['val_refused_fraction']:.2%} in-sample, "
-        f"{ood['val_refused_by_distance_cross_validated']:.2%} when the limit is set on one "
+        f"- Val chest X-rays refused: {figures['val_refused_fraction']:.2%} in-sample, "
+        f"{figures['val_refused_by_distance_cross_validated']:.2%} when the limit is set on one "
         "half of val and measured on the other",
     ]
     if benchmark:
@@ -126,76 +134,77 @@ def _pediatric(metrics: dict) -> dict:
 
 
 def _latency(run_dir: Path) -> str:
-    latency = _read(run_dir / LATENCY_JSON)
+    latency = if_present(read_json, run_dir / LATENCY_FILE)
     return "n/a" if latency is None else f"{latency['predict']['median_ms']:.0f} ms"
 
 
 def experiment_row(run_dir: Path, shipped_version: str) -> str:
     """One line of the experiment table: settings, the val loss runs are chosen by, val figures
     overall and for adults and children, cost; the shipped run is marked."""
-    metadata, metrics = _read(run_dir / "metadata.json"), _read(run_dir / "metrics.json")
-    calibration = _read(run_dir / "calibration.json") or {}
-    history = _read(run_dir / "history.json") or []
-    config = metadata["config"]
+    metadata, metrics = read_metadata(run_dir), read_metrics(run_dir)
+    calibration, history = read_calibration(run_dir), read_history(run_dir)
+    config = metadata.config
     pvn = metrics["pneumonia_vs_normal"]
     covid = metrics["per_class"].get("COVID19", {})
-    roots = metadata.get("data_roots") or config["data"]
+    roots = metadata.data_roots or config["data"]
     data = "+".join(Path(root).name for root in ([roots] if isinstance(roots, str) else roots))
     settings = (f"{data}; {config['epochs_frozen']}+{config['epochs_finetune']} ep, "
                 f"ft blocks {config['finetune_blocks'] or 'all'}, lr {config['lr_finetune']:g}, "
                 f"dropout {config['dropout']}, source balance {config.get('source_balance', 0)}")
-    name = run_dir.name + (" (shipped)" if metadata["version"] == shipped_version else "")
+    name = run_dir.name + (" (shipped)" if metadata.version == shipped_version else "")
     val_loss = min((record["val_loss"] for record in history if "val_loss" in record), default=None)
-    size_mb = (run_dir / "model.keras").stat().st_size / 1e6
+    size_mb = (run_dir / MODEL_FILE).stat().st_size / 1e6
     adult, child = _adult(metrics), _pediatric(metrics)
     return (f"| {name} | {settings} | {_fmt(val_loss)} | {_fmt(metrics['accuracy'])} | "
             f"{_fmt(metrics['macro_f1'])} | {_fmt(pvn['auc'])} | "
             f"{_fmt(covid.get('recall'), 2)} / {_fmt(covid.get('precision'), 2)} | "
-            f"{_fmt(calibration.get('ece_after_cross_validated'))} | "
+            f"{_fmt(calibration.ece_after_cross_validated)} | "
             f"{_fmt(adult.get('recall', {}).get('NORMAL'), 2)} | "
             f"{_fmt(adult.get('called_covid_among_non_covid'), 2)} | "
             f"{_fmt(adult.get('pneumonia_vs_normal_auc'))} | "
             f"{_fmt(child.get('pneumonia_vs_normal_auc'))} | "
-            f"{metadata.get('training_seconds', 0) / 60:.0f} min | {size_mb:.1f} MB | "
+            f"{metadata.training_seconds / 60:.0f} min | {size_mb:.1f} MB | "
             f"{_latency(run_dir)} |")
 
 
-def summary_lines(metadata: dict, calibration: dict, history: list[dict]) -> list[str]:
+def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
     """The card's title and the facts a reader checks first."""
-    config = metadata["config"]
+    config = metadata.config
     stages = {stage: sum(1 for r in history if r["stage"] == stage)
               for stage in ("frozen", "finetune")}
     return [
-        f"# Model card: {metadata['version']}", "",
-        f"- **Backbone:** {metadata['backbone']}, ImageNet weights: {metadata['weights_source']}",
-        f"- **Input:** {metadata['image_size']}x{metadata['image_size']}, grayscale stretched "
+        f"# Model card: {metadata.version}", "",
+        f"- **Backbone:** {metadata.backbone}, ImageNet weights: {metadata.weights_source}",
+        f"- **Input:** {metadata.image_size}x{metadata.image_size}, grayscale stretched "
         f"(no padding) and repeated to 3 channels, normalisation "
-        f"`{metadata['preprocessing']['normalization']}`",
-        f"- **Classes:** {', '.join(display_name(c) for c in metadata['classes'])}",
-        f"- **Trained:** {metadata['created_at']} (commit {metadata['git_commit']}), "
-        f"{metadata.get('training_seconds', 0) / 60:.0f} min on the build machine's CPU; "
+        f"`{metadata.preprocessing.normalization}`",
+        f"- **Classes:** {', '.join(display_name(c) for c in metadata.classes)}",
+        f"- **Trained:** {metadata.created_at} (commit {metadata.git_commit}), "
+        f"{metadata.training_seconds / 60:.0f} min on the build machine's CPU; "
         f"{stages['frozen']} frozen-backbone epochs then {stages['finetune']} fine-tuning "
         f"epochs (learning rates {config['lr_frozen']:g} then {config['lr_finetune']:g}, "
         f"early stopping on val loss)",
-        f"- **Calibration:** temperature {calibration.get('temperature', 1.0):.3f} fitted on "
-        f"val; ECE {_fmt(calibration.get('ece_before'))} before, "
-        f"{_fmt(calibration.get('ece_after'))} after (in-sample), "
-        f"{_fmt(calibration.get('ece_after_cross_validated'))} on held-out halves of val",
+        f"- **Reproduce with:** seed {metadata.seed}; "
+        + ", ".join(f"{name} {version}" for name, version in metadata.software.items()),
+        f"- **Calibration:** temperature {calibration.temperature:.3f} fitted on "
+        f"val; ECE {_fmt(calibration.ece_before)} before, "
+        f"{_fmt(calibration.ece_after)} after (in-sample), "
+        f"{_fmt(calibration.ece_after_cross_validated)} on held-out halves of val",
     ]
 
 
-def dataset_lines(metadata: dict) -> list[str]:
+def dataset_lines(metadata: Metadata) -> list[str]:
     """Images per label (class or label set) and split."""
-    labels = [*metadata["classes"], *metadata.get("label_sets", {})]
+    labels = [*metadata.classes, *(metadata.label_sets or {})]
     lines = ["Images per label and split:", "",
              "| split | " + " | ".join(display_name(c) for c in labels) + " |",
              "|---|" + "---|" * len(labels)]
-    for split, counts in metadata["dataset"].items():
+    for split, counts in metadata.dataset.items():
         lines.append(f"| {split} | " + " | ".join(str(counts.get(c, 0)) for c in labels) + " |")
     return lines
 
 
-def coverage_lines(metadata: dict) -> list[str]:
+def coverage_lines(metadata: Metadata) -> list[str]:
     """Age group x class: images in train and val, and whether it is validated."""
     rows = coverage(metadata)
     if not rows:
@@ -210,10 +219,10 @@ def coverage_lines(metadata: dict) -> list[str]:
     return lines
 
 
-def validation_lines(metadata: dict, metrics: dict, calibration: dict) -> list[str]:
+def validation_lines(metadata: Metadata, metrics: dict, calibration: Calibration) -> list[str]:
     """Val figures over all images, per class and as a confusion matrix."""
     pvn = metrics["pneumonia_vs_normal"]
-    roots = ", ".join(Path(root).name for root in metadata.get("data_roots", [])) or "val"
+    roots = ", ".join(Path(root).name for root in metadata.data_roots or []) or "val"
     lines = [
         "", f"## Validation results ({roots} val; hidden test sets will be lower)", "",
         f"- Accuracy **{_fmt(metrics['accuracy'])}** (a label set counts as right when any of "
@@ -225,7 +234,7 @@ def validation_lines(metadata: dict, metrics: dict, calibration: dict) -> list[s
         f"{_fmt(pvn.get('bacterial_vs_viral_accuracy'))}",
         f"- Expected calibration error after temperature scaling: "
         f"{_fmt(metrics['calibration']['ece'])} (temperature fitted on these images), "
-        f"{_fmt(calibration.get('ece_after_cross_validated'))} on held-out halves",
+        f"{_fmt(calibration.ece_after_cross_validated)} on held-out halves",
     ]
     for name, scores in metrics.get("label_sets", {}).items():
         lines.append(f"- {display_name(name)} (type unknown, any of "
@@ -233,15 +242,15 @@ def validation_lines(metadata: dict, metrics: dict, calibration: dict) -> list[s
                      f"{_fmt(scores['accuracy'])} of {scores['n']}")
     lines += ["", "| class | precision | recall | F1 | support | one-vs-rest AUC |",
               "|---|---|---|---|---|---|"]
-    for name in metadata["classes"]:
+    for name in metadata.classes:
         row, auc = metrics["per_class"][name], metrics["roc"][name]["auc"]
         lines.append(f"| {display_name(name)} | {_fmt(row['precision'])} | {_fmt(row['recall'])} "
                      f"| {_fmt(row['f1'])} | {row['support']} | {_fmt(auc)} |")
     lines += ["", "Confusion matrix of the fully labelled images (rows: true class, columns: "
               "predicted):", "",
-              "| | " + " | ".join(display_name(c) for c in metadata["classes"]) + " |",
-              "|---|" + "---|" * len(metadata["classes"])]
-    for name, row in zip(metadata["classes"], metrics["confusion_matrix"], strict=True):
+              "| | " + " | ".join(display_name(c) for c in metadata.classes) + " |",
+              "|---|" + "---|" * len(metadata.classes)]
+    for name, row in zip(metadata.classes, metrics["confusion_matrix"], strict=True):
         lines.append(f"| {display_name(name)} | " + " | ".join(map(str, row)) + " |")
     return lines
 
@@ -255,7 +264,7 @@ def _subgroup_cells(figures: dict) -> str:
 
 
 def subgroup_lines(metrics: dict) -> list[str]:
-    """The val figures per source and per age group (metrics.json's subgroups)."""
+    """The val figures per source and per age group (the metrics' subgroups)."""
     subgroups = metrics.get("subgroups")
     if not subgroups:
         return []
@@ -286,7 +295,7 @@ def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     return lines
 
 
-def experiment_lines(metadata: dict, experiments: list[Path]) -> list[str]:
+def experiment_lines(metadata: Metadata, experiments: list[Path]) -> list[str]:
     if not experiments:
         return []
     return [
@@ -299,24 +308,24 @@ def experiment_lines(metadata: dict, experiments: list[Path]) -> list[str]:
         "COVID recall / precision | ECE | adult normal recall | adult non-COVID called COVID | "
         "adult pneu-vs-normal AUC | child pneu-vs-normal AUC | train time | size | latency |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *(experiment_row(path, metadata["version"]) for path in experiments),
+        *(experiment_row(path, metadata.version) for path in experiments),
     ]
 
 
 def render(run_dir: Path, experiments: list[Path]) -> str:
     """The whole card as Markdown, section by section."""
-    metadata = _read(run_dir / "metadata.json")
-    metrics = _read(run_dir / "metrics.json")
-    calibration = _read(run_dir / "calibration.json") or {}
-    ood = _read(run_dir / OOD_JSON)
+    metadata, metrics = read_metadata(run_dir), read_metrics(run_dir)
+    calibration = read_calibration(run_dir)
+    gate = if_present(read_gate_settings, run_dir)
     lines = [
-        *summary_lines(metadata, calibration, _read(run_dir / "history.json") or []),
+        *summary_lines(metadata, calibration, read_history(run_dir)),
         "", INTENDED_USE, DATA, *dataset_lines(metadata),
         *coverage_lines(metadata),
         *validation_lines(metadata, metrics, calibration),
         *subgroup_lines(metrics),
-        *loso_lines(_read(run_dir / LOSO_JSON), metadata["config"].get("source_balance", 0.0)),
-        *(ood_section(ood, _read(run_dir / OOD_BENCHMARK_JSON)) if ood else []),
+        *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
+                    metadata.config.get("source_balance", 0.0)),
+        *(ood_section(gate, if_present(read_json, run_dir / OOD_BENCHMARK_FILE)) if gate else []),
         *experiment_lines(metadata, experiments),
         "", LIMITS,
     ]
@@ -328,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--experiments", type=Path, nargs="*", default=[])
     args = parser.parse_args(argv)
-    (args.model / "MODEL_CARD.md").write_text(render(args.model, args.experiments))
-    print(f"wrote {args.model / 'MODEL_CARD.md'}")
+    (args.model / MODEL_CARD_FILE).write_text(render(args.model, args.experiments))
+    print(f"wrote {args.model / MODEL_CARD_FILE}")
     return 0
 
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from model.run_dir import CHECKPOINTS_DIR
 from training.backbones import BackboneSpec
 from training.classifier import freeze_backbone, unfreeze_backbone
 from training.config import TrainConfig
@@ -94,7 +95,7 @@ def _fit_stage(
             patience=config.reduce_lr_patience, min_lr=1e-7,
         ),
         keras.callbacks.ModelCheckpoint(
-            run_dir / "checkpoints" / f"{stage}.keras", monitor="val_loss", save_best_only=True
+            run_dir / CHECKPOINTS_DIR / f"{stage}.keras", monitor="val_loss", save_best_only=True
         ),
         HistoryRecorder(stage, records),
         ProgressBar(stage, first_epoch + epochs),
@@ -111,7 +112,7 @@ def run_two_stage(
     model: keras.Model, spec: BackboneSpec, train, val, config: TrainConfig, run_dir: Path,
 ) -> list[dict]:
     """Train in place; returns the per-epoch history of both stages."""
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     freeze_backbone(model)
     compile_for_stage(model, config, "frozen")

@@ -5,7 +5,8 @@
         [--image-size N] [--batch-size N] [--limit-per-class N] [--distribute mirrored]
 
 Every field of training.config.TrainConfig is a flag (`--help` lists them). The run directory
-gets model.keras, metadata.json, history.json, calibration.json, metrics.json and train.log.
+gets the files model.run_dir names: the model, its metadata, history, calibration, metrics and
+the training log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from pathlib import Path
 
 import keras
 
-from training.artifacts import git_commit, model_version, now_utc, software_versions, write_json
+from model.run_dir import (
+    MODEL_FILE,
+    TRAIN_LOG_FILE,
+    Metadata,
+    Preprocessing,
+    write_history,
+    write_metadata,
+)
+from training.artifacts import git_commit, model_version, now_utc, software_versions
 from training.backbones import BackboneWeightsError, get_backbone
 from training.batches import XrayBatches
 from training.classifier import build_classifier
@@ -60,7 +69,8 @@ def distribution_scope(kind: str):
 def _setup_logging(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.FileHandler(run_dir / "train.log"), logging.StreamHandler(sys.stderr)):
+    for handler in (logging.FileHandler(run_dir / TRAIN_LOG_FILE),
+                    logging.StreamHandler(sys.stderr)):
         handler.setFormatter(formatter)
         logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
@@ -117,31 +127,29 @@ def train(config: TrainConfig) -> dict:
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
-    keras.Model(model.inputs, model.outputs, name=model.name).save(config.out / "model.keras")
-    write_json(config.out / "history.json", history)
-    write_json(config.out / "metadata.json", {
-        "format_version": 1,
-        "version": model_version(spec.name, created_at, [root.name for root in config.data]),
-        "classes": classes,
-        "label_sets": {name: list(members) for name, members in space.sets},
-        "image_size": image_size,
-        "preprocessing": {"resize": "stretch", "interpolation": "area", "color": "gray_to_rgb",
-                          "normalization": spec.normalization},
-        "backbone": spec.name,
-        "weights_source": weights_source,
-        "gradcam_layer": spec.gradcam_layer,
-        "logits_layer": "logits",
-        "dataset": {"train": train_split.counts(space.keys), "val": val_split.counts(space.keys)},
-        "data_roots": [str(root) for root in config.data],
-        "populations": {"train": train_split.populations(space.keys),
-                        "val": val_split.populations(space.keys)},
-        "seed": config.seed,
-        "config": config.to_dict(),
-        "software": software_versions(),
-        "training_seconds": round(time.monotonic() - started, 1),
-        "created_at": created_at.isoformat(),
-        "git_commit": git_commit(),
-    })
+    keras.Model(model.inputs, model.outputs, name=model.name).save(config.out / MODEL_FILE)
+    write_history(config.out, history)
+    write_metadata(config.out, Metadata(
+        version=model_version(spec.name, created_at, [root.name for root in config.data]),
+        classes=tuple(classes),
+        label_sets={name: list(members) for name, members in space.sets},
+        image_size=image_size,
+        preprocessing=Preprocessing(normalization=spec.normalization),
+        backbone=spec.name,
+        weights_source=weights_source,
+        gradcam_layer=spec.gradcam_layer,
+        logits_layer="logits",
+        dataset={"train": train_split.counts(space.keys), "val": val_split.counts(space.keys)},
+        data_roots=[str(root) for root in config.data],
+        populations={"train": train_split.populations(space.keys),
+                     "val": val_split.populations(space.keys)},
+        seed=config.seed,
+        config=config.to_dict(),
+        software=software_versions(),
+        training_seconds=round(time.monotonic() - started, 1),
+        created_at=created_at.isoformat(),
+        git_commit=git_commit(),
+    ))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     val_logits = logits_model.predict(val_batches, verbose=0)
     metrics = calibrate_and_score(config.out, val_logits, val_split, space)

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from model.coverage import coverage
 from model.labels import display_name
+from model.run_dir import Calibration, Metadata
 
 PRIMARY = "#1d5fa8"
 ACCENT = "#e07b39"
@@ -163,7 +164,7 @@ def roc_figure(metrics: dict) -> go.Figure:
     return _layout(figure, height=420, legend={"x": 0.45, "y": 0.05, "bgcolor": "rgba(0,0,0,0)"})
 
 
-def reliability_figure(calibration: dict) -> go.Figure:
+def reliability_figure(calibration: Calibration) -> go.Figure:
     """Accuracy against confidence per bin, before and after temperature scaling.
 
     A calibrated model follows the diagonal; marker size shows how many images a bin holds.
@@ -172,12 +173,13 @@ def reliability_figure(calibration: dict) -> go.Figure:
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                    line={"color": "#b0b8c4", "dash": "dot"}, hoverinfo="skip")
     )
-    temperature = calibration["temperature"]
-    for key, label, colour in (
-        ("before", "before scaling", ACCENT),
-        ("after", f"after scaling (T = {temperature:.2f})", PRIMARY),
+    temperature = calibration.temperature
+    for all_bins, ece, label, colour in (
+        (calibration.bins_before, calibration.ece_before, "before scaling", ACCENT),
+        (calibration.bins_after, calibration.ece_after, f"after scaling (T = {temperature:.2f})",
+         PRIMARY),
     ):
-        bins = [item for item in calibration[f"bins_{key}"] if item["count"]]
+        bins = [item for item in all_bins if item["count"]]
         largest = max((item["count"] for item in bins), default=1)
         figure.add_trace(
             go.Scatter(
@@ -185,7 +187,7 @@ def reliability_figure(calibration: dict) -> go.Figure:
                 y=[item["accuracy"] for item in bins],
                 customdata=[item["count"] for item in bins],
                 mode="lines+markers",
-                name=f"{label}, ECE {calibration[f'ece_{key}']:.3f}",
+                name=f"{label}, ECE {ece:.3f}",
                 line={"color": colour},
                 marker={"size": [6 + 14 * (item["count"] / largest) ** 0.5 for item in bins]},
                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>"
@@ -198,12 +200,12 @@ def reliability_figure(calibration: dict) -> go.Figure:
     return _layout(figure, height=440, legend={"orientation": "h", "y": -0.2})
 
 
-def dataset_rows(metadata: dict) -> list[dict]:
+def dataset_rows(metadata: Metadata) -> list[dict]:
     """Images per class (and label set) and split, from the run's metadata, with totals."""
-    dataset = metadata.get("dataset", {})
+    dataset = metadata.dataset
     splits = list(dataset)
     rows = []
-    for name in [*metadata["classes"], *metadata.get("label_sets", {})]:
+    for name in [*metadata.classes, *(metadata.label_sets or {})]:
         counts = {split: int(dataset[split].get(name, 0)) for split in splits}
         rows.append({"Class": display_name(name), **counts, "total": sum(counts.values())})
     totals = {split: sum(row[split] for row in rows) for split in splits}
@@ -212,7 +214,7 @@ def dataset_rows(metadata: dict) -> list[dict]:
 
 
 def subgroup_rows(metrics: dict) -> list[dict]:
-    """One row per source and per age group: metrics.json's ``subgroups``, for a table."""
+    """One row per source and per age group: the metrics' ``subgroups``, for a table."""
     rows = []
     for kind, groups in metrics.get("subgroups", {}).items():
         for name, figures in groups.items():
@@ -227,7 +229,7 @@ def subgroup_rows(metrics: dict) -> list[dict]:
     return rows
 
 
-def coverage_rows(metadata: dict) -> list[dict]:
+def coverage_rows(metadata: Metadata) -> list[dict]:
     """Age group x class: images seen in training and validation, and what that makes it."""
     return [{"Age group": row.age_group, "Class": display_name(row.class_name),
              "Train": row.train, "Train (type unknown)": row.train_untyped, "Val": row.val,
