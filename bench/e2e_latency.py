@@ -31,7 +31,6 @@ from model.run_dir import MODEL_FILE
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO_ROOT,
     free_port,
     start_server,
     stop_server,
@@ -39,8 +38,8 @@ from testkit.browser_app import (
     wait_for_result,
     wait_healthy,
 )
+from training.config import CXR4_DATA
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cxr4"
 TIMEOUT_MS = 120_000
 
 
@@ -122,7 +121,7 @@ def measure(run_dir: Path, xrays: list[Path], log_path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, help="run directory")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cxr4 data folder")
+    parser.add_argument("--data", type=Path, default=CXR4_DATA, help="cxr4 data folder")
     parser.add_argument("--uploads", type=int, default=50, help="different X-rays (>= 10)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)

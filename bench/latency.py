@@ -1,6 +1,6 @@
 """Inference speed of a run directory on this machine, warm, decoding included.
 
-    python bench/latency.py [--model RUN_DIR] [--data ../shared/data/cxr4] [--repeats 30]
+    python bench/latency.py [--model RUN_DIR] [--data DIR] [--repeats 30]
         [--out FILE]
 
 Prints the median and p95 of (1) decode + predict and (2) decode + predict + Grad-CAM for a
@@ -26,8 +26,7 @@ from model.decode import decode_image
 from model.predict import collect_files, predict_files
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.run_dir import LATENCY_FILE, write_json
-
-REPO = Path(__file__).resolve().parents[1]
+from training.config import CXR4_DATA
 
 
 def large_jpeg(data_dir: Path) -> bytes:
@@ -85,7 +84,8 @@ def folder_throughput(predictor: Predictor, data_dir: Path) -> tuple[int, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr4")
+    parser.add_argument("--data", type=Path, default=CXR4_DATA,
+                        help=f"folder with val/<CLASS>/ X-rays (default: {CXR4_DATA})")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here "
                         f"(for the model card: RUN_DIR/{LATENCY_FILE})")

@@ -31,8 +31,8 @@ from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.preprocess import resize_gray
 from model.run_dir import OOD_BENCHMARK_FILE, write_json
 from testkit.ood_corpus import ood_corpus
+from training.config import CXR4_DATA
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr4"
 LATENCY_IMAGES = 200
 
 
@@ -93,7 +93,7 @@ def added_latency(predictor: Predictor, images: list[DecodedImage]) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, metavar="RUN_DIR")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+    parser.add_argument("--data", type=Path, default=CXR4_DATA, metavar="DIR",
                         help="dataset folder with val/<CLASS>/ chest X-rays")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here "
                         f"(for the model card: RUN_DIR/{OOD_BENCHMARK_FILE})")

@@ -1,6 +1,6 @@
 """Evidence that the ImageNet weights are real: a short run with them against one without.
 
-    python bench/pretrained_evidence.py [--data ../shared/data/cxr4] [--out runs/evidence]
+    python bench/pretrained_evidence.py [--data DIR] [--out runs/evidence]
 
 Trains `--limit-per-class 100 --epochs-frozen 1 --epochs-finetune 0` twice (efficientnet_lite0,
 `--weights imagenet` and `--weights none`) and prints each run's val pneumonia-vs-normal AUC,
@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 
 from model.run_dir import read_metrics
+from training.config import CXR4_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr4")
+    parser.add_argument("--data", type=Path, default=CXR4_DATA,
+                        help=f"labelled data folder (default: {CXR4_DATA})")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "evidence")
     args = parser.parse_args()
     for weights in ("imagenet", "none"):

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.dicom import decode_dicom, looks_like_dicom
+from model.dicom import DICOM_SUFFIXES, decode_dicom, looks_like_dicom
 from model.errors import ImageError
 from model.intensity import display_range, to_uint8
 from model.limits import DEFAULT_LIMITS, DecodeLimits, check_dimensions, check_upload_size
 
+# The suffixes of image files looked for in folders (training data, the CLI's folders).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", *DICOM_SUFFIXES})
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 WIDE_MODES = SIXTEEN_BIT_MODES + ("I", "F")
 

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from model.decode import decode_file
+from model.decode import IMAGE_SUFFIXES, decode_file
 from model.errors import ImageError
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"})
 DECODE_THREADS = 4
 
 

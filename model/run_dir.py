@@ -48,7 +48,7 @@ CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)
 METADATA_FORMAT_VERSION = 1
 OOD_FORMAT_VERSION = 1
 
-Read = TypeVar("Read")
+_Read = TypeVar("_Read")
 
 
 class RunFileError(RuntimeError):
@@ -161,7 +161,7 @@ def write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=2, default=_python_value) + "\n")
 
 
-def if_present(read: Callable[[Path], Read], location: Path) -> Read | None:
+def if_present(read: Callable[[Path], _Read], location: Path) -> _Read | None:
     """``read(location)`` (a run directory or a file), or None when the file is absent; a
     damaged file still raises."""
     try:

@@ -6,6 +6,7 @@ calibration and metadata); nothing is recomputed here.
 
 import streamlit as st
 
+from model.formatting import score, share
 from model.run_dir import (
     CALIBRATION_FILE,
     HISTORY_FILE,
@@ -30,27 +31,19 @@ from webapp.resources import run_dir
 CHART_CONFIG = {"displaylogo": False}
 
 
-def _score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
 def show_headline(metrics: dict) -> None:
     binary = metrics["pneumonia_vs_normal"]
     columns = st.columns(6)
-    columns[0].metric("Accuracy", _share(metrics["accuracy"]),
+    columns[0].metric("Accuracy", share(metrics["accuracy"]),
                       help="Share of validation images given the right one of the four classes.")
-    columns[1].metric("Macro F1", _score(metrics["macro_f1"]))
-    columns[2].metric("Pneumonia AUC", _score(binary["auc"]),
+    columns[1].metric("Macro F1", score(metrics["macro_f1"]))
+    columns[2].metric("Pneumonia AUC", score(binary["auc"]),
                       help="Any pneumonia (COVID-19 included) against normal, by 1 - p(normal).")
-    columns[3].metric("Sensitivity", _share(binary["sensitivity"]),
+    columns[3].metric("Sensitivity", share(binary["sensitivity"]),
                       help="Pneumonia (any kind) called pneumonia, at p(normal) < 0.5.")
-    columns[4].metric("Specificity", _share(binary["specificity"]),
+    columns[4].metric("Specificity", share(binary["specificity"]),
                       help="Normal X-rays called normal, at p(normal) ≥ 0.5.")
-    columns[5].metric("ECE", _score(metrics["calibration"]["ece"]),
+    columns[5].metric("ECE", score(metrics["calibration"]["ece"]),
                       help="Expected calibration error of the calibrated probabilities: the "
                       "average gap between confidence and accuracy.")
 

@@ -65,7 +65,8 @@ def _keras_application(factory: Callable[..., keras.Model], file_hint: str):
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("efficientnet_lite0", 224, "lite0", "top_activation", r"^(block\d+)", _lite0),
+        BackboneSpec("efficientnet_lite0", 224, "lite0", lite0.GRADCAM_LAYER, r"^(block\d+)",
+                     _lite0),
         BackboneSpec(
             "resnet50", 224, "caffe", "conv5_block3_out", r"^(conv\d_block\d+)",
             _keras_application(

@@ -11,6 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The data folder beside this checkout (../shared/data): the default data roots, and the real
+# X-rays the benchmarks and tests use.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CXR4_DATA = SHARED_DATA / "cxr4"
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -41,7 +46,7 @@ class TrainConfig:
     """A two-stage transfer-learning run: frozen backbone + new head, then fine-tuning."""
 
     # One or more data roots (repeat --data); their manifests are merged, splits kept.
-    data: tuple[Path, ...] = (Path("../shared/data/cxr4"), Path("../shared/data/adult"))
+    data: tuple[Path, ...] = (CXR4_DATA, SHARED_DATA / "adult")
     out: Path = Path("runs/latest")
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"  # "imagenet", "none", or a path to a local weights file

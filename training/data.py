@@ -20,14 +20,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.decode import decode_file
+from model.decode import IMAGE_SUFFIXES, decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.preprocess import resize_gray
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff"})
 
 
 class DatasetError(ValueError):

@@ -18,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from model.calibration import checked_scores, reliability_bins
+from model.formatting import label_scores, score
 from model.labels import display_name
 
 NORMAL = "NORMAL"
@@ -216,28 +217,25 @@ def _bacterial_vs_viral_accuracy(
     return _rate(called_viral == is_viral, members)
 
 
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def format_summary(metrics: dict) -> str:
     """A few lines for CLI logs: the numbers a reader checks first."""
     binary = metrics["pneumonia_vs_normal"]
     lines = [
-        f"accuracy {_number(metrics['accuracy'])}  macro-F1 {_number(metrics['macro_f1'])}  "
+        f"accuracy {score(metrics['accuracy'])}  macro-F1 {score(metrics['macro_f1'])}  "
         f"(n = {metrics['n_samples']})",
-        f"pneumonia vs normal: AUC {_number(binary['auc'])}  "
-        f"sensitivity {_number(binary['sensitivity'])}  "
-        f"specificity {_number(binary['specificity'])}",
+        f"pneumonia vs normal: AUC {score(binary['auc'])}  "
+        f"sensitivity {score(binary['sensitivity'])}  "
+        f"specificity {score(binary['specificity'])}",
     ]
     if COVID in metrics["per_class"]:
         covid = metrics["per_class"][COVID]
-        lines.append(f"{display_name(COVID)}: recall {_number(covid['recall'])}  "
-                     f"precision {_number(covid['precision'])}")
-    lines.append(f"ECE {_number(metrics['calibration']['ece'])}")
+        lines.append(f"{display_name(COVID)}: recall {score(covid['recall'])}  "
+                     f"precision {score(covid['precision'])}")
+    lines.append(f"ECE {score(metrics['calibration']['ece'])}")
     for name, scores in metrics.get("label_sets", {}).items():
-        lines.append(f"{name} (any of {', '.join(map(display_name, scores['classes']))}): "
-                     f"accuracy {_number(scores['accuracy'])} (n = {scores['n']})")
+        lines.append(f"{display_name(name)} (any of "
+                     f"{', '.join(map(display_name, scores['classes']))}): "
+                     f"accuracy {score(scores['accuracy'])} (n = {scores['n']})")
     for kind, subgroups in metrics.get("subgroups", {}).items():
         lines.append(f"by {kind.replace('_', ' ')}:")
         lines.extend(f"  {name}: {format_subgroup(figures)}" for name, figures in subgroups.items())
@@ -246,9 +244,8 @@ def format_summary(metrics: dict) -> str:
 
 def format_subgroup(figures: dict) -> str:
     """One subgroup's figures on one line."""
-    recall = ", ".join(f"{display_name(name)} {value:.2f}"
-                       for name, value in figures["recall"].items())
-    auc = _number(figures.get("pneumonia_vs_normal_auc"))
-    covid = _number(figures.get("called_covid_among_non_covid"))
-    return (f"n {figures['n']}, accuracy {_number(figures['accuracy'])}, recall: {recall}; "
+    recall = label_scores(figures["recall"])
+    auc = score(figures.get("pneumonia_vs_normal_auc"))
+    covid = score(figures.get("called_covid_among_non_covid"))
+    return (f"n {figures['n']}, accuracy {score(figures['accuracy'])}, recall: {recall}; "
             f"pneumonia-vs-normal AUC {auc}; called COVID-19 among non-COVID {covid}")

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from model.coverage import AGE_GROUP_NAMES, coverage
+from model.formatting import label_scores, score
 from model.labels import display_name
 from model.run_dir import (
     LATENCY_FILE,
@@ -90,10 +91,6 @@ LIMITS = """\
 """
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def ood_section(gate: GateSettings, benchmark: dict | None) -> list[str]:
     """The gate's method, its data-derived limits and how often it refuses, as Markdown lines."""
     limits, figures = gate.limits, gate.figures
@@ -155,14 +152,14 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     val_loss = min((record["val_loss"] for record in history if "val_loss" in record), default=None)
     size_mb = (run_dir / MODEL_FILE).stat().st_size / 1e6
     adult, child = _adult(metrics), _pediatric(metrics)
-    return (f"| {name} | {settings} | {_fmt(val_loss)} | {_fmt(metrics['accuracy'])} | "
-            f"{_fmt(metrics['macro_f1'])} | {_fmt(pvn['auc'])} | "
-            f"{_fmt(covid.get('recall'), 2)} / {_fmt(covid.get('precision'), 2)} | "
-            f"{_fmt(calibration.ece_after_cross_validated)} | "
-            f"{_fmt(adult.get('recall', {}).get('NORMAL'), 2)} | "
-            f"{_fmt(adult.get('called_covid_among_non_covid'), 2)} | "
-            f"{_fmt(adult.get('pneumonia_vs_normal_auc'))} | "
-            f"{_fmt(child.get('pneumonia_vs_normal_auc'))} | "
+    return (f"| {name} | {settings} | {score(val_loss)} | {score(metrics['accuracy'])} | "
+            f"{score(metrics['macro_f1'])} | {score(pvn['auc'])} | "
+            f"{score(covid.get('recall'), 2)} / {score(covid.get('precision'), 2)} | "
+            f"{score(calibration.ece_after_cross_validated)} | "
+            f"{score(adult.get('recall', {}).get('NORMAL'), 2)} | "
+            f"{score(adult.get('called_covid_among_non_covid'), 2)} | "
+            f"{score(adult.get('pneumonia_vs_normal_auc'))} | "
+            f"{score(child.get('pneumonia_vs_normal_auc'))} | "
             f"{metadata.training_seconds / 60:.0f} min | {size_mb:.1f} MB | "
             f"{_latency(run_dir)} |")
 
@@ -187,9 +184,9 @@ def summary_lines(metadata: Metadata, calibration: Calibration, history: list[di
         f"- **Reproduce with:** seed {metadata.seed}; "
         + ", ".join(f"{name} {version}" for name, version in metadata.software.items()),
         f"- **Calibration:** temperature {calibration.temperature:.3f} fitted on "
-        f"val; ECE {_fmt(calibration.ece_before)} before, "
-        f"{_fmt(calibration.ece_after)} after (in-sample), "
-        f"{_fmt(calibration.ece_after_cross_validated)} on held-out halves of val",
+        f"val; ECE {score(calibration.ece_before)} before, "
+        f"{score(calibration.ece_after)} after (in-sample), "
+        f"{score(calibration.ece_after_cross_validated)} on held-out halves of val",
     ]
 
 
@@ -225,27 +222,27 @@ def validation_lines(metadata: Metadata, metrics: dict, calibration: Calibration
     roots = ", ".join(Path(root).name for root in metadata.data_roots or []) or "val"
     lines = [
         "", f"## Validation results ({roots} val; hidden test sets will be lower)", "",
-        f"- Accuracy **{_fmt(metrics['accuracy'])}** (a label set counts as right when any of "
-        f"its classes is called), macro-F1 **{_fmt(metrics['macro_f1'])}** over the fully "
+        f"- Accuracy **{score(metrics['accuracy'])}** (a label set counts as right when any of "
+        f"its classes is called), macro-F1 **{score(metrics['macro_f1'])}** over the fully "
         f"labelled images (n = {metrics.get('n_samples')} in all)",
-        f"- Pneumonia (any) vs normal: accuracy {_fmt(pvn['accuracy'])}, AUC {_fmt(pvn['auc'])}, "
-        f"sensitivity {_fmt(pvn['sensitivity'])}, specificity {_fmt(pvn['specificity'])}",
+        f"- Pneumonia (any) vs normal: accuracy {score(pvn['accuracy'])}, AUC {score(pvn['auc'])}, "
+        f"sensitivity {score(pvn['sensitivity'])}, specificity {score(pvn['specificity'])}",
         f"- Bacterial vs viral (true bacterial/viral cases, children): "
-        f"{_fmt(pvn.get('bacterial_vs_viral_accuracy'))}",
+        f"{score(pvn.get('bacterial_vs_viral_accuracy'))}",
         f"- Expected calibration error after temperature scaling: "
-        f"{_fmt(metrics['calibration']['ece'])} (temperature fitted on these images), "
-        f"{_fmt(calibration.ece_after_cross_validated)} on held-out halves",
+        f"{score(metrics['calibration']['ece'])} (temperature fitted on these images), "
+        f"{score(calibration.ece_after_cross_validated)} on held-out halves",
     ]
     for name, scores in metrics.get("label_sets", {}).items():
         lines.append(f"- {display_name(name)} (type unknown, any of "
                      f"{', '.join(map(display_name, scores['classes']))}): called one of them in "
-                     f"{_fmt(scores['accuracy'])} of {scores['n']}")
+                     f"{score(scores['accuracy'])} of {scores['n']}")
     lines += ["", "| class | precision | recall | F1 | support | one-vs-rest AUC |",
               "|---|---|---|---|---|---|"]
     for name in metadata.classes:
         row, auc = metrics["per_class"][name], metrics["roc"][name]["auc"]
-        lines.append(f"| {display_name(name)} | {_fmt(row['precision'])} | {_fmt(row['recall'])} "
-                     f"| {_fmt(row['f1'])} | {row['support']} | {_fmt(auc)} |")
+        lines.append(f"| {display_name(name)} | {score(row['precision'])} | {score(row['recall'])} "
+                     f"| {score(row['f1'])} | {row['support']} | {score(auc)} |")
     lines += ["", "Confusion matrix of the fully labelled images (rows: true class, columns: "
               "predicted):", "",
               "| | " + " | ".join(display_name(c) for c in metadata.classes) + " |",
@@ -256,11 +253,9 @@ def validation_lines(metadata: Metadata, metrics: dict, calibration: Calibration
 
 
 def _subgroup_cells(figures: dict) -> str:
-    recall = ", ".join(f"{display_name(name)} {value:.2f}"
-                       for name, value in figures["recall"].items())
-    return (f"{figures['n']} | {_fmt(figures['accuracy'])} | {recall} | "
-            f"{_fmt(figures.get('pneumonia_vs_normal_auc'))} | "
-            f"{_fmt(figures.get('called_covid_among_non_covid'), 2)} |")
+    return (f"{figures['n']} | {score(figures['accuracy'])} | {label_scores(figures['recall'])} | "
+            f"{score(figures.get('pneumonia_vs_normal_auc'))} | "
+            f"{score(figures.get('called_covid_among_non_covid'), 2)} |")
 
 
 def subgroup_lines(metrics: dict) -> list[str]:

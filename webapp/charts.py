@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from model.coverage import coverage
+from model.formatting import label_scores, score
 from model.labels import display_name
 from model.run_dir import Calibration, Metadata
 
@@ -147,7 +148,7 @@ def roc_figure(metrics: dict) -> go.Figure:
     figure = go.Figure()
     for name, colour in zip(metrics["classes"], CLASS_COLOURS, strict=False):
         curve = metrics["roc"][name]
-        auc = "n/a" if curve["auc"] is None else f"{curve['auc']:.3f}"
+        auc = score(curve["auc"])
         figure.add_trace(
             go.Scatter(
                 x=curve["fpr"], y=curve["tpr"], mode="lines",
@@ -221,8 +222,7 @@ def subgroup_rows(metrics: dict) -> list[dict]:
             rows.append({
                 "By": kind.replace("_", " "), "Group": name, "Images": figures["n"],
                 "Accuracy": figures["accuracy"],
-                "Recall by label": ", ".join(f"{display_name(label)} {value:.2f}"
-                                             for label, value in figures["recall"].items()),
+                "Recall by label": label_scores(figures["recall"]),
                 "Pneumonia-vs-normal AUC": figures.get("pneumonia_vs_normal_auc"),
                 "Called COVID-19 among non-COVID": figures.get("called_covid_among_non_covid"),
             })
