@@ -3,41 +3,39 @@
 import streamlit as st
 
 from model.coverage import not_validated, validation_warning
-from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
 from model.run_dir import Metadata
 from webapp.analysis import (
     NOTICE,
     Analysis,
-    analyse,
+    DiagnoseState,
     display_image,
     overlay_image,
     overlay_png,
     result_json,
-    with_explanation,
+    state_for_upload,
+    with_heatmap,
 )
 from webapp.charts import probability_chart
 from webapp.resources import load_predictor, run_dir
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
-RESULT = "diagnose_result"  # session state: (upload id, Analysis or the error message)
+RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
 EXPLAINED_CLASS = "explained_class"
 
 
-def current_result(upload, predictor: Predictor) -> Analysis | str:
-    """Analyse each upload once; reruns (slider, class, downloads) reuse the stored result."""
+def current_state(upload, predictor: Predictor) -> DiagnoseState:
+    """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state."""
     stored = st.session_state.get(RESULT)
-    if stored is not None and stored[0] == upload.file_id:
-        return stored[1]
-    try:
-        with st.spinner("Analysing the image…"):
-            result = analyse(upload.getvalue(), upload.name, predictor)
-        st.session_state[EXPLAINED_CLASS] = result.predicted_class
-    except ImageError as error:
-        result = str(error)
-    st.session_state[RESULT] = (upload.file_id, result)
-    return result
+    if stored is not None and stored.is_for(upload.file_id):
+        return stored
+    with st.spinner("Analysing the image…"):
+        state = state_for_upload(upload.file_id, upload.getvalue(), upload.name, predictor)
+    if state.analysis is not None:
+        st.session_state[EXPLAINED_CLASS] = state.analysis.predicted_class
+    st.session_state[RESULT] = state
+    return state
 
 
 def show_headline(analysis: Analysis) -> None:
@@ -89,8 +87,9 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     )
     if class_name not in analysis.heatmaps:
         with st.spinner(f"Explaining {display_name(class_name)}…"):
-            analysis = with_explanation(analysis, predictor, class_name)
-        st.session_state[RESULT] = (st.session_state[RESULT][0], analysis)
+            state = with_heatmap(st.session_state[RESULT], predictor, class_name)
+        st.session_state[RESULT] = state
+        analysis = state.analysis
     original, explained = st.columns(2)
     with original:
         st.image(display_image(analysis, DISPLAY_SIDE), caption="Original", width="stretch")
@@ -148,10 +147,11 @@ if upload is None:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 
-result = current_result(upload, predictor)
-if isinstance(result, str):
-    st.error(result, icon=":material/error:")
+state = current_state(upload, predictor)
+if state.error is not None:
+    st.error(state.error, icon=":material/error:")
     st.stop()
+result = state.analysis
 
 summary, images = st.columns([2, 3], gap="large")
 with images:

@@ -20,12 +20,15 @@ from tests.model_factory import make_run_dir
 from tests.synthetic_data import synthetic_xray
 from webapp.analysis import (
     NOTICE,
+    DiagnoseState,
     analyse,
     display_image,
     overlay_image,
     overlay_png,
     result_json,
+    state_for_upload,
     with_explanation,
+    with_heatmap,
 )
 
 SIZE = (150, 210)  # (H, W): not square, to catch a swapped axis
@@ -96,6 +99,33 @@ def test_another_class_adds_its_map_and_keeps_the_probabilities(analysis, predic
 
 def test_a_class_already_explained_is_not_explained_again(analysis, predictor):
     assert with_explanation(analysis, predictor, analysis.predicted_class) is analysis
+
+
+def test_an_upload_state_holds_its_analysis_or_the_reason_it_has_none(png, predictor):
+    state = state_for_upload("upload-1", png, "chest.png", predictor)
+    assert state.is_for("upload-1") and not state.is_for("upload-2")
+    assert state.error is None
+    assert state.analysis.file_name == "chest.png" and state.analysis.predicted_class
+    refused = state_for_upload("upload-2", b"%PDF-1.7 not an x-ray", "notes.pdf", predictor)
+    assert refused.analysis is None and "notes.pdf" in refused.error
+
+
+def test_a_state_is_an_analysis_or_an_error_never_both_or_neither(analysis):
+    for analysis_and_error in ((None, None), (analysis, "refused")):
+        with pytest.raises(ValueError, match="an analysis or an error"):
+            DiagnoseState("upload-1", *analysis_and_error)
+
+
+def test_a_heatmap_for_another_class_joins_the_stored_analysis(analysis, predictor):
+    state = DiagnoseState("upload-1", analysis)
+    other = next(name for name in predictor.classes if name != analysis.predicted_class)
+    explained = with_heatmap(state, predictor, other)
+    assert explained.upload_id == "upload-1"
+    assert set(explained.analysis.heatmaps) == {analysis.predicted_class, other}
+    assert explained.analysis.probabilities == analysis.probabilities
+    assert list(state.analysis.heatmaps) == [analysis.predicted_class]  # the original stays
+    with pytest.raises(ValueError, match="no analysis"):
+        with_heatmap(DiagnoseState("upload-2", error="refused"), predictor, other)
 
 
 def test_overlay_png_is_full_size_and_follows_the_opacity(analysis, gray):

@@ -122,7 +122,7 @@ def plotly_spec(at: AppTest, key: str) -> dict:
 
 
 def stored_analysis(at: AppTest):
-    return at.session_state["diagnose_result"][1]
+    return at.session_state["diagnose_result"].analysis
 
 
 def test_diagnose_is_the_default_page_and_waits_for_an_upload(run_dir):

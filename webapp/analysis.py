@@ -1,7 +1,8 @@
 """What the Diagnose page does with one upload, as plain functions tested without Streamlit.
 
 Decode, classify and explain once per upload; the page then only re-blends the overlay
-(opacity) or adds a Grad-CAM for another class, never re-running the classifier.
+(opacity) or adds a Grad-CAM for another class, never re-running the classifier. What it keeps
+between reruns is a ``DiagnoseState``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from model.decode import DecodedImage, decode_image
+from model.errors import ImageError
 from model.gradcam import overlay
 from model.labels import display_name
 
@@ -77,6 +79,39 @@ def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) 
         return analysis
     explanation = predictor.explain(analysis.image, class_name)
     return replace(analysis, heatmaps={**analysis.heatmaps, class_name: explanation.heatmap})
+
+
+@dataclass(frozen=True)
+class DiagnoseState:
+    """What the Diagnose page keeps between reruns: one upload's analysis, or the message saying
+    why it could not be analysed (exactly one of the two)."""
+
+    upload_id: str
+    analysis: Analysis | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.analysis is None) == (self.error is None):
+            raise ValueError("a DiagnoseState holds an analysis or an error, not both or neither")
+
+    def is_for(self, upload_id: str) -> bool:
+        return self.upload_id == upload_id
+
+
+def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor
+                     ) -> DiagnoseState:
+    """Analyse one upload; an image that cannot be analysed gives its message instead."""
+    try:
+        return DiagnoseState(upload_id, analysis=analyse(data, name, predictor))
+    except ImageError as error:
+        return DiagnoseState(upload_id, error=str(error))
+
+
+def with_heatmap(state: DiagnoseState, predictor: Predictor, class_name: str) -> DiagnoseState:
+    """The same state with a Grad-CAM for ``class_name`` in its analysis."""
+    if state.analysis is None:
+        raise ValueError(f"upload {state.upload_id} has no analysis to explain: {state.error}")
+    return replace(state, analysis=with_explanation(state.analysis, predictor, class_name))
 
 
 def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
