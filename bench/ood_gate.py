@@ -1,10 +1,11 @@
 """How well the out-of-distribution gate tells chest X-rays from everything else, and its cost.
 
-    python bench/ood_gate.py [--model RUN_DIR] [--data DIR] [--out FILE]
+    python bench/ood_gate.py [--model RUN_DIR] [--data DIR ...] [--out FILE]
 
 Prints: the refused fraction of the generated non-X-ray set (testkit/ood_corpus.py), by
 category and by the step that refused (DICOM header, pixels, features), and what the feature
-distance alone refuses; the refused fraction of the validation chest X-rays in DIR/val; the
+distance alone refuses; the refused fraction of the validation chest X-rays in each DIR/val
+(by default every training data root); the
 latency the gate adds per image (median ms: the pixel checks plus the distance, and
 predict() with the gate on minus off). Targets (issue 5): >= 98 % of >= 200 non-X-rays
 refused, <= 1 % of val X-rays refused, <= 10 ms added.
@@ -31,7 +32,7 @@ from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.preprocess import resize_gray
 from model.run_dir import OOD_BENCHMARK_FILE, write_json
 from testkit.ood_corpus import ood_corpus
-from training.config import CXR4_DATA
+from training.config import TrainConfig
 
 LATENCY_IMAGES = 200
 
@@ -93,8 +94,9 @@ def added_latency(predictor: Predictor, images: list[DecodedImage]) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, metavar="RUN_DIR")
-    parser.add_argument("--data", type=Path, default=CXR4_DATA, metavar="DIR",
-                        help="dataset folder with val/<CLASS>/ chest X-rays")
+    parser.add_argument("--data", type=Path, action="append", metavar="DIR",
+                        help="dataset folder with val/<CLASS>/ chest X-rays; repeat for several "
+                        "(default: " + " ".join(map(str, TrainConfig().data)) + ")")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here "
                         f"(for the model card: RUN_DIR/{OOD_BENCHMARK_FILE})")
     args = parser.parse_args(argv)
@@ -133,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  closest to the limit {limit:.1f}: {non_xray['closest_to_the_limit']}")
     print(f"  accepted: {non_xray['accepted']}")
 
-    val_paths = sorted((args.data / "val").rglob("*.jpg"))
+    roots = args.data or list(TrainConfig().data)
+    val_paths = [path for root in roots for path in sorted((root / "val").rglob("*.jpg"))]
     val_images = [decode_file(path) for path in val_paths]
     val_steps = refusal_steps(predictor, val_images)
     refused_paths = [path for path, step in zip(val_paths, val_steps, strict=True) if step]
     val = {
         "images": len(val_paths),
         "refused_fraction": len(refused_paths) / len(val_paths),
+        "by_root": {root.name: f"{sum(path.is_relative_to(root) for path in refused_paths)}/"
+                    f"{sum(path.is_relative_to(root) for path in val_paths)}" for root in roots},
         "refused": [f"{path.parent.name}/{path.name}" for path in refused_paths],
     }
     print(f"\nval chest X-rays: {val['refused_fraction']:.2%} of {len(val_paths)} refused: "

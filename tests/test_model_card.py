@@ -67,7 +67,7 @@ def test_experiment_table_has_a_row_per_run(run_dir):
     rows = [line for line in card.splitlines() if line.startswith(f"| {run_dir.name} (shipped) |")]
     assert len(rows) == 2
     best_val_loss = min(record["val_loss"] for record in read_history(run_dir))
-    settings = ("cxr4+adult; 3+4 ep, ft blocks all, lr 0.0001, dropout 0.4, "
+    settings = ("cxr4+adult; 3+4 ep run, ft blocks all, lr 0.0001, dropout 0.4, "
                 "source balance 0.5")
     assert f"{settings} | {best_val_loss:.3f} |" in rows[0]
     adult = read_metrics(run_dir)["subgroups"]["age_group"]["adult"]

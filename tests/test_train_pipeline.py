@@ -50,7 +50,7 @@ def training_run(data_dir, tmp_path_factory):
     result = run_module(
         "training.train", "--data", str(data_dir), "--out", str(out), "--weights", "none",
         "--image-size", "64", "--batch-size", "8", "--epochs-frozen", "1",
-        "--epochs-finetune", "1", "--limit-per-class", "6",
+        "--epochs-finetune", "1", "--limit-per-class", "6", "--samples-per-epoch", "none",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -92,7 +92,9 @@ def test_history_covers_both_stages(run_dir):
     assert [record["stage"] for record in history] == ["frozen", "finetune"]
     assert [record["epoch"] for record in history] == [1, 2]
     for record in history:
-        assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(record)
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                "elapsed_seconds"} <= set(record)
+    assert history[0]["elapsed_seconds"] < history[1]["elapsed_seconds"]
     assert history[1]["learning_rate"] < history[0]["learning_rate"], "fine-tuning LR is smaller"
 
 
@@ -141,3 +143,29 @@ def test_missing_weights_file_fails_at_once(data_dir, tmp_path):
 def test_data_folder_without_train_is_a_usage_error(tmp_path):
     result = run_module("training.train", "--data", str(tmp_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "train/" in result.stderr
+
+
+def test_an_interrupted_run_is_finished_from_its_best_checkpoint(run_dir, data_dir, tmp_path):
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    for name in (MODEL_FILE, METADATA_FILE, HISTORY_FILE, METRICS_FILE, CALIBRATION_FILE):
+        (copy / name).unlink()
+    result = run_module(
+        "training.train", "--data", str(data_dir), "--out", str(copy), "--weights", "none",
+        "--image-size", "64", "--batch-size", "8", "--epochs-frozen", "1",
+        "--epochs-finetune", "1", "--limit-per-class", "6", "--finish-from-checkpoint",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch" not in result.stderr.split("weights from")[-1], "nothing was trained"
+    history = json.loads((copy / HISTORY_FILE).read_text())
+    assert history == json.loads((run_dir / HISTORY_FILE).read_text())
+    assert json.loads((copy / METRICS_FILE).read_text())["confusion_matrix"] == json.loads(
+        (run_dir / METRICS_FILE).read_text())["confusion_matrix"]
+    metadata = json.loads((copy / METADATA_FILE).read_text())
+    assert metadata["config"]["finish_from_checkpoint"] is True
+    assert metadata["training_seconds"] >= history[-1]["elapsed_seconds"]
+
+
+def test_finishing_without_checkpoints_is_a_clear_error(data_dir, tmp_path):
+    result = run_module("training.train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                        "--weights", "none", "--image-size", "64", "--finish-from-checkpoint")
+    assert result.returncode == 2 and "no stage checkpoint" in result.stderr

@@ -135,6 +135,12 @@ def _latency(run_dir: Path) -> str:
     return "n/a" if latency is None else f"{latency['predict']['median_ms']:.0f} ms"
 
 
+def _epochs_run(history: list[dict]) -> dict[str, int]:
+    """Epochs each stage actually ran (the config's counts are upper bounds)."""
+    return {stage: sum(1 for record in history if record["stage"] == stage)
+            for stage in ("frozen", "finetune")}
+
+
 def experiment_row(run_dir: Path, shipped_version: str) -> str:
     """One line of the experiment table: settings, the val loss runs are chosen by, val figures
     overall and for adults and children, cost; the shipped run is marked."""
@@ -145,7 +151,8 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     covid = metrics["per_class"].get("COVID19", {})
     roots = metadata.data_roots or config["data"]
     data = "+".join(Path(root).name for root in ([roots] if isinstance(roots, str) else roots))
-    settings = (f"{data}; {config['epochs_frozen']}+{config['epochs_finetune']} ep, "
+    stages = _epochs_run(history)
+    settings = (f"{data}; {stages['frozen']}+{stages['finetune']} ep run, "
                 f"ft blocks {config['finetune_blocks'] or 'all'}, lr {config['lr_finetune']:g}, "
                 f"dropout {config['dropout']}, source balance {config.get('source_balance', 0)}")
     name = run_dir.name + (" (shipped)" if metadata.version == shipped_version else "")
@@ -167,8 +174,7 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
 def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
     """The card's title and the facts a reader checks first."""
     config = metadata.config
-    stages = {stage: sum(1 for r in history if r["stage"] == stage)
-              for stage in ("frozen", "finetune")}
+    stages = _epochs_run(history)
     return [
         f"# Model card: {metadata.version}", "",
         f"- **Backbone:** {metadata.backbone}, ImageNet weights: {metadata.weights_source}",
@@ -296,9 +302,10 @@ def experiment_lines(metadata: Metadata, experiments: list[Path]) -> list[str]:
     return [
         "", "## Experiments (val split of the shipped model's data; latency: "
         "`bench/latency.py`, warm decode + predict on a 2-core CPU)",
-        "", "The shipped run is the one with the lowest val loss, the criterion early "
-        "stopping uses, not the one with the best headline figure. ECE is measured on "
-        "held-out halves of val. Earlier models are scored on the same val images.",
+        "", "Accuracy to the child AUC: every run scored on the same val images (those of the "
+        "shipped model's data roots). Val loss and ECE (on held-out halves) come from each "
+        "run's own validation split, so they compare runs trained on the same data only. Within "
+        "a run, the epoch with the lowest val loss is kept.",
         "", "| run | settings | val loss | acc | macro-F1 | pneu-vs-normal AUC | "
         "COVID recall / precision | ECE | adult normal recall | adult non-COVID called COVID | "
         "adult pneu-vs-normal AUC | child pneu-vs-normal AUC | train time | size | latency |",

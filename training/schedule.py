@@ -8,14 +8,16 @@ validation loss and restores its best weights.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 from tqdm import tqdm
 
-from model.run_dir import CHECKPOINTS_DIR
+from model.run_dir import CHECKPOINTS_DIR, HISTORY_FILE
 from training.backbones import BackboneSpec
 from training.classifier import freeze_backbone, unfreeze_backbone
 from training.config import TrainConfig
@@ -25,12 +27,16 @@ log = logging.getLogger(__name__)
 
 
 class HistoryRecorder(keras.callbacks.Callback):
-    """Per-epoch records of both stages, with the learning rate actually in use."""
+    """Per-epoch records of both stages, with the learning rate actually in use and the time
+    since training began; saved beside the checkpoints after every epoch, so an interrupted run
+    can still be finished from its best checkpoint (``--finish-from-checkpoint``)."""
 
-    def __init__(self, stage: str, records: list[dict]) -> None:
+    def __init__(self, stage: str, records: list[dict], path: Path, started: float) -> None:
         super().__init__()
         self.stage = stage
         self.records = records
+        self.path = path
+        self.started = started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -40,8 +46,10 @@ class HistoryRecorder(keras.callbacks.Callback):
             **{key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")
                if key in logs},
             "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+            "elapsed_seconds": round(time.monotonic() - self.started, 1),
         }
         self.records.append(record)
+        self.path.write_text(json.dumps(self.records, indent=2) + "\n")
         log.info("%s epoch %d: %s", self.stage, epoch + 1,
                  ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
 
@@ -84,7 +92,7 @@ def compile_for_stage(model: keras.Model, config: TrainConfig, stage: str) -> No
 
 def _fit_stage(
     model: keras.Model, stage: str, first_epoch: int, epochs: int, train, val,
-    config: TrainConfig, run_dir: Path, records: list[dict],
+    config: TrainConfig, run_dir: Path, records: list[dict], started: float,
 ) -> None:
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -97,7 +105,7 @@ def _fit_stage(
         keras.callbacks.ModelCheckpoint(
             run_dir / CHECKPOINTS_DIR / f"{stage}.keras", monitor="val_loss", save_best_only=True
         ),
-        HistoryRecorder(stage, records),
+        HistoryRecorder(stage, records, checkpoint_history(run_dir), started),
         ProgressBar(stage, first_epoch + epochs),
     ]
     log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs,
@@ -108,8 +116,30 @@ def _fit_stage(
     )
 
 
+def checkpoint_history(run_dir: Path) -> Path:
+    """Where the per-epoch history is kept while training runs."""
+    return run_dir / CHECKPOINTS_DIR / HISTORY_FILE
+
+
+def load_best_checkpoint(model: keras.Model, run_dir: Path) -> list[dict]:
+    """Finish an interrupted run: the best weights of its last stage, and its history so far.
+
+    The same weights early stopping would have restored: each stage's checkpoint keeps its
+    lowest-val-loss epoch.
+    """
+    for stage in ("finetune", "frozen"):
+        checkpoint = run_dir / CHECKPOINTS_DIR / f"{stage}.keras"
+        if checkpoint.is_file():
+            model.set_weights(keras.saving.load_model(checkpoint, compile=False).get_weights())
+            log.info("weights from %s", checkpoint)
+            return json.loads(checkpoint_history(run_dir).read_text())
+    raise FileNotFoundError(f"{run_dir / CHECKPOINTS_DIR} holds no stage checkpoint to finish "
+                            "from")
+
+
 def run_two_stage(
     model: keras.Model, spec: BackboneSpec, train, val, config: TrainConfig, run_dir: Path,
+    started: float,
 ) -> list[dict]:
     """Train in place; returns the per-epoch history of both stages."""
     (run_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -118,11 +148,11 @@ def run_two_stage(
     compile_for_stage(model, config, "frozen")
     if config.epochs_frozen > 0:
         _fit_stage(model, "frozen", 0, config.epochs_frozen, train, val,
-                   config, run_dir, records)
+                   config, run_dir, records, started)
     if config.epochs_finetune > 0:
         unfrozen = unfreeze_backbone(model, spec, config.finetune_blocks)
         log.info("stage finetune: %d backbone layers unfrozen (BatchNorm stays frozen)", unfrozen)
         compile_for_stage(model, config, "finetune")
         _fit_stage(model, "finetune", len(records), config.epochs_finetune, train, val,
-                   config, run_dir, records)
+                   config, run_dir, records, started)
     return records

@@ -44,7 +44,7 @@ from training.data import (
 )
 from training.evaluate import calibrate_and_score
 from training.metrics import format_summary
-from training.schedule import run_two_stage
+from training.schedule import load_best_checkpoint, run_two_stage
 
 log = logging.getLogger("training")
 
@@ -94,6 +94,11 @@ def _splits(config: TrainConfig, space: LabelSpace):
     return limit_per_class(train, config.limit_per_class, config.seed), val
 
 
+def _earlier_seconds(config: TrainConfig, history: list[dict]) -> float:
+    """The interrupted process's training time, when this one only finishes the run."""
+    return history[-1].get("elapsed_seconds", 0.0) if config.finish_from_checkpoint else 0.0
+
+
 def train(config: TrainConfig) -> dict:
     """Run the whole pipeline; returns the validation metrics."""
     started = time.monotonic()
@@ -123,7 +128,11 @@ def train(config: TrainConfig) -> dict:
         val_batches = XrayBatches(
             val_split.images, masks[val_split.labels], spec.normalization, config.batch_size
         )
-        history = run_two_stage(model, spec, train_batches, val_batches, config, config.out)
+        if config.finish_from_checkpoint:
+            history = load_best_checkpoint(model, config.out)
+        else:
+            history = run_two_stage(model, spec, train_batches, val_batches, config, config.out,
+                                    started)
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
@@ -146,7 +155,8 @@ def train(config: TrainConfig) -> dict:
         seed=config.seed,
         config=config.to_dict(),
         software=software_versions(),
-        training_seconds=round(time.monotonic() - started, 1),
+        training_seconds=round(time.monotonic() - started + _earlier_seconds(config, history),
+                               1),
         created_at=created_at.isoformat(),
         git_commit=git_commit(),
     ))
@@ -168,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.out)
     try:
         train(config)
-    except (DatasetError, BackboneWeightsError, ValueError) as error:
+    except (DatasetError, BackboneWeightsError, ValueError, FileNotFoundError) as error:
         log.error("%s", error)
         return 2
     return 0
