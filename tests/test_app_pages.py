@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from model.coverage import coverage
 from model.decode import decode_file, decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
@@ -104,16 +105,16 @@ def result_text(at: AppTest) -> str:
     )
 
 
+TEXT_ELEMENTS = ("title", "header", "subheader", "markdown", "caption", "text", "info",
+                 "success", "warning", "error", "exception", "code")
+
+
 def page_text(at: AppTest) -> str:
-    """All the text a user can read on the page, as AppTest sees it."""
-    parts = []
-    for node in at._tree:
-        for attribute in ("label", "value", "body", "caption", "captions"):
-            value = getattr(node, attribute, None)
-            if isinstance(value, str):
-                parts.append(value)
-            elif isinstance(value, list):
-                parts.extend(item for item in value if isinstance(item, str))
+    """All the text a user can read on the page, through AppTest's public element lists."""
+    parts = [str(element.value) for kind in TEXT_ELEMENTS for element in getattr(at, kind)]
+    parts += [f"{metric.label} {metric.value}" for metric in at.metric]
+    parts += [widget.label for kind in ("button", "selectbox", "slider", "radio", "file_uploader")
+              for widget in getattr(at, kind)]
     return " ".join(parts)
 
 
@@ -244,6 +245,11 @@ def test_performance_page_shows_the_run_files(run_dir):
     assert list(table["Support"]) == [metrics["per_class"][name]["support"]
                                       for name in metrics["classes"]]
     assert f"{metrics['macro_f1']:.3f}" in [metric.value for metric in at.metric]
+    subgroups = at.dataframe[1].value
+    assert set(subgroups["Group"]) == set(metrics["subgroups"]["source"]) | set(
+        metrics["subgroups"]["age_group"])
+    table = at.dataframe[2].value
+    assert list(table["Status"]) == [row.status for row in coverage(read_metadata(run_dir))]
 
     at.radio(key="confusion_scale").set_value("Row-normalised")
     at.run()
