@@ -16,7 +16,8 @@ from training.data import load_split, scan_split
 def training_tensor(sample, image_size: int, normalization: str) -> np.ndarray:
     """What the training loop feeds the model for one file (no augmentation)."""
     loaded = load_split([sample], image_size, "parity")
-    batch, _ = XrayBatches(loaded.images, loaded.labels, 4, normalization, 1)[0]
+    targets = np.eye(len(CLASS_NAMES), dtype=np.float32)[loaded.labels]
+    batch, _ = XrayBatches(loaded.images, targets, normalization, 1)[0]
     return batch[0]
 
 
