@@ -26,8 +26,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from model.normalization import normalization_layer
 from model.ood import distance_threshold
-from model.preprocess import to_model_input
 from training.backbones import get_backbone
 from training.config import TrainConfig
 from training.data import (
@@ -64,14 +64,10 @@ def load_all(roots: list[Path]) -> tuple[LoadedSplit, np.ndarray, LabelSpace]:
 def frozen_features(images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Pooled ImageNet Lite0 features of (N, S, S) uint8 images: where the model starts from."""
     spec = get_backbone("efficientnet_lite0")
-    inputs = keras.Input((spec.default_size, spec.default_size, 3))
-    features, _ = spec.build(inputs, "imagenet")
-    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(features))
-    return np.concatenate([
-        model.predict(np.stack([to_model_input(image, spec.normalization)
-                                for image in images[start:start + batch_size]]), verbose=0)
-        for start in range(0, len(images), batch_size)
-    ])
+    gray = keras.Input((spec.default_size, spec.default_size), dtype="uint8")
+    features, _ = spec.build(normalization_layer(spec.normalization)(gray), "imagenet")
+    model = keras.Model(gray, keras.layers.GlobalAveragePooling2D()(features))
+    return model.predict(images, batch_size=batch_size, verbose=0)
 
 
 def cached_features(loaded: LoadedSplit, cache: Path) -> np.ndarray:

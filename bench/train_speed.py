@@ -47,8 +47,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.batch_size * 4, spec.default_size, spec.default_size),
                           dtype=np.uint8)
-    batches = XrayBatches(images, np.arange(len(images)) % 4, 4, spec.normalization,
-                          args.batch_size, config.augment)
+    targets = np.eye(4, dtype=np.float32)[np.arange(len(images)) % 4]
+    batches = XrayBatches(images, targets, args.batch_size, config.augment)
     model, _ = build_classifier(spec, args.weights, spec.default_size, 4, config.dropout)
     for stage in ("frozen", "finetune"):
         if stage == "frozen":

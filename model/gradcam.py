@@ -31,7 +31,7 @@ def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str) -> 
 def forward_with_gradcam(
     cam_model: keras.Model, images: tf.Tensor, class_indices: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(N, S, S, 3) inputs -> (logits, pooled features, heatmaps at the layer's size, classes).
+    """(N, S, S) grey inputs -> (logits, pooled features, heatmaps at the layer's size, classes).
 
     Each image's map explains ``class_indices[i]``, or its predicted class where that is negative.
     """

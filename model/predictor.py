@@ -1,8 +1,9 @@
 """The predictor: a run directory loaded once, giving calibrated probabilities and Grad-CAM.
 
-Everything the model needs to know about its inputs (size, normalisation, class order, the
-Grad-CAM layer, the temperature, the out-of-distribution gate) comes from the run directory,
-never from this code. "Is this image accepted?" has one answer, here: ``admit`` (the DICOM
+Everything the model needs to know about its inputs (size, class order, the Grad-CAM layer,
+the temperature, the out-of-distribution gate) comes from the run directory, never from this
+code; the model normalises its input itself (model.normalization), so it takes the stretched
+grey image. "Is this image accepted?" has one answer, here: ``admit`` (the DICOM
 header, the pixels) before the model, ``gated_probabilities`` (the features) after it; a refused
 image gets an ImageError saying why instead of probabilities. One compiled graph gives the
 logits, the gate's features and the Grad-CAM map, so every caller sees the same numbers.
@@ -18,12 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model import normalization  # noqa: F401  (registers the layer load_model meets first)
 from model.calibration import softmax
 from model.decode import DecodedImage
 from model.errors import ImageError
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
-from model.preprocess import preprocess, resize_gray, to_model_input
+from model.preprocess import resize_gray
 from model.run_dir import (
     MODEL_FILE,
     Metadata,
@@ -64,13 +66,12 @@ class Predictor:
         self.image_size = metadata.image_size
         self.temperature = temperature
         self.ood = ood or OodGate.off("no gate was given to this predictor")
-        self._normalization = metadata.preprocessing.normalization
         cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer)
         # The one compiled graph: logits, pooled features and Grad-CAM maps from one pass.
         self._forward = tf.function(
             lambda images, class_indices: forward_with_gradcam(cam_model, images, class_indices),
             input_signature=[
-                tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32),
+                tf.TensorSpec((None, self.image_size, self.image_size), tf.uint8),
                 tf.TensorSpec((None,), tf.int32),
             ],
         )
@@ -104,7 +105,7 @@ class Predictor:
             if getattr(metadata, key) not in {layer.name for layer in model.layers}:
                 raise ModelLoadError(f"{model_path} has no layer {getattr(metadata, key)!r} "
                                      f"({key})")
-        expected = (None, metadata.image_size, metadata.image_size, 3)
+        expected = (None, metadata.image_size, metadata.image_size)
         if len(model.inputs) != 1 or tuple(model.inputs[0].shape) != expected:
             shapes = [tuple(image.shape) for image in model.inputs]
             raise ModelLoadError(f"{model_path} takes {shapes}, the metadata says {expected}")
@@ -115,28 +116,29 @@ class Predictor:
         return cls(model, metadata, temperature, ood)
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
-        """A decoded grayscale image -> this model's (S, S, 3) input, exactly as in training."""
-        return preprocess(gray, self.image_size, self._normalization)
+        """A decoded grayscale image -> this model's input, the (S, S) uint8 stretched grey
+        image, exactly as in training."""
+        return resize_gray(gray, self.image_size)
 
     def admit(self, image: DecodedImage | np.ndarray) -> np.ndarray:
         """The checks before the model: the DICOM header, then the pixels as the model sees them
-        (blank, noise). Returns the (S, S, 3) model input; raises ImageError saying why not.
+        (blank, noise). Returns the (S, S) model input; raises ImageError saying why not.
 
         A bare (H, W) array is a decoded image without its file: it has no header to check.
         """
         if isinstance(image, DecodedImage):
             check_acquisition(image)
             image = image.gray
-        resized = resize_gray(image, self.image_size)
+        resized = self.preprocess(image)
         self.ood.check_pixels(resized)
-        return to_model_input(resized, self._normalization)
+        return resized
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) preprocessed inputs -> (N, C) logits, through the compiled graph."""
+        """(N, S, S) preprocessed inputs -> (N, C) logits, through the compiled graph."""
         return self.logits_and_features(batch)[0]
 
     def logits_and_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, S, S, 3) inputs -> ((N, C) logits, (N, D) pooled features), one compiled pass.
+        """(N, S, S) inputs -> ((N, C) logits, (N, D) pooled features), one compiled pass.
 
         Not gated: for evaluation and fitting the gate.
         """
@@ -221,15 +223,14 @@ class Predictor:
 
         Straight through the graph: the gate would rightly refuse the blank image used here.
         """
-        blank = self.preprocess(np.full((self.image_size, self.image_size), 128, np.uint8))
-        self._run(blank[None])
+        self._run(np.full((1, self.image_size, self.image_size), 128, np.uint8))
 
     def _run(
         self, batch: np.ndarray, class_index: int = -1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The compiled graph: (logits, features, heatmaps, explained classes), as numpy."""
         class_indices = tf.fill([len(batch)], tf.constant(class_index, tf.int32))
-        outputs = self._forward(tf.convert_to_tensor(batch, tf.float32), class_indices)
+        outputs = self._forward(tf.convert_to_tensor(batch, tf.uint8), class_indices)
         return tuple(output.numpy() for output in outputs)
 
     def _gate_features(self, logits: np.ndarray, features: np.ndarray

@@ -12,6 +12,9 @@ say what is wrong.
 Optional keys added later (metadata's ``label_sets``, ``populations``, ``data_roots``) left it
 at 1: a version-1 reader that ignores them still reads such a file right. A change an older
 reader would misread must raise it. Keys this code does not know are ignored on read.
+Metadata version 2: the model normalises its input itself (model.normalization), so it takes
+the resized grey image; a version-1 model expected normalised RGB and is converted by
+``python -m training.convert_normalization --run DIR``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from model.preprocess import COLOR, INTERPOLATION, NORMALIZATIONS, RESIZE
+from model.normalization import NORMALIZATIONS
+from model.preprocess import INTERPOLATION, RESIZE
 
 MODEL_FILE = "model.keras"  # the network, without optimiser state (training.train)
 METADATA_FILE = "metadata.json"  # Metadata (training.train)
@@ -45,7 +49,7 @@ MODEL_CARD_FILE = "MODEL_CARD.md"  # training.model_card
 TRAIN_LOG_FILE = "train.log"  # training.train
 CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)
 
-METADATA_FORMAT_VERSION = 1
+METADATA_FORMAT_VERSION = 2  # 2: normalisation inside the model
 OOD_FORMAT_VERSION = 1
 
 _Read = TypeVar("_Read")
@@ -61,12 +65,12 @@ class MissingRunFileError(RunFileError):
 
 @dataclass(frozen=True, kw_only=True)
 class Preprocessing:
-    """How an image becomes the model's input: model.preprocess's one path, and the
-    backbone's normalisation."""
+    """How an image becomes the model's input: model.preprocess's one path (the model takes
+    its (S, S) uint8 grey image), and the backbone's normalisation, which the model's first
+    layer applies (model.normalization); recorded for people, never applied again."""
 
     resize: str = RESIZE
     interpolation: str = INTERPOLATION
-    color: str = COLOR
     normalization: str
 
 
@@ -175,7 +179,16 @@ def if_present(read: Callable[[Path], _Read], location: Path) -> _Read | None:
 def read_metadata(run_dir: Path) -> Metadata:
     """metadata.json, checked: its version, every field, and a preprocessing this code does."""
     path = Path(run_dir) / METADATA_FILE
-    content = _object(read_json(path), path)
+    return parse_metadata(read_json(path), path)
+
+
+def parse_metadata(content: Any, path: Path) -> Metadata:
+    """Metadata from the content of ``path``, checked as ``read_metadata`` does."""
+    content = _object(content, path)
+    if content.get("format_version") == 1:
+        raise RunFileError(f"{path} has format_version 1: its model expects normalised RGB "
+                           f"input; convert the run with `python -m "
+                           f"training.convert_normalization --run {path.parent}`")
     _check_version(content, METADATA_FORMAT_VERSION, path)
     metadata = _parse(Metadata, content, path)
     if not metadata.classes or not all(isinstance(name, str) for name in metadata.classes):
@@ -186,7 +199,7 @@ def read_metadata(run_dir: Path) -> Metadata:
     if preprocessing.normalization not in NORMALIZATIONS:
         raise RunFileError(f"{path}: unknown preprocessing normalization "
                            f"{preprocessing.normalization!r} (known: {', '.join(NORMALIZATIONS)})")
-    for name in ("resize", "interpolation", "color"):
+    for name in ("resize", "interpolation"):
         value, done = getattr(preprocessing, name), getattr(Preprocessing, name)
         if value != done:
             raise RunFileError(f"{path}: preprocessing {name} {value!r} is not what "

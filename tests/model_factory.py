@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES
+from model.normalization import normalization_layer
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.preprocess import resize_gray
 from model.run_dir import (
@@ -26,13 +27,21 @@ from training.fit_ood import fit_gate
 IMAGE_SIZE = 64
 TEMPERATURE = 1.7
 GRADCAM_LAYER = "top_activation"
+NORMALIZATION = "tf"
 
 
-def build_model(image_size: int = IMAGE_SIZE, seed: int = 0) -> keras.Model:
-    """Two conv blocks, pool, `logits` Dense and `probabilities` softmax; random weights."""
+def build_model(image_size: int = IMAGE_SIZE, seed: int = 0,
+                normalization: str | None = NORMALIZATION) -> keras.Model:
+    """The grey image, its normalisation, two conv blocks, pool, `logits` Dense and
+    `probabilities` softmax; random weights. ``normalization=None`` gives the format-1 model,
+    which took normalised RGB, for the conversion's tests."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1")(inputs)
+    if normalization is None:
+        inputs = x = keras.Input((image_size, image_size, 3), name="image")
+    else:
+        inputs = keras.Input((image_size, image_size), dtype="uint8", name="image")
+        x = normalization_layer(normalization)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1")(x)
     x = keras.layers.Activation("relu", name="conv1_activation")(x)
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="conv2")(x)
     x = keras.layers.Activation("relu", name=GRADCAM_LAYER)(x)
@@ -48,7 +57,7 @@ def metadata(image_size: int = IMAGE_SIZE) -> Metadata:
         version="test-model-1",
         classes=CLASS_NAMES,
         image_size=image_size,
-        preprocessing=Preprocessing(normalization="tf"),
+        preprocessing=Preprocessing(normalization=NORMALIZATION),
         backbone="tiny_cnn",
         weights_source="random",
         gradcam_layer=GRADCAM_LAYER,

@@ -11,6 +11,7 @@ import pytest
 from model.decode import decode_file
 from model.labels import CLASS_NAMES
 from model.predictor import ModelLoadError, Predictor
+from model.preprocess import resize_gray
 from model.run_dir import (
     CALIBRATION_FILE,
     METADATA_FILE,
@@ -65,10 +66,19 @@ def test_load_reads_metadata_and_temperature(predictor):
     assert predictor.metadata.gradcam_layer == "top_activation"
 
 
-def test_preprocess_gives_the_model_input(predictor, grays):
+def test_preprocess_gives_the_stretched_grey_image_the_model_takes(predictor, grays):
     inputs = predictor.preprocess(grays[2])
-    assert inputs.shape == (64, 64, 3) and inputs.dtype == np.float32
-    assert -1.0 <= inputs.min() and inputs.max() <= 1.0  # the "tf" normalisation
+    assert inputs.shape == (64, 64) and inputs.dtype == np.uint8
+    np.testing.assert_array_equal(inputs, resize_gray(grays[2], 64))
+
+
+def test_the_model_normalises_its_input_itself(run_dir, predictor, grays):
+    """The factory's model applies the "tf" normalisation (to [-1, 1]) in its first layer."""
+    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+    first = keras.Model(model.input, model.get_layer("normalization").output)
+    rgb = np.asarray(first(predictor.preprocess(grays[2])[None]))[0]
+    expected = predictor.preprocess(grays[2]).astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_array_equal(rgb, np.repeat(expected[..., None], 3, axis=-1))
 
 
 def test_logits_match_the_keras_model(run_dir, predictor, grays):

@@ -13,6 +13,7 @@ from model.run_dir import (
     CALIBRATION_FILE,
     HISTORY_FILE,
     METADATA_FILE,
+    METADATA_FORMAT_VERSION,
     METRICS_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
@@ -119,9 +120,10 @@ def test_a_preprocessing_this_code_does_not_do_is_refused(tmp_path):
     (write_gate_settings, read_gate_settings, OOD_FILE, gate_settings()),
 ])
 def test_an_unknown_format_version_is_refused(tmp_path, write, read, name, written):
-    write(tmp_path, replace(written, format_version=2))
-    with pytest.raises(RunFileError, match=f"{name} has format_version 2; this code reads "
-                                           "version 1 only"):
+    newer = written.format_version + 1
+    write(tmp_path, replace(written, format_version=newer))
+    with pytest.raises(RunFileError, match=f"{name} has format_version {newer}; this code reads "
+                                           f"version {written.format_version} only"):
         read(tmp_path)
     content = written.to_dict()
     del content["format_version"]
@@ -134,7 +136,7 @@ def test_the_shipped_run_directory_reads_and_writes_back_byte_for_byte(tmp_path)
     if not (DEFAULT_RUN_DIR / MODEL_FILE).is_file():
         pytest.skip(f"the shipped model is not there yet ({DEFAULT_RUN_DIR / MODEL_FILE})")
     shipped = read_metadata(DEFAULT_RUN_DIR)
-    assert shipped.format_version == 1 and shipped.classes
+    assert shipped.format_version == METADATA_FORMAT_VERSION and shipped.classes
     copies = {METADATA_FILE: lambda: write_metadata(tmp_path, shipped),
               CALIBRATION_FILE: lambda: write_calibration(tmp_path, read_calibration(
                   DEFAULT_RUN_DIR)),

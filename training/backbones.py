@@ -24,7 +24,7 @@ class BackboneWeightsError(RuntimeError):
 class BackboneSpec:
     name: str
     default_size: int
-    normalization: str  # a key of model.preprocess.NORMALIZATIONS
+    normalization: str  # a key of model.normalization.NORMALIZATIONS
     gradcam_layer: str  # the last conv activation
     block_pattern: str  # regex whose first group names the block a layer belongs to
     build: Callable[[keras.KerasTensor, str], tuple[keras.KerasTensor, str]]

@@ -1,5 +1,7 @@
 """Keras batches from images held in memory: augmentation for training, none for evaluation.
 
+The inputs are the stretched grey images themselves, (N, S, S) uint8: the model normalises them.
+
 Pure NumPy/OpenCV (no tf.data), so the same training code runs under any Keras backend.
 """
 
@@ -8,7 +10,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from model.preprocess import to_model_input
 from training.augment import augment
 from training.config import AugmentConfig
 
@@ -25,7 +26,6 @@ class XrayBatches(keras.utils.PyDataset):
         self,
         images: np.ndarray,
         targets: np.ndarray,
-        normalization: str,
         batch_size: int,
         augment_config: AugmentConfig | None = None,
         sampling: np.ndarray | None = None,
@@ -35,7 +35,6 @@ class XrayBatches(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = images
         self.targets = np.asarray(targets, dtype=np.float32)
-        self.normalization = normalization
         self.batch_size = batch_size
         self.augment_config = augment_config
         self.sampling = sampling
@@ -51,9 +50,8 @@ class XrayBatches(keras.utils.PyDataset):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         grays = self.images[rows]
         if self.augment_config is not None:
-            grays = [augment(gray, self.rng, self.augment_config) for gray in grays]
-        inputs = np.stack([to_model_input(gray, self.normalization) for gray in grays])
-        return inputs, self.targets[rows]
+            grays = np.stack([augment(gray, self.rng, self.augment_config) for gray in grays])
+        return grays, self.targets[rows]
 
     def on_epoch_end(self) -> None:
         if self.sampling is not None:

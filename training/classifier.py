@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from model.normalization import normalization_layer
 from training.backbones import BackboneSpec, top_block_layers
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "logits", "probabilities")
@@ -12,16 +13,18 @@ HEAD_LAYERS = ("head_pool", "head_dropout", "logits", "probabilities")
 def build_classifier(
     spec: BackboneSpec, weights: str, image_size: int, n_classes: int, dropout: float
 ) -> tuple[keras.Model, str]:
-    """One flat functional model: input -> backbone -> pool -> dropout -> logits -> softmax."""
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    features, weights_source = spec.build(inputs, weights)
+    """One flat functional model: the stretched grey image (S, S) uint8 -> the backbone's
+    normalisation -> backbone -> pool -> dropout -> logits -> softmax."""
+    gray = keras.Input((image_size, image_size), dtype="uint8", name="image")
+    normalized = normalization_layer(spec.normalization)(gray)
+    features, weights_source = spec.build(normalized, weights)
     pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     dropped = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
     # Zero-initialised: training starts from uniform probabilities (loss ln 4), and the first
     # steps move the head toward the class means, so even a short frozen stage ranks well.
     logits = keras.layers.Dense(n_classes, kernel_initializer="zeros", name="logits")(dropped)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
-    return keras.Model(inputs, probabilities, name=f"cxr_{spec.name}"), weights_source
+    return keras.Model(gray, probabilities, name=f"cxr_{spec.name}"), weights_source
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -105,8 +105,7 @@ def folder_logits(
     labels, sources and age groups."""
     loaded, space = load_labelled(predictor.metadata, predictor.image_size, data_dirs, split)
     logits = np.concatenate([
-        predictor.logits(np.stack([predictor.preprocess(gray)
-                                   for gray in loaded.images[start:start + batch_size]]))
+        predictor.logits(loaded.images[start:start + batch_size])
         for start in range(0, len(loaded.images), batch_size)
     ])
     return logits, loaded, space

@@ -32,7 +32,6 @@ from model.ood import (
     neighbour_correlation,
 )
 from model.predictor import ModelLoadError, Predictor
-from model.preprocess import to_model_input
 from model.resampling import random_halves
 from model.run_dir import OOD_ARRAYS_FILE, OOD_FILE, GateSettings, OodLimits
 from training.data import DatasetError, LoadedSplit
@@ -50,11 +49,8 @@ SUMMARY_KEYS = ("limits", "val_refused_fraction", "val_refused_by_distance_cross
 
 def pooled_features(predictor: Predictor, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(N, S, S) uint8 model-size images -> (N, D) features from the model's own forward pass."""
-    normalization = predictor.metadata.preprocessing.normalization
     return np.concatenate([
-        predictor.logits_and_features(np.stack([
-            to_model_input(image, normalization) for image in images[start:start + batch_size]
-        ]))[1]
+        predictor.logits_and_features(images[start:start + batch_size])[1]
         for start in range(0, len(images), batch_size)
     ])
 

@@ -179,8 +179,8 @@ def summary_lines(metadata: Metadata, calibration: Calibration, history: list[di
         f"# Model card: {metadata.version}", "",
         f"- **Backbone:** {metadata.backbone}, ImageNet weights: {metadata.weights_source}",
         f"- **Input:** {metadata.image_size}x{metadata.image_size}, grayscale stretched "
-        f"(no padding) and repeated to 3 channels, normalisation "
-        f"`{metadata.preprocessing.normalization}`",
+        f"(no padding); the model's first layer repeats it to 3 channels and applies the "
+        f"normalisation `{metadata.preprocessing.normalization}`",
         f"- **Classes:** {', '.join(display_name(c) for c in metadata.classes)}",
         f"- **Trained:** {metadata.created_at} (commit {metadata.git_commit}), "
         f"{metadata.training_seconds / 60:.0f} min on the build machine's CPU; "

@@ -121,13 +121,11 @@ def train(config: TrainConfig) -> dict:
         )
         masks = space.masks()
         train_batches = XrayBatches(
-            train_split.images, masks[train_split.labels], spec.normalization,
-            config.batch_size, config.augment, sampling=sampling,
+            train_split.images, masks[train_split.labels], config.batch_size,
+            config.augment, sampling=sampling,
             epoch_size=config.samples_per_epoch, seed=config.seed,
         )
-        val_batches = XrayBatches(
-            val_split.images, masks[val_split.labels], spec.normalization, config.batch_size
-        )
+        val_batches = XrayBatches(val_split.images, masks[val_split.labels], config.batch_size)
         if config.finish_from_checkpoint:
             history = load_best_checkpoint(model, config.out)
         else:
