@@ -31,13 +31,13 @@ from model.run_dir import MODEL_FILE
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    free_port,
     start_server,
     stop_server,
     upload,
     wait_for_result,
     wait_healthy,
 )
+from testkit.ports import free_port
 from training.config import CXR4_DATA
 
 TIMEOUT_MS = 120_000

@@ -6,7 +6,6 @@ Shared by the end-to-end test and bench/e2e_latency.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +22,6 @@ CHROMIUM_ARGS = [
 ]
 RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
