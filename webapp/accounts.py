@@ -77,14 +77,15 @@ def add_account(database: Database, actor: Actor, username: str, password: str |
         raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
     if password is not None:
         _check_password(password)
-    with database.session() as session, session.begin():
+    with audit.audited(database) as session:
         if session.scalar(select(User).where(User.username == username)) is not None:
             raise AccountError(f"An account named {username!r} exists already.")
         session.add(User(username=username, role=role, disabled=False, failed_sign_ins=0,
                          password_hash=None if password is None else _hasher.hash(password),
                          created_at=audit.now_utc()))
-    audit.record(database, audit.Event(actor.username, actor.role, audit.ADMIN + "add-account",
-                                       detail={"account": username, "role": role}))
+        audit.append(session, audit.Event(actor.username, actor.role,
+                                          audit.ADMIN + "add-account",
+                                          detail={"account": username, "role": role}))
 
 
 def create_first_admin(database: Database, username: str, password: str, repeat: str) -> Actor:
@@ -106,7 +107,7 @@ def sign_in(database: Database, settings: Settings, username: str, password: str
     now = now or audit.now_utc()
     username = username.strip()
     wrong = AccountError("Wrong username or password.")
-    with database.session() as session, session.begin():
+    with audit.audited(database) as session:
         user = session.scalar(select(User).where(User.username == username).with_for_update())
         if user is None or user.disabled or user.password_hash is None:
             outcome, error = "unknown or disabled account", wrong
@@ -124,13 +125,11 @@ def sign_in(database: Database, settings: Settings, username: str, password: str
                 outcome = "wrong password; account locked"
         else:
             user.failed_sign_ins, user.locked_until = 0, None
-            outcome, error, role = None, None, user.role
-    if error is not None:
-        audit.record(database, audit.Event(username[:150], "", audit.FAILED_SIGN_IN,
-                                           detail={"reason": outcome}))
-        raise error
-    audit.record(database, audit.Event(username, role, audit.SIGN_IN))
-    return Actor(username, role)
+            audit.append(session, audit.Event(username, user.role, audit.SIGN_IN))
+            return Actor(username, user.role)
+        audit.append(session, audit.Event(username[:150], "", audit.FAILED_SIGN_IN,
+                                          detail={"reason": outcome}))
+    raise error
 
 
 def _password_matches(password_hash: str, password: str) -> bool:
@@ -165,14 +164,14 @@ def list_accounts(database: Database) -> list[AccountRow]:
 
 
 def _change(database: Database, actor: Actor, username: str, action: str, **values) -> None:
-    with database.session() as session, session.begin():
+    with audit.audited(database) as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             raise AccountError(f"No account named {username!r}.")
         for name, value in values.items():
             setattr(user, name, value)
-    audit.record(database, audit.Event(actor.username, actor.role, audit.ADMIN + action,
-                                       detail={"account": username}))
+        audit.append(session, audit.Event(actor.username, actor.role, audit.ADMIN + action,
+                                          detail={"account": username}))
 
 
 def set_disabled(database: Database, actor: Actor, username: str, disabled: bool) -> None:

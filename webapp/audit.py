@@ -17,6 +17,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 
@@ -24,6 +25,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from model.dicom import looks_like_dicom
 from webapp.db import Database, open_database
@@ -90,31 +92,46 @@ def row_hash(row: AuditEvent) -> str:
     return hashlib.sha256((row.prev_hash + canonical_content(row)).encode("utf-8")).hexdigest()
 
 
-def record(database: Database, event: Event) -> int:
-    """Append one event; returns its row id. Raises AuditUnavailable when it cannot be written.
+def append(session: Session, event: Event) -> AuditEvent:
+    """Append one event inside the caller's transaction, so a change and its row commit together.
 
     Bumping the single head row first takes the write lock (SQLite) or row lock (PostgreSQL),
     so concurrent appends queue up and the chain never forks.
     """
+    seq, prev_hash = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.last_hash)
+    ).one()
+    values = {field.name: getattr(event, field.name) for field in fields(Event)}
+    values["probabilities"] = canonical_json(event.probabilities)
+    values["detail"] = canonical_json(event.detail)
+    row = AuditEvent(seq=seq, at=now_utc(), prev_hash=prev_hash, **values)
+    row.row_hash = row_hash(row)
+    session.add(row)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=row.row_hash))
+    session.flush()
+    return row
+
+
+@contextmanager
+def audited(database: Database) -> Iterator[Session]:
+    """A transaction whose audit rows and changes commit together or not at all.
+
+    Any database failure inside becomes AuditUnavailable: the caller shows nothing it could
+    not record.
+    """
     try:
         with database.session() as session, session.begin():
-            seq, prev_hash = session.execute(
-                update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-                .returning(AuditHead.seq, AuditHead.last_hash)
-            ).one()
-            values = {field.name: getattr(event, field.name) for field in fields(Event)}
-            values["probabilities"] = canonical_json(event.probabilities)
-            values["detail"] = canonical_json(event.detail)
-            row = AuditEvent(seq=seq, at=now_utc(), prev_hash=prev_hash, **values)
-            row.row_hash = row_hash(row)
-            session.add(row)
-            session.execute(update(AuditHead).where(AuditHead.id == 1)
-                            .values(last_hash=row.row_hash))
-            session.flush()
-            return row.id
+            yield session
     except SQLAlchemyError as error:
         raise AuditUnavailable(f"the audit trail cannot be written ({type(error).__name__})"
                                ) from error
+
+
+def record(database: Database, event: Event) -> int:
+    """Append one event in its own transaction; returns its row id."""
+    with audited(database) as session:
+        return append(session, event).id
 
 
 def image_sha256(data: bytes) -> str:

@@ -28,6 +28,10 @@ class Settings:
     max_failed_sign_ins: int = 5
     lockout_minutes: float = 15.0
     feedback_edit_hours: float = 24.0
+    # Monitoring: the last days' predicted-class mix against the validation mix.
+    drift_window_days: int = 7
+    drift_max_distance: float = 0.2  # total-variation distance that raises the warning
+    drift_min_analyses: int = 30  # fewer analyses say too little to warn on
     # SQLite waits this long for another writer before the write (and so the analysis) fails.
     sqlite_busy_seconds: float = 10.0
 
