@@ -82,3 +82,16 @@ def save_reading(database: Database, settings: Settings, actor: Actor, analysis_
             model_version=analysis.model_version, label=read_class,
             detail={"analysis_id": analysis_id, "agrees": agrees, "note_chars": len(note)}))
         return _reading(row)
+
+
+def labelled_images(database: Database) -> dict[str, str | None]:
+    """Image SHA-256 -> the class radiologists read; None where their readings differ."""
+    query = (select(AuditEvent.image_sha256, Feedback.read_class)
+             .join(AuditEvent, Feedback.analysis_id == AuditEvent.id)
+             .where(AuditEvent.image_sha256.is_not(None)))
+    labels: dict[str, str | None] = {}
+    with database.session() as session:
+        for sha256, read_class in session.execute(query):
+            known = labels.get(sha256, read_class)
+            labels[sha256] = read_class if known == read_class else None
+    return labels
