@@ -52,3 +52,32 @@ def database(database_url):
     opened = open_database(database_url)
     yield opened
     opened.engine.dispose()
+
+
+ADMIN = ("ada", "admin password")
+RADIOLOGIST = ("rita", "reader password")
+
+
+@pytest.fixture(scope="module")
+def factory_run_dir(tmp_path_factory) -> Path:
+    """A small factory-built model with its reports, for page tests that need no real one."""
+    from tests.model_factory import make_run_dir
+    from tests.report_factory import write_reports
+
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture
+def app_database_url(tmp_path, monkeypatch) -> str:
+    """A SQLite database with an admin and a radiologist, handed over as $CXR_DATABASE_URL."""
+    from webapp.accounts import CLI_ACTOR, add_account
+    from webapp.db import open_database
+    from webapp.settings import DATABASE_URL_ENV
+
+    url = f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
+    database = open_database(url)
+    add_account(database, CLI_ACTOR, *ADMIN, "admin")
+    add_account(database, CLI_ACTOR, *RADIOLOGIST, "radiologist")
+    database.engine.dispose()
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return url

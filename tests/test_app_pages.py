@@ -23,34 +23,15 @@ from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_metadata, read_metrics, read_model_card
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.report_factory import write_reports
+from tests.conftest import ADMIN
+from tests.model_factory import shipped_run_dir
 from tests.synthetic_data import synthetic_xray
-from webapp.accounts import CLI_ACTOR, add_account
-from webapp.db import open_database
 from webapp.resources import MODEL_DIR_ENV
-from webapp.settings import DATABASE_URL_ENV
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-ADMIN = ("ada", "admin password")
-RADIOLOGIST = ("rita", "reader password")
 
 
-@pytest.fixture(autouse=True)
-def app_database_url(tmp_path, monkeypatch) -> str:
-    """Each test's own SQLite database with an admin and a radiologist, as $CXR_DATABASE_URL."""
-    url = f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
-    database = open_database(url)
-    add_account(database, CLI_ACTOR, *ADMIN, "admin")
-    add_account(database, CLI_ACTOR, *RADIOLOGIST, "radiologist")
-    database.engine.dispose()
-    monkeypatch.setenv(DATABASE_URL_ENV, url)
-    return url
-
-
-@pytest.fixture(scope="module")
-def factory_run_dir(tmp_path_factory) -> Path:
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+pytestmark = pytest.mark.usefixtures("app_database_url")
 
 
 @pytest.fixture(params=["factory", "shipped"])

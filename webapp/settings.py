@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL_ENV = "CXR_DATABASE_URL"
 DATA_DIR_ENV = "CXR_DATA_DIR"
 IDLE_MINUTES_ENV = "CXR_SESSION_IDLE_MINUTES"
+SQLITE_BUSY_ENV = "CXR_SQLITE_BUSY_SECONDS"
 DATABASE_FILE = "cxr.db"
 IMAGES_FOLDER = "images"
 
@@ -46,9 +47,8 @@ def load_settings() -> Settings:
     data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or REPO_ROOT / "data")
     database_url = (os.environ.get(DATABASE_URL_ENV, "").strip()
                     or f"sqlite:///{data_dir / DATABASE_FILE}")
-    idle = os.environ.get(IDLE_MINUTES_ENV, "").strip()
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        **({"session_idle_minutes": float(idle)} if idle else {}),
-    )
+    numbers = {name: float(os.environ[env]) for name, env in
+               (("session_idle_minutes", IDLE_MINUTES_ENV),
+                ("sqlite_busy_seconds", SQLITE_BUSY_ENV))
+               if os.environ.get(env, "").strip()}
+    return Settings(data_dir=data_dir, database_url=database_url, **numbers)
