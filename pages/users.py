@@ -1,4 +1,7 @@
-"""Users, for admins: the accounts, adding one, disabling, new passwords, keeping images."""
+"""Users, for admins: the accounts, adding one, disabling, new passwords, keeping images.
+
+Changes run as button callbacks, before the page draws, so the table shows them at once.
+"""
 
 import streamlit as st
 
@@ -16,23 +19,32 @@ from webapp.roles import ROLES
 from webapp.session import PAUSED, require_admin
 from webapp.settings import load_settings
 
+OUTCOME = "users_outcome"  # session state: (ok, message) of the last change
+
 actor = require_admin()
 database = app_database()
 
 
-def attempt(change, *arguments, done: str) -> None:
-    """Run one audited account change and say how it went."""
+def attempt(change, keys: tuple[str, ...], *constants, done: str) -> None:
+    """Run one audited change (a button callback) on the values of the widgets named by
+    ``keys``, then ``constants``; keep how it went for the page."""
+    state = st.session_state
+    values = [state[key] for key in keys] + list(constants)
     try:
-        change(database, actor, *arguments)
+        change(database, actor, *values)
     except AccountError as error:
-        st.error(str(error), icon=":material/error:")
+        state[OUTCOME] = (False, str(error))
     except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
+        state[OUTCOME] = (False, PAUSED)
     else:
-        st.success(done, icon=":material/check_circle:")
+        state[OUTCOME] = (True, done.format(*values))
 
 
 st.title("Users")
+if OUTCOME in st.session_state:
+    ok, message = st.session_state.pop(OUTCOME)
+    (st.success if ok else st.error)(message)
+
 accounts = list_accounts(database)
 st.dataframe(
     [{"Username": row.username, "Role": row.role,
@@ -45,25 +57,26 @@ st.dataframe(
 add, change = st.columns(2, gap="large")
 with add, st.container(border=True):
     st.subheader("Add an account")
-    new_name = st.text_input("New username", key="new_username")
-    new_password = st.text_input("Initial password", type="password", key="new_password")
-    new_role = st.selectbox("Role", ROLES, key="new_role")
-    if st.button("Add account", key="add_account"):
-        attempt(add_account, new_name, new_password, new_role,
-                done=f"Added {new_role} {new_name}.")
+    st.text_input("New username", key="new_username")
+    st.text_input("Initial password", type="password", key="new_password")
+    st.selectbox("Role", ROLES, key="new_role")
+    st.button("Add account", key="add_account", on_click=attempt,
+              args=(add_account, ("new_username", "new_password", "new_role")),
+              kwargs={"done": "Added {2} {0}."})
 with change, st.container(border=True):
     st.subheader("Change an account")
-    names = [row.username for row in accounts]
-    chosen = st.selectbox("Account", names, key="chosen_account")
+    st.selectbox("Account", [row.username for row in accounts], key="chosen_account")
     disable, enable = st.columns(2)
-    if disable.button("Disable", key="disable_account"):
-        attempt(set_disabled, chosen, True, done=f"Disabled {chosen}.")
-    if enable.button("Enable", key="enable_account"):
-        attempt(set_disabled, chosen, False, done=f"Enabled {chosen}.")
-    password = st.text_input("New password", type="password", key="reset_password")
-    if st.button("Set new password", key="set_password"):
-        attempt(reset_password, chosen, password,
-                done=f"New password set for {chosen}; any lockout is lifted.")
+    disable.button("Disable", key="disable_account", on_click=attempt,
+                   args=(set_disabled, ("chosen_account",), True),
+                   kwargs={"done": "Disabled {0}."})
+    enable.button("Enable", key="enable_account", on_click=attempt,
+                  args=(set_disabled, ("chosen_account",), False),
+                  kwargs={"done": "Enabled {0}."})
+    st.text_input("New password", type="password", key="reset_password")
+    st.button("Set new password", key="set_password", on_click=attempt,
+              args=(reset_password, ("chosen_account", "reset_password")),
+              kwargs={"done": "New password set for {0}; any lockout is lifted."})
 
 st.subheader("Images")
 kept = keep_images(database)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.conftest import ADMIN, RADIOLOGIST
+from tests.synthetic_data import synthetic_xray
 from tests.test_app_pages import (
     APP,
     open_page,
@@ -24,9 +28,10 @@ from tests.test_app_pages import (
 )
 from webapp import audit
 from webapp.db import open_database
+from webapp.image_store import keep_images
 from webapp.resources import MODEL_DIR_ENV
 from webapp.session import PAUSED
-from webapp.settings import DATABASE_URL_ENV, SQLITE_BUSY_ENV
+from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, SQLITE_BUSY_ENV
 from webapp.tables import AuditEvent, Feedback
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
@@ -162,3 +167,47 @@ def test_analyses_pause_while_the_audit_trail_cannot_be_written(database, app_da
     at.run()  # the upload is still there: the next click analyses it
     assert at.get_by_key("result") is not None
     assert len(audit_rows(database, audit.ANALYSIS)) == 1
+
+
+def test_an_admin_adds_and_disables_an_account_on_the_users_page(database):
+    at = open_page("pages/users.py")
+    at.text_input(key="new_username").input("newbie")
+    at.text_input(key="new_password").input("newbie password")
+    at.selectbox(key="new_role").set_value("radiologist")
+    at.button(key="add_account").click()
+    at.run()
+    assert at.success[0].value == "Added radiologist newbie."
+    assert "newbie" in list(at.dataframe[0].value["Username"])
+
+    at.selectbox(key="chosen_account").set_value("newbie")
+    at.button(key="disable_account").click()
+    at.run()
+    assert at.success[0].value == "Disabled newbie."
+    assert [row.action for row in audit_rows(database, "admin:add-account",
+                                             "admin:disable-account")][-2:] == [
+        "admin:add-account", "admin:disable-account"]
+
+
+def test_kept_images_are_pixels_only_pngs_named_by_hash(database, tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "kept"))
+    admin = open_page("pages/users.py")
+    admin.toggle(key="keep_images").set_value(True)
+    admin.run()
+    assert keep_images(database)
+
+    data = make_dicom(synthetic_xray(1, np.random.default_rng(0), (180, 150)),
+                      patient=FAKE_PATIENT)
+    upload(open_page(account=RADIOLOGIST), "scan.dcm", data, "application/dicom")
+    [kept] = (tmp_path / "kept" / "images").iterdir()
+    assert kept.name == f"{audit.image_sha256(data)}.png"
+    image = Image.open(kept)
+    assert image.mode == "L" and not image.info
+    assert not [value for value in FAKE_PATIENT.values() if value.encode() in kept.read_bytes()]
+
+
+def test_the_audit_trail_page_verifies_the_chain(database):
+    at = open_page("pages/audit_trail.py")
+    at.button(key="verify").click()
+    at.run()
+    assert at.success[0].value.startswith("The audit trail is intact:")
+    assert audit_rows(database, "admin:verify-audit")
