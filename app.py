@@ -1,6 +1,17 @@
-"""The clinician web app: page configuration and navigation only; each page lives in pages/."""
+"""The clinician web app: page configuration and navigation only; each page lives in pages/.
+
+Which pages exist depends on who is signed in: an empty database shows only the page that
+creates the first admin, a stranger only the sign-in page, a radiologist only Diagnose. Those
+first two are the default page (the app's root URL, like Diagnose), so signing in lands on
+Diagnose and any other URL typed while signed out lands on the sign-in page.
+"""
 
 import streamlit as st
+
+from webapp.accounts import has_accounts
+from webapp.resources import app_database
+from webapp.roles import ADMIN
+from webapp.session import current_actor, end_session
 
 st.set_page_config(
     page_title="Chest X-ray assistant",
@@ -9,11 +20,26 @@ st.set_page_config(
 )
 st.logo("assets/logo.svg", size="large")
 
-navigation = st.navigation(
-    [
-        st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:", default=True),
-        st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
-        st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
-    ]
-)
-navigation.run()
+DIAGNOSE = st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:",
+                   default=True)
+ADMIN_PAGES = [
+    st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
+    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+    st.Page("pages/monitoring.py", title="Monitoring", icon=":material/query_stats:"),
+    st.Page("pages/users.py", title="Users", icon=":material/group:"),
+    st.Page("pages/audit_trail.py", title="Audit trail", icon=":material/verified_user:"),
+]
+
+actor = current_actor()
+if not has_accounts(app_database()):
+    pages = [st.Page("pages/first_admin.py", title="Create admin account",
+                     icon=":material/person_add:", default=True)]
+elif actor is None:
+    pages = [st.Page("pages/sign_in.py", title="Sign in", icon=":material/login:", default=True)]
+else:
+    pages = [DIAGNOSE, *(ADMIN_PAGES if actor.role == ADMIN else [])]
+    with st.sidebar:
+        st.caption(f"Signed in as **{actor.username}** ({actor.role})")
+        st.button("Sign out", icon=":material/logout:", on_click=end_session, key="sign_out")
+
+st.navigation(pages).run()

@@ -29,15 +29,18 @@ from model.labels import CLASS_NAMES
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import MODEL_FILE
 from testkit.browser_app import (
+    BROWSER_ADMIN,
     CHROMIUM,
     CHROMIUM_ARGS,
-    free_port,
+    prepare_data_dir,
+    sign_in,
     start_server,
     stop_server,
     upload,
     wait_for_result,
     wait_healthy,
 )
+from testkit.ports import free_port
 from training.config import CXR4_DATA
 
 TIMEOUT_MS = 120_000
@@ -71,6 +74,8 @@ def resident_mb(server: psutil.Process) -> float:
 
 
 def measure(run_dir: Path, xrays: list[Path], log_path: Path) -> dict:
+    data_dir = log_path.parent / "data"
+    prepare_data_dir(data_dir)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -78,11 +83,12 @@ def measure(run_dir: Path, xrays: list[Path], log_path: Path) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        server = start_server(run_dir, port, log_path)
+        server = start_server(run_dir, port, log_path, data_dir)
         try:
             wait_healthy(url, server)
             healthy_s = time.perf_counter() - started
             page.goto(url)
+            sign_in(page, *BROWSER_ADMIN)
             page.get_by_test_id("stFileUploader").wait_for(state="visible")
             first_page_s = time.perf_counter() - started
             process = psutil.Process(server.pid)

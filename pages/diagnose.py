@@ -6,6 +6,7 @@ from model.coverage import not_validated, validation_warning
 from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
 from model.run_dir import Metadata
+from webapp.accounts import Actor
 from webapp.analysis import (
     NOTICE,
     Analysis,
@@ -14,28 +15,54 @@ from webapp.analysis import (
     overlay_image,
     overlay_png,
     result_json,
-    state_for_upload,
     with_heatmap,
 )
+from webapp.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
+from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
-from webapp.resources import load_predictor, run_dir
+from webapp.feedback import FeedbackError, editable, reading_for, save_reading
+from webapp.resources import app_database, load_predictor, run_dir
+from webapp.session import PAUSED, require_signed_in
+from webapp.settings import load_settings
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
+AUDIT_ID = "diagnose_audit_id"  # session state: the audit row of that upload
 EXPLAINED_CLASS = "explained_class"
 
 
-def current_state(upload, predictor: Predictor) -> DiagnoseState:
-    """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state."""
+def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
+    """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state.
+
+    Without its audit row there is no result: the page says analyses are paused and keeps
+    the upload, so the next click tries again.
+    """
     stored = st.session_state.get(RESULT)
     if stored is not None and stored.is_for(upload.file_id):
         return stored
-    with st.spinner("Analysing the image…"):
-        state = state_for_upload(upload.file_id, upload.getvalue(), upload.name, predictor)
+    try:
+        with st.spinner("Analysing the image…"):
+            audited = analyse_and_record(app_database(), load_settings(), actor, upload.file_id,
+                                         upload.getvalue(), upload.name, predictor)
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/pause_circle:")
+        st.button("Try again", icon=":material/refresh:")
+        st.stop()
+    state = audited.state
     if state.analysis is not None:
         st.session_state[EXPLAINED_CLASS] = state.analysis.predicted_class
     st.session_state[RESULT] = state
+    st.session_state[AUDIT_ID] = audited.audit_id
     return state
+
+
+def record(action: str, **detail: str) -> None:
+    """Audit a view or download of the current result (a widget callback)."""
+    try:
+        record_view(app_database(), require_signed_in(), st.session_state[AUDIT_ID], action,
+                    **detail)
+    except AuditUnavailable:
+        st.toast(PAUSED, icon=":material/error:")
 
 
 def show_headline(analysis: Analysis) -> None:
@@ -80,7 +107,8 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     """Original and Grad-CAM overlay side by side; returns the analysis with the chosen map."""
     choose_class, choose_opacity = st.columns(2)
     class_name = choose_class.selectbox(
-        "Explain the class", predictor.classes, format_func=display_name, key=EXPLAINED_CLASS
+        "Explain the class", predictor.classes, format_func=display_name, key=EXPLAINED_CLASS,
+        on_change=lambda: record(HEATMAP_VIEWED, class_name=st.session_state[EXPLAINED_CLASS]),
     )
     opacity = choose_opacity.slider(
         "Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="overlay_opacity"
@@ -111,7 +139,9 @@ def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
         file_name=f"{stem}_gradcam_{class_name.lower()}.png",
         mime="image/png",
         icon=":material/download:",
-        on_click="ignore",
+        on_click=record,
+        args=(DOWNLOAD,),
+        kwargs={"file": "overlay", "class_name": class_name},
         width="stretch",
     )
     json_button.download_button(
@@ -120,11 +150,51 @@ def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
         file_name=f"{stem}_result.json",
         mime="application/json",
         icon=":material/download:",
-        on_click="ignore",
+        on_click=record,
+        args=(DOWNLOAD,),
+        kwargs={"file": "result"},
         width="stretch",
     )
 
 
+def show_feedback(actor: Actor, audit_id: int, analysis: Analysis) -> None:
+    """The radiologist's reading under the result: agree or not, the class read, a note."""
+    database, settings = app_database(), load_settings()
+    reading = reading_for(database, audit_id, actor.username)
+    with st.container(key="feedback", border=True):
+        st.markdown("**Your reading**")
+        if reading is not None and not editable(reading, now_utc(), settings):
+            st.caption(f"You read {display_name(reading.read_class)} "
+                       f"({'agreeing' if reading.agrees else 'disagreeing'}); saved "
+                       f"{reading.updated_at:%Y-%m-%d %H:%M} UTC and no longer editable.")
+            return
+        verdict = st.radio("Do you agree with the model?", ["Agree", "Disagree"],
+                           index=0 if reading is None or reading.agrees else 1,
+                           horizontal=True, key=f"verdict_{audit_id}")
+        read_class = None
+        if verdict == "Disagree":
+            classes = list(analysis.probabilities)
+            read_class = st.selectbox(
+                "The class you read", classes, format_func=display_name,
+                index=classes.index(reading.read_class) if reading else 0,
+                key=f"read_class_{audit_id}")
+        note = st.text_area("Note (optional)", value=reading.note if reading else "",
+                            max_chars=2000, key=f"note_{audit_id}")
+        if st.button("Save feedback", icon=":material/rate_review:", key="save_feedback"):
+            try:
+                reading = save_reading(database, settings, actor, audit_id,
+                                       verdict == "Agree", read_class, note)
+            except FeedbackError as error:
+                st.error(str(error), icon=":material/error:")
+            except AuditUnavailable:
+                st.error(PAUSED, icon=":material/error:")
+        if reading is not None:
+            st.caption(f"Saved: {display_name(reading.read_class)} · "
+                       f"{reading.updated_at:%Y-%m-%d %H:%M} UTC · you can change it for "
+                       f"{settings.feedback_edit_hours:g} hours.")
+
+
+actor = require_signed_in()
 st.title("Diagnose")
 st.caption(
     "Upload one frontal chest X-ray to see the most likely finding among normal, bacterial "
@@ -147,7 +217,7 @@ if upload is None:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 
-state = current_state(upload, predictor)
+state = current_state(upload, predictor, actor)
 if state.error is not None:
     st.error(state.error, icon=":material/error:")
     st.stop()
@@ -161,3 +231,4 @@ with summary:
     show_validation(predictor.metadata, result.predicted_class)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)
+    show_feedback(actor, st.session_state[AUDIT_ID], result)

@@ -6,7 +6,9 @@ from model.run_dir import METADATA_FILE, MODEL_CARD_FILE, RunFileError
 from webapp.analysis import NOTICE
 from webapp.reports import read_reports
 from webapp.resources import run_dir
+from webapp.session import require_admin
 
+require_admin()
 st.title("Model card")
 try:
     reports = read_reports(run_dir())

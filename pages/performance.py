@@ -27,6 +27,7 @@ from webapp.charts import (
 )
 from webapp.reports import RunReports, read_reports
 from webapp.resources import run_dir
+from webapp.session import require_admin
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -119,6 +120,7 @@ def show_dataset(metadata: Metadata) -> None:
     st.dataframe(dataset_rows(metadata), hide_index=True)
 
 
+require_admin()
 st.title("Model performance")
 try:
     reports = read_reports(run_dir())

@@ -6,14 +6,16 @@ Shared by the end-to-end test and bench/e2e_latency.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from webapp.accounts import CLI_ACTOR, add_account
+from webapp.db import open_database
 from webapp.resources import MODEL_DIR_ENV
+from webapp.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -21,19 +23,30 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+BROWSER_ADMIN = ("browser-admin", "browser admin password")
 RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] = (
+        (*BROWSER_ADMIN, "admin"),)) -> str:
+    """A data folder whose SQLite database holds these (username, password, role) accounts;
+    returns its URL. With no accounts the app starts on its create-first-admin page."""
+    url = f"sqlite:///{data_dir / DATABASE_FILE}"
+    database = open_database(url)
+    for username, password, role in accounts:
+        add_account(database, CLI_ACTOR, username, password, role)
+    database.engine.dispose()
+    return url
 
 
-def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """`streamlit run app.py` on 127.0.0.1 serving run_dir; its output goes to log_path."""
-    env = {**os.environ, MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path
+                 ) -> subprocess.Popen:
+    """`streamlit run app.py` on 127.0.0.1 serving run_dir, with its data (the database, kept
+    images) in data_dir; its output goes to log_path."""
+    env = {name: value for name, value in os.environ.items() if name != DATABASE_URL_ENV}
+    env.update({MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
+                DATA_DIR_ENV: str(data_dir)})
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py",
@@ -65,6 +78,13 @@ def stop_server(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+
+
+def sign_in(page, username: str, password: str) -> None:
+    """Fill the sign-in form and press Sign in (no waiting for what comes next)."""
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def upload(page, path: Path, timeout_ms: float = 60_000) -> None:

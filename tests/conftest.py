@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,63 @@ def cxr4_dir() -> Path:
     if not (CXR4_DATA / "val").is_dir():
         pytest.skip(f"real X-rays not found at {CXR4_DATA} (the shared data folder is absent)")
     return CXR4_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres(request):
+    """One throwaway PostgreSQL 15 cluster for the session; skips only without its binaries."""
+    from testkit.postgres import missing_binaries, postgres_server
+
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"PostgreSQL binaries not found ({', '.join(missing)}): install Debian's "
+                    "postgresql package to run the storage tests against PostgreSQL")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database of each kind: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
+    server = request.getfixturevalue("postgres")
+    return server.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def database(database_url):
+    from webapp.db import open_database
+
+    opened = open_database(database_url)
+    yield opened
+    opened.engine.dispose()
+
+
+ADMIN = ("ada", "admin password")
+RADIOLOGIST = ("rita", "reader password")
+
+
+@pytest.fixture(scope="module")
+def factory_run_dir(tmp_path_factory) -> Path:
+    """A small factory-built model with its reports, for page tests that need no real one."""
+    from tests.model_factory import make_run_dir
+    from tests.report_factory import write_reports
+
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture
+def app_database_url(tmp_path, monkeypatch) -> str:
+    """A SQLite database with an admin and a radiologist, handed over as $CXR_DATABASE_URL."""
+    from webapp.accounts import CLI_ACTOR, add_account
+    from webapp.db import open_database
+    from webapp.settings import DATABASE_URL_ENV
+
+    url = f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
+    database = open_database(url)
+    add_account(database, CLI_ACTOR, *ADMIN, "admin")
+    add_account(database, CLI_ACTOR, *RADIOLOGIST, "radiologist")
+    database.engine.dispose()
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return url

@@ -23,17 +23,15 @@ from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_metadata, read_metrics, read_model_card
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.report_factory import write_reports
+from tests.conftest import ADMIN
+from tests.model_factory import shipped_run_dir
 from tests.synthetic_data import synthetic_xray
 from webapp.resources import MODEL_DIR_ENV
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
-@pytest.fixture(scope="module")
-def factory_run_dir(tmp_path_factory) -> Path:
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+pytestmark = pytest.mark.usefixtures("app_database_url")
 
 
 @pytest.fixture(params=["factory", "shipped"])
@@ -79,12 +77,27 @@ def xray_png(xray_gray) -> Callable[[int, int], bytes]:
     return lambda label, seed=0: png_bytes(xray_gray(label, seed))
 
 
-def open_page(page: str | None = None) -> AppTest:
+def text_input(at: AppTest, label: str):
+    return next(widget for widget in at.text_input if widget.label == label)
+
+
+def sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    """Through the real sign-in form, as a person would."""
+    text_input(at, "Username").input(username)
+    text_input(at, "Password").input(password)
+    next(button for button in at.button if button.label == "Sign in").click()
+    at.run()
+    return at
+
+
+def open_page(page: str = "pages/diagnose.py", account: tuple[str, str] = ADMIN) -> AppTest:
+    """Sign in, then open ``page``. AppTest runs a page file on its own after the first run
+    (Streamlit's pages/ folder mode), so each page's own role check is what is tested."""
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
-    if page is not None:
-        at.switch_page(page)
-        at.run()
+    sign_in(at, *account)
+    at.switch_page(page)
+    at.run()
     assert not at.exception, [item.value for item in at.exception]
     return at
 

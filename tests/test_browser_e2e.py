@@ -23,12 +23,14 @@ from model.errors import ImageError
 from model.labels import display_name
 from model.run_dir import OOD_FILE
 from testkit.browser_app import (
+    BROWSER_ADMIN,
     CHROMIUM,
     CHROMIUM_ARGS,
     OVERLAY_IMAGE,
     REPO_ROOT,
     RESULT,
-    free_port,
+    prepare_data_dir,
+    sign_in,
     start_server,
     stop_server,
     upload,
@@ -36,6 +38,7 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
+from testkit.ports import free_port
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 
@@ -63,7 +66,9 @@ def run_dir(request, tmp_path_factory) -> Path:
 def app_url(run_dir, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    server = start_server(run_dir, port, log_path)
+    data_dir = tmp_path_factory.mktemp("data")
+    prepare_data_dir(data_dir)
+    server = start_server(run_dir, port, log_path, data_dir)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)
@@ -77,6 +82,7 @@ def app_url(run_dir, tmp_path_factory) -> Iterator[str]:
 def diagnose(page, app_url):
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app_url)
+    sign_in(page, *BROWSER_ADMIN)
     page.get_by_test_id("stFileUploader").wait_for()
     return page
 

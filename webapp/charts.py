@@ -99,8 +99,12 @@ def training_curves(history: list[dict]) -> go.Figure:
     return _layout(figure, height=360, legend={"orientation": "h", "y": -0.2})
 
 
-def confusion_matrix_figure(metrics: dict, normalised: bool = False) -> go.Figure:
-    """Rows are the true class, columns the predicted one; counts, or shares of each true class."""
+def confusion_matrix_figure(metrics: dict, normalised: bool = False,
+                            axes: tuple[str, str] = ("true class", "predicted class")
+                            ) -> go.Figure:
+    """Rows are the true class, columns the predicted one; counts, or shares of each true class.
+
+    ``axes`` names the rows and columns when they are something else (radiologist vs model)."""
     names = [display_name(name) for name in metrics["classes"]]
     counts = np.asarray(metrics["confusion_matrix"], dtype=float)
     if normalised:
@@ -121,11 +125,11 @@ def confusion_matrix_figure(metrics: dict, normalised: bool = False) -> go.Figur
             zmin=0,
             zmax=1 if normalised else None,
             colorbar={"title": "share" if normalised else "images", "thickness": 12},
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+            hovertemplate=f"{axes[0]} %{{y}}<br>{axes[1]} %{{x}}<br>%{{text}}<extra></extra>",
         )
     )
-    figure.update_xaxes(title_text="predicted class", side="bottom")
-    figure.update_yaxes(title_text="true class", autorange="reversed")
+    figure.update_xaxes(title_text=axes[1], side="bottom")
+    figure.update_yaxes(title_text=axes[0], autorange="reversed")
     return _layout(figure, height=420)
 
 
@@ -235,3 +239,37 @@ def coverage_rows(metadata: Metadata) -> list[dict]:
              "Train": row.train, "Train (type unknown)": row.train_untyped, "Val": row.val,
              "Val (type unknown)": row.val_untyped, "Status": row.status}
             for row in coverage(metadata)]
+
+
+def daily_volume_figure(summary) -> go.Figure:
+    """Analyses and refusals per day (stacked bars), with the refusal rate on a second axis."""
+    figure = go.Figure([
+        go.Bar(x=summary["day"], y=summary["analyses"], name="analyses", marker_color=PRIMARY),
+        go.Bar(x=summary["day"], y=summary["refusals"], name="refusals", marker_color=ACCENT),
+        go.Scatter(x=summary["day"], y=summary["refusal_rate"], name="refusal rate",
+                   yaxis="y2", mode="lines+markers", line={"color": MUTED}),
+    ])
+    figure.update_layout(barmode="stack", yaxis={"title": "uploads"},
+                         yaxis2={"title": "refusal rate", "overlaying": "y", "side": "right",
+                                 "tickformat": ".0%", "range": [0, 1]})
+    return _layout(figure, height=340)
+
+
+def latency_figure(summary) -> go.Figure:
+    figure = go.Figure(go.Scatter(x=summary["day"], y=summary["median_latency_ms"],
+                                  mode="lines+markers", line={"color": PRIMARY},
+                                  name="median latency"))
+    figure.update_yaxes(title_text="median analysis time (ms)", rangemode="tozero")
+    return _layout(figure, height=300)
+
+
+def class_mix_figure(mix_by_day, expected: dict[str, float]) -> go.Figure:
+    """Each class's daily share of predictions (lines) against its validation share (dotted)."""
+    figure = go.Figure()
+    for colour, name in zip(CLASS_COLOURS, expected, strict=False):
+        figure.add_trace(go.Scatter(x=mix_by_day.index, y=mix_by_day[name], mode="lines+markers",
+                                    name=display_name(name), line={"color": colour}))
+        figure.add_hline(y=expected[name], line={"color": colour, "dash": "dot"})
+    figure.update_yaxes(title_text="share of the day's analyses", tickformat=".0%",
+                        range=[0, 1])
+    return _layout(figure, height=360)

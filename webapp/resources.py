@@ -1,4 +1,4 @@
-"""What every page shares: which run directory the app serves, and its one predictor.
+"""What every page shares: the run directory it serves, its one predictor, the database.
 
 The run directory comes from one place: $CXR_MODEL_DIR when set (tests, a new model
 on trial), else the shipped model in model/artifacts.
@@ -13,6 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from model.predictor import DEFAULT_RUN_DIR, Predictor
+from webapp.db import Database, open_database
+from webapp.settings import load_settings
 
 MODEL_DIR_ENV = "CXR_MODEL_DIR"
 
@@ -33,3 +35,15 @@ def load_predictor(model_dir: Path) -> Predictor:
     gc.collect()
     gc.freeze()
     return predictor
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def open_app_database(url: str, sqlite_busy_seconds: float) -> Database:
+    """One engine per server process and database URL, migrated on first use."""
+    return open_database(url, sqlite_busy_seconds)
+
+
+def app_database() -> Database:
+    """The database the settings name ($CXR_DATABASE_URL, else the data folder's SQLite file)."""
+    settings = load_settings()
+    return open_app_database(settings.database_url, settings.sqlite_busy_seconds)

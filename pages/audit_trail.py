@@ -1,0 +1,52 @@
+"""Audit trail, for admins: check the hash chain and export a date range as CSV."""
+
+from datetime import timedelta
+
+import streamlit as st
+
+from webapp.audit import ADMIN, AuditUnavailable, Event, export_csv, now_utc, record, verify_chain
+from webapp.resources import app_database
+from webapp.session import PAUSED, require_admin
+
+actor = require_admin()
+database = app_database()
+
+st.title("Audit trail")
+st.caption("One row per sign-in, analysis, refusal, heatmap viewed, download, feedback and admin "
+           "action; each row's SHA-256 covers the row before it, so a changed, removed or "
+           "inserted row breaks the chain from there on. No patient identifiers are stored.")
+
+if st.button("Verify the chain", icon=":material/verified:", key="verify"):
+    check = verify_chain(database)
+    if check.intact:
+        st.success(f"The audit trail is intact: {check.rows_checked} rows checked.",
+                   icon=":material/check_circle:")
+    else:
+        st.error(f"The audit trail is broken at row {check.first_broken_seq}: {check.reason}.",
+                 icon=":material/gpp_bad:")
+    try:
+        record(database, Event(actor.username, actor.role, ADMIN + "verify-audit",
+                               detail={"intact": check.intact}))
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/error:")
+
+st.subheader("Export")
+today = now_utc().date()
+start, end = st.columns(2)
+first_day = start.date_input("From (UTC)", today - timedelta(days=30), key="export_start")
+last_day = end.date_input("To (UTC)", today, key="export_end")
+
+
+def record_export() -> None:
+    try:
+        record(database, Event(actor.username, actor.role, ADMIN + "export-audit",
+                               detail={"start": str(first_day), "end": str(last_day)}))
+    except AuditUnavailable:
+        st.toast(PAUSED, icon=":material/error:")
+
+
+st.download_button(
+    "Export CSV", data=lambda: export_csv(database, first_day, last_day),
+    file_name=f"audit_{first_day}_{last_day}.csv", mime="text/csv",
+    icon=":material/download:", on_click=record_export, key="export_csv",
+)

@@ -1,0 +1,92 @@
+"""Users, for admins: the accounts, adding one, disabling, new passwords, keeping images.
+
+Changes run as button callbacks, before the page draws, so the table shows them at once.
+"""
+
+import streamlit as st
+
+from webapp.accounts import (
+    AccountError,
+    add_account,
+    list_accounts,
+    reset_password,
+    set_disabled,
+)
+from webapp.audit import AuditUnavailable
+from webapp.image_store import keep_images, set_keep_images
+from webapp.resources import app_database
+from webapp.roles import ROLES
+from webapp.session import PAUSED, require_admin
+from webapp.settings import load_settings
+
+OUTCOME = "users_outcome"  # session state: (ok, message) of the last change
+
+actor = require_admin()
+database = app_database()
+
+
+def attempt(change, keys: tuple[str, ...], *constants, done: str) -> None:
+    """Run one audited change (a button callback) on the values of the widgets named by
+    ``keys``, then ``constants``; keep how it went for the page."""
+    state = st.session_state
+    values = [state[key] for key in keys] + list(constants)
+    try:
+        change(database, actor, *values)
+    except AccountError as error:
+        state[OUTCOME] = (False, str(error))
+    except AuditUnavailable:
+        state[OUTCOME] = (False, PAUSED)
+    else:
+        state[OUTCOME] = (True, done.format(*values))
+
+
+st.title("Users")
+if OUTCOME in st.session_state:
+    ok, message = st.session_state.pop(OUTCOME)
+    (st.success if ok else st.error)(message)
+
+accounts = list_accounts(database)
+st.dataframe(
+    [{"Username": row.username, "Role": row.role,
+      "Status": "disabled" if row.disabled else "active",
+      "Locked until (UTC)": row.locked_until, "Created (UTC)": row.created_at}
+     for row in accounts],
+    hide_index=True, key="accounts",
+)
+
+add, change = st.columns(2, gap="large")
+with add, st.container(border=True):
+    st.subheader("Add an account")
+    st.text_input("New username", key="new_username")
+    st.text_input("Initial password", type="password", key="new_password")
+    st.selectbox("Role", ROLES, key="new_role")
+    st.button("Add account", key="add_account", on_click=attempt,
+              args=(add_account, ("new_username", "new_password", "new_role")),
+              kwargs={"done": "Added {2} {0}."})
+with change, st.container(border=True):
+    st.subheader("Change an account")
+    st.selectbox("Account", [row.username for row in accounts], key="chosen_account")
+    disable, enable = st.columns(2)
+    disable.button("Disable", key="disable_account", on_click=attempt,
+                   args=(set_disabled, ("chosen_account",), True),
+                   kwargs={"done": "Disabled {0}."})
+    enable.button("Enable", key="enable_account", on_click=attempt,
+                  args=(set_disabled, ("chosen_account",), False),
+                  kwargs={"done": "Enabled {0}."})
+    st.text_input("New password", type="password", key="reset_password")
+    st.button("Set new password", key="set_password", on_click=attempt,
+              args=(reset_password, ("chosen_account", "reset_password")),
+              kwargs={"done": "New password set for {0}; any lockout is lifted."})
+
+st.subheader("Images")
+kept = keep_images(database)
+keep = st.toggle(
+    "Keep de-identified images of analysed uploads", value=kept, key="keep_images",
+    help=f"Pixels only, as PNG, in {load_settings().images_dir}: no header, no file name. "
+    "`python -m training.export_feedback` turns the ones radiologists labelled into a "
+    "training set. Off by default.")
+if keep != kept:
+    try:
+        set_keep_images(database, actor, keep)
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/error:")

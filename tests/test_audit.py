@@ -1,0 +1,128 @@
+"""The audit trail on SQLite and on a real PostgreSQL server: append, chain, tamper, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, select, update
+
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
+from tests.conftest import REPO_ROOT
+from webapp import audit
+from webapp.audit import Event, export_csv, record, verify_chain
+from webapp.settings import DATABASE_URL_ENV
+from webapp.tables import AuditEvent, AuditHead
+
+ANALYSIS_EVENT = Event("rita", "radiologist", audit.ANALYSIS, image_sha256="ab" * 32,
+                       image_bytes=1234, model_version="v1", label="NORMAL",
+                       probabilities={"NORMAL": 0.9, "COVID19": 0.1}, latency_ms=42.5)
+
+
+def rows(database) -> list[AuditEvent]:
+    with database.session() as session:
+        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+
+
+def test_an_event_is_one_row_with_its_fields_and_a_chained_hash(database):
+    first = record(database, Event("ada", "admin", audit.SIGN_IN))
+    second = record(database, ANALYSIS_EVENT)
+
+    stored = rows(database)
+    assert [row.id for row in stored] == [first, second]
+    assert [row.seq for row in stored] == [1, 2]
+    assert stored[1].prev_hash == stored[0].row_hash
+    assert (stored[1].username, stored[1].role, stored[1].label) == ("rita", "radiologist",
+                                                                      "NORMAL")
+    assert stored[1].probabilities == '{"COVID19":0.1,"NORMAL":0.9}'
+    assert stored[1].latency_ms == 42.5 and stored[1].image_bytes == 1234
+    assert verify_chain(database).intact and verify_chain(database).rows_checked == 2
+
+
+@pytest.mark.parametrize(("tamper", "first_broken"),
+                         [("edit", 2), ("delete", 2), ("forge hash", 4)])
+def test_the_check_names_the_first_changed_or_removed_row(database, tamper, first_broken):
+    """A forged row with a recomputed hash still breaks the link to the row after it."""
+    for label in ("NORMAL", "COVID19", "VIRAL_PNEUMONIA", "NORMAL"):
+        record(database, Event("rita", "radiologist", audit.ANALYSIS, label=label))
+    with database.session() as session, session.begin():
+        if tamper == "edit":
+            session.execute(update(AuditEvent).where(AuditEvent.seq == 2)
+                            .values(label="NORMAL"))
+        elif tamper == "delete":
+            session.execute(delete(AuditEvent).where(AuditEvent.seq == 2))
+        else:
+            row = session.scalar(select(AuditEvent).where(AuditEvent.seq == 3))
+            row.label = "NORMAL"
+            row.row_hash = audit.row_hash(row)
+
+    check = verify_chain(database)
+    assert not check.intact
+    assert check.first_broken_seq == first_broken
+
+
+def test_a_removed_last_row_is_noticed(database):
+    for _ in range(3):
+        record(database, ANALYSIS_EVENT)
+    with database.session() as session, session.begin():
+        session.execute(delete(AuditEvent).where(AuditEvent.seq == 3))
+    assert verify_chain(database).first_broken_seq == 3
+
+
+def test_concurrent_appends_neither_lose_nor_fork_the_chain(database):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda _: record(database, ANALYSIS_EVENT), range(40)))
+    assert len(set(ids)) == 40
+    assert [row.seq for row in rows(database)] == list(range(1, 41))
+    assert verify_chain(database).intact
+
+
+def test_the_csv_export_holds_the_rows_of_the_date_range(database):
+    record(database, ANALYSIS_EVENT)
+    today = audit.now_utc().date()
+    exported = list(csv.DictReader(io.StringIO(export_csv(database, today, today))))
+    assert len(exported) == 1
+    assert exported[0]["label"] == "NORMAL" and exported[0]["username"] == "rita"
+    assert exported[0]["row_hash"] == rows(database)[0].row_hash
+    yesterday = today - timedelta(days=1)
+    assert export_csv(database, yesterday, yesterday).count("\n") == 1
+
+
+def test_a_sop_instance_uid_is_stored_only_as_a_salted_hash(database):
+    gray = np.full((64, 64), 120, dtype=np.uint8)
+    dicom = make_dicom(gray, patient=FAKE_PATIENT)
+    uid_hash = audit.sop_uid_hash(database, dicom, "scan.dcm")
+    assert uid_hash is not None and len(uid_hash) == 64
+    assert audit.sop_uid_hash(database, dicom, "scan.dcm") == uid_hash
+    assert audit.sop_uid_hash(database, b"\x89PNG not dicom", "chest.png") is None
+    assert audit.sop_uid_hash(database, b"garbage", "broken.dcm") is None
+
+
+def test_a_failed_write_raises_audit_unavailable(database):
+    AuditHead.__table__.drop(database.engine)
+    with pytest.raises(audit.AuditUnavailable, match="cannot be written"):
+        record(database, ANALYSIS_EVENT)
+
+
+def test_the_audit_cli_verifies_and_exports(database, database_url):
+    record(database, ANALYSIS_EVENT)
+    env = {DATABASE_URL_ENV: database_url, "PATH": ""}
+    verified = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0 and "intact: 1 rows" in verified.stdout
+    today = str(audit.now_utc().date())
+    exported = subprocess.run([sys.executable, "-m", "webapp.audit", "export", "--start", today,
+                               "--end", today], cwd=REPO_ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert exported.returncode == 0 and exported.stdout.count("\n") == 3  # header, 2 rows
+    with database.session() as session, session.begin():
+        session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(label="COVID19"))
+    broken = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and "broken at row 1" in broken.stdout

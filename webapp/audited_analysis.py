@@ -1,0 +1,63 @@
+"""An upload's analysis and its audit row, together: no result without its row (fail closed).
+
+The Diagnose page calls these instead of the bare analysis functions; each raises
+AuditUnavailable when the row cannot be written, and the page then shows nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from webapp import audit
+from webapp.accounts import Actor
+from webapp.analysis import DiagnoseState, state_for_upload
+from webapp.db import Database
+from webapp.image_store import keep_images, store_image
+from webapp.settings import Settings
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
+
+@dataclass(frozen=True)
+class AuditedState:
+    """A DiagnoseState and the id of the audit row (analysis or refusal) that records it."""
+
+    state: DiagnoseState
+    audit_id: int
+
+
+def upload_event(actor: Actor, state: DiagnoseState, data: bytes, latency_ms: float,
+                 sop_uid_hash: str | None, model_version: str) -> audit.Event:
+    """The audit row of one upload: the image by hash and size, what the model said or why
+    it refused. The file name is left out: hospitals name files after patients."""
+    common = dict(username=actor.username, role=actor.role, image_sha256=audit.image_sha256(data),
+                  image_bytes=len(data), sop_uid_hash=sop_uid_hash, model_version=model_version,
+                  latency_ms=round(latency_ms, 3))
+    if state.analysis is None:
+        return audit.Event(action=audit.REFUSAL, refusal_reason=state.error, **common)
+    return audit.Event(action=audit.ANALYSIS, label=state.analysis.predicted_class,
+                       probabilities=state.analysis.probabilities, **common)
+
+
+def analyse_and_record(database: Database, settings: Settings, actor: Actor, upload_id: str,
+                       data: bytes, name: str, predictor: Predictor) -> AuditedState:
+    """Analyse one upload and append its audit row; keep its pixels when an admin chose to."""
+    start = time.perf_counter()
+    state = state_for_upload(upload_id, data, name, predictor)
+    latency_ms = (time.perf_counter() - start) * 1000
+    event = upload_event(actor, state, data, latency_ms,
+                         audit.sop_uid_hash(database, data, name), predictor.version)
+    audit_id = audit.record(database, event)
+    if state.analysis is not None and keep_images(database):
+        store_image(settings.images_dir, event.image_sha256, state.analysis.image.gray)
+    return AuditedState(state, audit_id)
+
+
+def record_view(database: Database, actor: Actor, audit_id: int, action: str,
+                **detail: str) -> None:
+    """A heatmap class viewed or a download, tied to the analysis row it belongs to."""
+    audit.record(database, audit.Event(actor.username, actor.role, action,
+                                       detail={"analysis_id": audit_id, **detail}))

@@ -1,0 +1,86 @@
+"""Who is signed in to this browser session: the Streamlit glue between pages and accounts.
+
+The signed-in user lives in ``st.session_state``; every run checks the idle time and that the
+account is still active with the same role, so a disabled account or a changed role takes
+effect on the next click.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import streamlit as st
+
+from webapp import accounts
+from webapp.accounts import Actor
+from webapp.audit import AuditUnavailable, now_utc
+from webapp.resources import app_database
+from webapp.roles import ADMIN
+from webapp.settings import load_settings
+
+SIGNED_IN = "signed_in"  # session state: the SignedIn of this browser session
+EXPIRED = "session_expired"  # session state: set when idle expiry signed the user out
+PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
+          "Your upload is kept; try again in a moment or call IT.")
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    actor: Actor
+    last_seen: datetime
+
+
+def start_session(actor: Actor) -> None:
+    """Remember a successful sign-in in this browser session."""
+    st.session_state[SIGNED_IN] = SignedIn(actor, now_utc())
+    st.session_state.pop(EXPIRED, None)
+
+
+def end_session(reason: str = "signed out") -> None:
+    """Sign out (audited) and forget everything this browser session held."""
+    signed = st.session_state.get(SIGNED_IN)
+    if signed is not None:
+        try:
+            accounts.sign_out(app_database(), signed.actor, reason)
+        except AuditUnavailable:  # signing out must always work; the row is lost, not the exit
+            pass
+    for key in list(st.session_state):
+        del st.session_state[key]
+
+
+def current_actor() -> Actor | None:
+    """The signed-in user, or None (never signed in, idle too long, account disabled)."""
+    signed = st.session_state.get(SIGNED_IN)
+    if signed is None:
+        return None
+    now = now_utc()
+    if accounts.is_idle_expired(signed.last_seen, now, load_settings()):
+        end_session("idle timeout")
+        st.session_state[EXPIRED] = True
+        return None
+    role = accounts.current_role(app_database(), signed.actor.username)
+    if role is None:
+        end_session("account disabled")
+        return None
+    actor = Actor(signed.actor.username, role)
+    st.session_state[SIGNED_IN] = SignedIn(actor, now)
+    return actor
+
+
+def require_admin() -> Actor:
+    """Stop an admin page for anyone else, whatever link or URL brought them here."""
+    actor = current_actor()
+    if actor is None or actor.role != ADMIN:
+        st.error("This page is for admins only.", icon=":material/block:")
+        st.stop()
+    return actor
+
+
+def require_signed_in() -> Actor:
+    """Stop a page for a browser session that is not signed in."""
+    actor = current_actor()
+    if actor is None:
+        st.error("Please sign in first.", icon=":material/block:")
+        st.stop()
+    return actor

@@ -1,0 +1,54 @@
+"""Every setting of the department's deployment in one place, read from the environment.
+
+Defaults run out of the box: a SQLite file in the data folder beside the code. Hospital IT
+points ``CXR_DATABASE_URL`` at PostgreSQL and ``CXR_DATA_DIR`` at a backed-up disk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATABASE_URL_ENV = "CXR_DATABASE_URL"
+DATA_DIR_ENV = "CXR_DATA_DIR"
+IDLE_MINUTES_ENV = "CXR_SESSION_IDLE_MINUTES"
+SQLITE_BUSY_ENV = "CXR_SQLITE_BUSY_SECONDS"
+DATABASE_FILE = "cxr.db"
+IMAGES_FOLDER = "images"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives and how strict sign-in is."""
+
+    data_dir: Path
+    database_url: str
+    session_idle_minutes: float = 30.0
+    max_failed_sign_ins: int = 5
+    lockout_minutes: float = 15.0
+    feedback_edit_hours: float = 24.0
+    # Monitoring: the last days' predicted-class mix against the validation mix.
+    drift_window_days: int = 7
+    drift_max_distance: float = 0.2  # total-variation distance that raises the warning
+    drift_min_analyses: int = 30  # fewer analyses say too little to warn on
+    # SQLite waits this long for another writer before the write (and so the analysis) fails.
+    sqlite_busy_seconds: float = 10.0
+
+    @property
+    def images_dir(self) -> Path:
+        """Where de-identified images are kept, when an admin turns that on."""
+        return self.data_dir / IMAGES_FOLDER
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, with defaults a newcomer can run."""
+    data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or REPO_ROOT / "data")
+    database_url = (os.environ.get(DATABASE_URL_ENV, "").strip()
+                    or f"sqlite:///{data_dir / DATABASE_FILE}")
+    numbers = {name: float(os.environ[env]) for name, env in
+               (("session_idle_minutes", IDLE_MINUTES_ENV),
+                ("sqlite_busy_seconds", SQLITE_BUSY_ENV))
+               if os.environ.get(env, "").strip()}
+    return Settings(data_dir=data_dir, database_url=database_url, **numbers)
