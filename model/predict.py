@@ -16,20 +16,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-
+from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, decode_file
-from model.errors import ImageError
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
-
-DECODE_THREADS = 4
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -46,42 +40,25 @@ def collect_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarray]
-             ) -> Iterator[list[tuple[Path, np.ndarray | ImageError]]]:
-    """Decode and admit in a thread pool, one batch ahead of the model."""
-
-    def outcome(future: Future) -> np.ndarray | ImageError:
-        try:
-            return future.result()
-        except ImageError as error:
-            return error
-
-    chunks = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
-        for index, chunk in enumerate(chunks):
-            current = pending
-            following = chunks[index + 1] if index + 1 < len(chunks) else []
-            pending = [pool.submit(load, path) for path in following]
-            yield [(path, outcome(future)) for path, future in zip(chunk, current, strict=True)]
-
-
 def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused.
 
     The predictor decides (``admit``, then ``gated_probabilities``), exactly as for the app.
     """
-    for batch in _batches(files, batch_size, lambda path: predictor.admit(decode_file(path))):
-        outcomes = predictor.gated_probabilities([admitted for _, admitted in batch])
-        for (path, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, ImageError):
-                record = {"file": str(path), "error": str(outcome)}
-            else:
-                by_class = dict(zip(predictor.classes, outcome.tolist(), strict=True))
-                record = {"file": str(path), "label": max(by_class, key=by_class.get),
-                          "probabilities": by_class, "model": predictor.version}
-            out.write(json.dumps(record) + "\n")
-        out.flush()
+    for outcome in classify(files, decode_file, predictor, batch_size):
+        write_record({"file": str(outcome.item)}, outcome, predictor, out)
+
+
+def write_record(where: dict, outcome: Classified, predictor: Predictor, out: TextIO,
+                 **extra: object) -> None:
+    """One JSON line: ``where`` (the file, or the PACS keys), then the result or the error."""
+    if outcome.error is not None:
+        record = {**where, "error": outcome.error}
+    else:
+        record = {**where, "label": outcome.label, "probabilities": outcome.probabilities,
+                  "model": predictor.version}
+    out.write(json.dumps({**record, **extra}) + "\n")
+    out.flush()
 
 
 def _positive_int(text: str) -> int:

@@ -6,13 +6,13 @@ Shared by the end-to-end test and bench/e2e_latency.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from testkit.ports import free_port  # noqa: F401  (re-exported for the tests)
 from webapp.resources import MODEL_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +23,6 @@ CHROMIUM_ARGS = [
 ]
 RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:

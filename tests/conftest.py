@@ -20,3 +20,21 @@ def cxr4_dir() -> Path:
     if not (CXR4_DATA / "val").is_dir():
         pytest.skip(f"real X-rays not found at {CXR4_DATA} (the shared data folder is absent)")
     return CXR4_DATA
+
+
+@pytest.fixture(scope="session")
+def pacs_archive(tmp_path_factory):
+    """A real Orthanc (DICOMweb) holding one study of each variant in testkit.pacs_studies,
+    made from real X-rays when ../shared is present; skipped when Orthanc is not installed."""
+    from testkit.orthanc import missing_reason, running_orthanc
+    from testkit.pacs_studies import PacsArchive, chest_studies, xray_images
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    studies = chest_studies(xray_images(CXR4_DATA, 8))
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        for study in studies:
+            for dicom in study.files:
+                orthanc.store(dicom)
+        yield PacsArchive(orthanc, studies)
