@@ -1,11 +1,17 @@
-"""Classify X-ray files from the command line, one JSON object per line on stdout.
+"""Classify X-ray files, or a PACS's chest studies, from the command line: JSON lines on stdout.
 
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
+    python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
+                            [--body-part PART] [--send-results] [--model RUN_DIR]
 
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} or, for a file that cannot be used or that the
 model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
-the run goes on. Exit 0 once every path was processed, 2 on usage errors.
+the run goes on. With --pacs (login and the other settings from the CXR_PACS_* variables,
+see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
+image's opaque key (null on a study's own error line, e.g. a lateral-only study); with
+--send-results, "stored" is true or the archive's error. Exit 0 once everything was
+processed, 1 when the PACS cannot be searched (unreachable, login refused), 2 on usage errors.
 Logs go to stderr so stdout stays machine-readable.
 """
 
@@ -16,6 +22,7 @@ import contextlib
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -61,6 +68,14 @@ def write_record(where: dict, outcome: Classified, predictor: Predictor, out: Te
     out.flush()
 
 
+def _study_date(text: str) -> str:
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYYMMDD, got {text!r}") from None
+    return text
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -73,8 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m model.predict",
         description="Classify chest X-ray files; prints one JSON object per line.",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="image files or folders (searched recursively)")
+    pacs = parser.add_argument_group("PACS mode (instead of PATHs)")
+    pacs.add_argument("--pacs", metavar="URL",
+                      help="DICOMweb root of the archive; login from CXR_PACS_USER/PASSWORD/TOKEN")
+    pacs.add_argument("--since", type=_study_date, metavar="YYYYMMDD",
+                      help="studies on or after this date")
+    pacs.add_argument("--until", type=_study_date, metavar="YYYYMMDD",
+                      help="studies on or before this date")
+    pacs.add_argument("--body-part", metavar="PART",
+                      help="only images whose BodyPartExamined is PART (when they name one)")
+    pacs.add_argument("--send-results", action="store_true",
+                      help="store a Structured Report and a heatmap image in each study")
     parser.add_argument("--model", type=Path, metavar="RUN_DIR",
                         help="run directory (default: the shipped model in model/artifacts)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
@@ -85,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    pacs_only = [flag for flag, given in (("--since", args.since), ("--until", args.until),
+                 ("--body-part", args.body_part), ("--send-results", args.send_results)) if given]
+    if args.pacs and args.paths:
+        parser.error("give image PATHs or --pacs URL, not both")
+    if pacs_only and not args.pacs:
+        parser.error(f"{', '.join(pacs_only)} only apply with --pacs")
+    if not args.pacs and not args.paths:
+        parser.error("give at least one image PATH, or --pacs URL")
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
@@ -98,10 +132,42 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     if not predictor.ood.enabled:
         print(f"warning: {predictor.ood.info['reason']}", file=sys.stderr)
+    if args.pacs:
+        return predict_pacs(args, predictor)
     files = collect_files(args.paths)
     if not files:
         print("no image files found", file=sys.stderr)
     predict_files(files, predictor, args.batch_size, sys.stdout)
+    return 0
+
+
+def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
+    """PACS mode: one line per frontal image of each listed study, or per study without one."""
+    from pacs.client import PacsClient
+    from pacs.errors import PacsError
+    from pacs.results import send_results
+    from pacs.settings import settings_for
+    from pacs.studies import ImageRef, StudyQuery
+    from pacs.triage import keys, triage, work_items
+
+    client = PacsClient(settings_for(args.pacs))
+    try:
+        items = work_items(client, StudyQuery(args.since, args.until, args.body_part))
+    except PacsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not items:
+        print("no chest radiograph studies found", file=sys.stderr)
+    for outcome in triage(client, items, predictor, args.batch_size):
+        extra = {}
+        if args.send_results and outcome.error is None and isinstance(outcome.item, ImageRef):
+            try:
+                send_results(client, outcome.item, outcome.image, outcome.probabilities,
+                             predictor)
+                extra["stored"] = True
+            except PacsError as error:
+                extra["stored"] = str(error)
+        write_record(keys(outcome.item), outcome, predictor, sys.stdout, **extra)
     return 0
 
 
