@@ -25,9 +25,12 @@ RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
 
 
-def start_server(run_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """`streamlit run app.py` on 127.0.0.1 serving run_dir; its output goes to log_path."""
-    env = {**os.environ, MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def start_server(run_dir: Path, port: int, log_path: Path,
+                 environment: dict[str, str] | None = None) -> subprocess.Popen:
+    """`streamlit run app.py` on 127.0.0.1 serving run_dir, with extra ``environment`` (the
+    PACS settings, say); its output goes to log_path."""
+    env = {**os.environ, MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
+           **(environment or {})}
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py",
