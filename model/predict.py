@@ -22,6 +22,8 @@ import contextlib
 import json
 import os
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -31,6 +33,10 @@ from model.decode import IMAGE_SUFFIXES, decode_file
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
+    from pacs.client import PacsClient
+    from pacs.studies import StudyQuery
+
+SEND_THREADS = 2  # results stored while the next images are analysed
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -142,33 +148,60 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
-    """PACS mode: one line per frontal image of each listed study, or per study without one."""
+    """PACS mode: 1 with a message when the archive cannot be searched, else 0."""
     from pacs.client import PacsClient
     from pacs.errors import PacsError
-    from pacs.results import send_results
     from pacs.settings import settings_for
-    from pacs.studies import ImageRef, StudyQuery
-    from pacs.triage import keys, triage, work_items
+    from pacs.studies import StudyQuery
 
     client = PacsClient(settings_for(args.pacs))
+    query = StudyQuery(args.since, args.until, args.body_part)
     try:
-        items = work_items(client, StudyQuery(args.since, args.until, args.body_part))
+        predict_studies(client, query, predictor, args.batch_size, args.send_results, sys.stdout)
     except PacsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
+                    batch_size: int, send_results: bool, out: TextIO) -> None:
+    """One line per frontal image of each listed study, or per study without one; with
+    ``send_results`` each analysed image's SR and heatmap are stored in its study, in a few
+    threads so the archive's answers overlap the next images' work; lines stay in order.
+
+    Raises PacsError when the archive cannot be searched (unreachable, login refused).
+    """
+    from pacs.errors import PacsError
+    from pacs.results import send_results as store_results
+    from pacs.studies import ImageRef
+    from pacs.triage import keys, triage, work_items
+
+    def store(outcome: Classified) -> bool | str:
+        try:
+            store_results(client, outcome.item, outcome.image, outcome.probabilities, predictor)
+            return True
+        except PacsError as error:
+            return str(error)
+
+    def write(outcome: Classified, stored: Future | None) -> None:
+        extra = {} if stored is None else {"stored": stored.result()}
+        write_record(keys(outcome.item), outcome, predictor, out, **extra)
+
+    items = work_items(client, query)
     if not items:
         print("no chest radiograph studies found", file=sys.stderr)
-    for outcome in triage(client, items, predictor, args.batch_size):
-        extra = {}
-        if args.send_results and outcome.error is None and isinstance(outcome.item, ImageRef):
-            try:
-                send_results(client, outcome.item, outcome.image, outcome.probabilities,
-                             predictor)
-                extra["stored"] = True
-            except PacsError as error:
-                extra["stored"] = str(error)
-        write_record(keys(outcome.item), outcome, predictor, sys.stdout, **extra)
-    return 0
+    pending: deque[tuple[Classified, Future | None]] = deque()
+    with ThreadPoolExecutor(SEND_THREADS) as pool:
+        for outcome in triage(client, items, predictor, batch_size):
+            sendable = send_results and outcome.error is None and isinstance(outcome.item,
+                                                                              ImageRef)
+            pending.append((outcome, pool.submit(store, outcome) if sendable else None))
+            while pending and (len(pending) > batch_size or pending[0][1] is None
+                               or pending[0][1].done()):
+                write(*pending.popleft())
+        while pending:
+            write(*pending.popleft())
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ ALGORITHM_NAME = "CXR assistant chest X-ray classifier"
 MANUFACTURER = "CXR assistant"
 HEATMAP_NOTICE = "AI heatmap: decision support, not for diagnosis"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
-HEATMAP_SIDE = 1024  # the Secondary Capture's longest side: enough to read, small to store
+HEATMAP_SIDE = 512  # the Secondary Capture's longest side: readable, quick to make and store
 HEATMAP_OPACITY = 0.4
 DEVICE_UID = generate_uid(entropy_srcs=[ALGORITHM_NAME])  # the same for every report
 PRIVATE_SCHEME = "99CXRAI"  # our own coding scheme, for what SNOMED CT has no code for
