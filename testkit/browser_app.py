@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from testkit.ports import free_port  # noqa: F401  (re-exported for the tests)
+from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
 from webapp.resources import MODEL_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,12 +56,7 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120.0) -> 
 
 
 def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop_process(server)
 
 
 def upload(page, path: Path, timeout_ms: float = 60_000) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from testkit.ports import free_port
+from testkit.servers import free_port, stop_process
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -122,9 +122,4 @@ def running_orthanc(folder: Path, timeout: float = 30.0) -> Iterator[Orthanc]:
         _wait_ready(orthanc, process, timeout)
         yield orthanc
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -11,7 +11,7 @@ from pacs.errors import NoFrontalImage, PacsError
 from pacs.keys import opaque_key
 from pacs.settings import settings_for
 from pacs.studies import StudyQuery, StudyRef, frontal_images
-from testkit.ports import free_port
+from testkit.servers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from model.predictor import Predictor
 from pacs.keys import opaque_key
 from pacs.results import HEATMAP_NOTICE, finding_code, probability_code
 from testkit.pacs_studies import identifiers
-from testkit.ports import free_port
+from testkit.servers import free_port
 from tests.model_factory import make_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

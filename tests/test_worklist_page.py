@@ -44,6 +44,15 @@ def worklist_page(monkeypatch, run_dir: Path, environment: dict[str, str]) -> Ap
     return at
 
 
+def query_pacs(at: AppTest) -> AppTest:
+    at.segmented_control(key="worklist_source").set_value("PACS")
+    at.run()
+    at.button[0].click()
+    at.run()
+    assert not at.exception, [item.value for item in at.exception]
+    return at
+
+
 def shown_text(at: AppTest) -> str:
     parts = [str(element.value) for kind in ("markdown", "caption", "info", "success",
                                              "warning", "error") for element in getattr(at, kind)]
@@ -82,12 +91,7 @@ def test_without_a_pacs_the_page_says_how_to_configure_one(monkeypatch, factory_
 
 def test_a_pacs_query_lists_studies_and_sends_results(monkeypatch, factory_run_dir,
                                                       pacs_archive):
-    at = worklist_page(monkeypatch, factory_run_dir, pacs_archive.environment())
-    at.segmented_control(key="worklist_source").set_value("PACS")
-    at.run()
-    at.button[0].click()
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
+    at = query_pacs(worklist_page(monkeypatch, factory_run_dir, pacs_archive.environment()))
     (frame,) = at.dataframe
     table = frame.value
     descriptions = set(table["study description"])
@@ -107,12 +111,7 @@ def test_a_pacs_query_lists_studies_and_sends_results(monkeypatch, factory_run_d
 def test_a_refused_login_is_a_message_and_the_page_keeps_working(monkeypatch, factory_run_dir,
                                                                  pacs_archive):
     environment = pacs_archive.environment(CXR_PACS_PASSWORD="wrong")
-    at = worklist_page(monkeypatch, factory_run_dir, environment)
-    at.segmented_control(key="worklist_source").set_value("PACS")
-    at.run()
-    at.button[0].click()
-    at.run()
-    assert not at.exception
+    at = query_pacs(worklist_page(monkeypatch, factory_run_dir, environment))
     assert "refused the login" in at.error[0].value
     at.segmented_control(key="worklist_source").set_value("Upload")
     at.run()
