@@ -66,8 +66,10 @@ def test_a_body_part_filter_leaves_no_image_to_analyse(client, pacs_archive):
         client.frontal_images(ref, body_part="KNEE")
 
 
-def test_a_wrong_password_is_a_refused_login(pacs_archive):
-    environment = pacs_archive.environment(CXR_PACS_PASSWORD="wrong")
+@pytest.mark.parametrize("login", [{"CXR_PACS_PASSWORD": "wrong"},
+                                   {"CXR_PACS_TOKEN": "not-a-token-this-archive-knows"}])
+def test_a_wrong_login_is_a_refused_login(pacs_archive, login):
+    environment = pacs_archive.environment(**login)
     client = PacsClient(settings_for(pacs_archive.orthanc.dicomweb_url, environment))
     with pytest.raises(PacsError, match=r"refused the login \(HTTP 401\)"):
         client.search_studies(StudyQuery())
