@@ -22,6 +22,7 @@ st.logo("assets/logo.svg", size="large")
 
 DIAGNOSE = st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:",
                    default=True)
+WORKLIST = st.Page("pages/worklist.py", title="Worklist", icon=":material/format_list_numbered:")
 ADMIN_PAGES = [
     st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
@@ -37,7 +38,7 @@ if not has_accounts(app_database()):
 elif actor is None:
     pages = [st.Page("pages/sign_in.py", title="Sign in", icon=":material/login:", default=True)]
 else:
-    pages = [DIAGNOSE, *(ADMIN_PAGES if actor.role == ADMIN else [])]
+    pages = [DIAGNOSE, WORKLIST, *(ADMIN_PAGES if actor.role == ADMIN else [])]
     with st.sidebar:
         st.caption(f"Signed in as **{actor.username}** ({actor.role})")
         st.button("Sign out", icon=":material/logout:", on_click=end_session, key="sign_out")

@@ -1,11 +1,17 @@
-"""Classify X-ray files from the command line, one JSON object per line on stdout.
+"""Classify X-ray files, or a PACS's chest studies, from the command line: JSON lines on stdout.
 
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
+    python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
+                            [--body-part PART] [--send-results] [--model RUN_DIR]
 
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} or, for a file that cannot be used or that the
 model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
-the run goes on. Exit 0 once every path was processed, 2 on usage errors.
+the run goes on. With --pacs (login and the other settings from the CXR_PACS_* variables,
+see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
+image's opaque key (null on a study's own error line, e.g. a lateral-only study); with
+--send-results, "stored" is true or the archive's error. Exit 0 once everything was
+processed, 1 when the PACS cannot be searched (unreachable, login refused), 2 on usage errors.
 Logs go to stderr so stdout stays machine-readable.
 """
 
@@ -16,20 +22,21 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-
+from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, decode_file
-from model.errors import ImageError
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
+    from pacs.client import PacsClient
+    from pacs.studies import StudyQuery
 
-DECODE_THREADS = 4
+SEND_THREADS = 2  # results stored while the next images are analysed
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -46,42 +53,33 @@ def collect_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _batches(files: list[Path], batch_size: int, load: Callable[[Path], np.ndarray]
-             ) -> Iterator[list[tuple[Path, np.ndarray | ImageError]]]:
-    """Decode and admit in a thread pool, one batch ahead of the model."""
-
-    def outcome(future: Future) -> np.ndarray | ImageError:
-        try:
-            return future.result()
-        except ImageError as error:
-            return error
-
-    chunks = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
-        for index, chunk in enumerate(chunks):
-            current = pending
-            following = chunks[index + 1] if index + 1 < len(chunks) else []
-            pending = [pool.submit(load, path) for path in following]
-            yield [(path, outcome(future)) for path, future in zip(chunk, current, strict=True)]
-
-
 def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused.
 
     The predictor decides (``admit``, then ``gated_probabilities``), exactly as for the app.
     """
-    for batch in _batches(files, batch_size, lambda path: predictor.admit(decode_file(path))):
-        outcomes = predictor.gated_probabilities([admitted for _, admitted in batch])
-        for (path, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, ImageError):
-                record = {"file": str(path), "error": str(outcome)}
-            else:
-                by_class = dict(zip(predictor.classes, outcome.tolist(), strict=True))
-                record = {"file": str(path), "label": max(by_class, key=by_class.get),
-                          "probabilities": by_class, "model": predictor.version}
-            out.write(json.dumps(record) + "\n")
-        out.flush()
+    for outcome in classify(files, decode_file, predictor, batch_size):
+        write_record({"file": str(outcome.item)}, outcome, predictor, out)
+
+
+def write_record(where: dict, outcome: Classified, predictor: Predictor, out: TextIO,
+                 **extra: object) -> None:
+    """One JSON line: ``where`` (the file, or the PACS keys), then the result or the error."""
+    if outcome.error is not None:
+        record = {**where, "error": outcome.error}
+    else:
+        record = {**where, "label": outcome.label, "probabilities": outcome.probabilities,
+                  "model": predictor.version}
+    out.write(json.dumps({**record, **extra}) + "\n")
+    out.flush()
+
+
+def _study_date(text: str) -> str:
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYYMMDD, got {text!r}") from None
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -96,8 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m model.predict",
         description="Classify chest X-ray files; prints one JSON object per line.",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="image files or folders (searched recursively)")
+    pacs = parser.add_argument_group("PACS mode (instead of PATHs)")
+    pacs.add_argument("--pacs", metavar="URL",
+                      help="DICOMweb root of the archive; login from CXR_PACS_USER/PASSWORD/TOKEN")
+    pacs.add_argument("--since", type=_study_date, metavar="YYYYMMDD",
+                      help="studies on or after this date")
+    pacs.add_argument("--until", type=_study_date, metavar="YYYYMMDD",
+                      help="studies on or before this date")
+    pacs.add_argument("--body-part", metavar="PART",
+                      help="only images whose BodyPartExamined is PART (when they name one)")
+    pacs.add_argument("--send-results", action="store_true",
+                      help="store a Structured Report and a heatmap image in each study")
     parser.add_argument("--model", type=Path, metavar="RUN_DIR",
                         help="run directory (default: the shipped model in model/artifacts)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
@@ -108,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    pacs_only = [flag for flag, given in (("--since", args.since), ("--until", args.until),
+                 ("--body-part", args.body_part), ("--send-results", args.send_results)) if given]
+    if args.pacs and args.paths:
+        parser.error("give image PATHs or --pacs URL, not both")
+    if pacs_only and not args.pacs:
+        parser.error(f"{', '.join(pacs_only)} only apply with --pacs")
+    if not args.pacs and not args.paths:
+        parser.error("give at least one image PATH, or --pacs URL")
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
@@ -121,11 +138,70 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     if not predictor.ood.enabled:
         print(f"warning: {predictor.ood.info['reason']}", file=sys.stderr)
+    if args.pacs:
+        return predict_pacs(args, predictor)
     files = collect_files(args.paths)
     if not files:
         print("no image files found", file=sys.stderr)
     predict_files(files, predictor, args.batch_size, sys.stdout)
     return 0
+
+
+def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
+    """PACS mode: 1 with a message when the archive cannot be searched, else 0."""
+    from pacs.client import PacsClient
+    from pacs.errors import PacsError
+    from pacs.settings import settings_for
+    from pacs.studies import StudyQuery
+
+    client = PacsClient(settings_for(args.pacs))
+    query = StudyQuery(args.since, args.until, args.body_part)
+    try:
+        predict_studies(client, query, predictor, args.batch_size, args.send_results, sys.stdout)
+    except PacsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
+                    batch_size: int, send_results: bool, out: TextIO) -> None:
+    """One line per frontal image of each listed study, or per study without one; with
+    ``send_results`` each analysed image's SR and heatmap are stored in its study, in a few
+    threads so the archive's answers overlap the next images' work; lines stay in order.
+
+    Raises PacsError when the archive cannot be searched (unreachable, login refused).
+    """
+    from pacs.errors import PacsError
+    from pacs.results import send_results as store_results
+    from pacs.studies import ImageRef
+    from pacs.triage import keys, triage, work_items
+
+    def store(outcome: Classified) -> bool | str:
+        try:
+            store_results(client, outcome.item, outcome.image, outcome.probabilities, predictor)
+            return True
+        except PacsError as error:
+            return str(error)
+
+    def write(outcome: Classified, stored: Future | None) -> None:
+        extra = {} if stored is None else {"stored": stored.result()}
+        write_record(keys(outcome.item), outcome, predictor, out, **extra)
+
+    items = work_items(client, query)
+    if not items:
+        print("no chest radiograph studies found", file=sys.stderr)
+    pending: deque[tuple[Classified, Future | None]] = deque()
+    with ThreadPoolExecutor(SEND_THREADS) as pool:
+        for outcome in triage(client, items, predictor, batch_size):
+            sendable = send_results and outcome.error is None and isinstance(outcome.item,
+                                                                              ImageRef)
+            pending.append((outcome, pool.submit(store, outcome) if sendable else None))
+            while pending and (len(pending) > batch_size or pending[0][1] is None
+                               or pending[0][1].done()):
+                write(*pending.popleft())
+        while pending:
+            write(*pending.popleft())
 
 
 if __name__ == "__main__":

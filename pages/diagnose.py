@@ -21,9 +21,11 @@ from webapp.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
 from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
 from webapp.feedback import FeedbackError, editable, reading_for, save_reading
+from webapp.pdf_report import pdf_report
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.settings import load_settings
+from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
@@ -63,6 +65,17 @@ def record(action: str, **detail: str) -> None:
                     **detail)
     except AuditUnavailable:
         st.toast(PAUSED, icon=":material/error:")
+
+
+def opened_from_worklist() -> DiagnoseState | None:
+    """The image a worklist row opened, kept across reruns until an upload replaces it."""
+    opened = st.session_state.pop(OPENED_FROM_WORKLIST, None)
+    if opened is not None:
+        st.session_state[RESULT] = opened
+        if opened.analysis is not None:
+            st.session_state[EXPLAINED_CLASS] = opened.analysis.predicted_class
+    stored = st.session_state.get(RESULT)
+    return stored if stored is not None and is_from_worklist(stored) else None
 
 
 def show_headline(analysis: Analysis) -> None:
@@ -132,7 +145,7 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
 
 def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
     stem = analysis.file_name.rsplit(".", 1)[0] or "xray"
-    overlay_button, json_button = st.columns(2)
+    overlay_button, json_button, pdf_button = st.columns(3)
     overlay_button.download_button(
         "Overlay (PNG)",
         data=lambda: overlay_png(analysis, class_name, opacity),
@@ -154,6 +167,16 @@ def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
         args=(DOWNLOAD,),
         kwargs={"file": "result"},
         width="stretch",
+    )
+    pdf_button.download_button(
+        "Report (PDF)",
+        data=lambda: pdf_report(analysis, class_name, opacity),
+        file_name=f"{stem}_report.pdf",
+        mime="application/pdf",
+        icon=":material/download:",
+        on_click="ignore",
+        width="stretch",
+        key="pdf_report",
     )
 
 
@@ -212,12 +235,12 @@ upload = st.file_uploader(
     key="upload",
     help="One image at a time; uploading another replaces the result.",
 )
-if upload is None:
+state = (current_state(upload, predictor, actor) if upload is not None
+         else opened_from_worklist())
+if state is None:
     st.session_state.pop(RESULT, None)
     st.info(NOTICE, icon=":material/info:")
     st.stop()
-
-state = current_state(upload, predictor, actor)
 if state.error is not None:
     st.error(state.error, icon=":material/error:")
     st.stop()

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
 from webapp.accounts import CLI_ACTOR, add_account
 from webapp.db import open_database
 from webapp.resources import MODEL_DIR_ENV
@@ -40,13 +41,14 @@ def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] 
     return url
 
 
-def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path
-                 ) -> subprocess.Popen:
+def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path,
+                 environment: dict[str, str] | None = None) -> subprocess.Popen:
     """`streamlit run app.py` on 127.0.0.1 serving run_dir, with its data (the database, kept
-    images) in data_dir; its output goes to log_path."""
+    images) in data_dir and extra ``environment`` (the PACS settings, say); its output goes to
+    log_path."""
     env = {name: value for name, value in os.environ.items() if name != DATABASE_URL_ENV}
     env.update({MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
-                DATA_DIR_ENV: str(data_dir)})
+                DATA_DIR_ENV: str(data_dir), **(environment or {})})
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py",
@@ -72,12 +74,7 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120.0) -> 
 
 
 def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop_process(server)
 
 
 def sign_in(page, username: str, password: str) -> None:

@@ -81,3 +81,21 @@ def app_database_url(tmp_path, monkeypatch) -> str:
     database.engine.dispose()
     monkeypatch.setenv(DATABASE_URL_ENV, url)
     return url
+
+
+@pytest.fixture(scope="session")
+def pacs_archive(tmp_path_factory):
+    """A real Orthanc (DICOMweb) holding one study of each variant in testkit.pacs_studies,
+    made from real X-rays when ../shared is present; skipped when Orthanc is not installed."""
+    from testkit.orthanc import missing_reason, running_orthanc
+    from testkit.pacs_studies import PacsArchive, chest_studies, xray_images
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    studies = chest_studies(xray_images(CXR4_DATA, 8))
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as orthanc:
+        for study in studies:
+            for dicom in study.files:
+                orthanc.store(dicom)
+        yield PacsArchive(orthanc, studies)

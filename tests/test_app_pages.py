@@ -165,7 +165,8 @@ def test_upload_shows_the_predicted_class_probability_chart_and_overlay(predicto
     overlay = at.get_by_key("overlay")
     assert "Grad-CAM" in " ".join(overlay.get("image")[0].captions)
     assert at.selectbox(key="explained_class").value == predicted
-    assert len(at.get("download_button")) == 2
+    assert [button.label for button in at.get("download_button")] == [
+        "Overlay (PNG)", "Result (JSON)", "Report (PDF)"]
 
 
 def test_opacity_changes_reuse_the_analysis(xray_png):

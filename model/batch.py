@@ -1,0 +1,80 @@
+"""Many images through the one accept/refuse path: decode in threads, the model in batches.
+
+The CLI (files or the PACS), the worklist and the benchmarks all call ``classify``; each
+item's loader gives a ``DecodedImage`` (from a file, an upload or the archive), then
+``Predictor.admit`` and ``Predictor.gated_probabilities`` decide, exactly as for one upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import numpy as np
+
+from model.decode import DecodedImage
+from model.errors import ImageError
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
+DECODE_THREADS = 4
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Classified(Generic[Item]):
+    """One item's outcome: calibrated probabilities by class, or the message saying why not."""
+
+    item: Item
+    image: DecodedImage | None  # None when it could not be loaded or decoded
+    probabilities: dict[str, float] | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        if self.probabilities is None:
+            return None
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predictor: Predictor,
+             batch_size: int = 32, expected_errors: tuple[type[Exception], ...] = (ImageError,),
+             ) -> Iterator[Classified[Item]]:
+    """Yield each item's outcome, in order; loading runs one batch ahead of the model.
+
+    A loader's ``expected_errors`` (a bad file, a study the archive cannot serve) become that
+    item's message; anything else is a bug and propagates.
+    """
+
+    def admit(item: Item) -> tuple[DecodedImage | None, np.ndarray | str]:
+        image = None
+        try:
+            image = load(item)
+            return image, predictor.admit(image)
+        except expected_errors as error:
+            return image, str(error)
+
+    chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        pending: list[Future] = [pool.submit(admit, item) for item in chunks[0]] if chunks else []
+        for index, chunk in enumerate(chunks):
+            loaded = [future.result() for future in pending]
+            following = chunks[index + 1] if index + 1 < len(chunks) else []
+            pending = [pool.submit(admit, item) for item in following]
+            yield from _decide(chunk, loaded, predictor)
+
+
+def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.ndarray | str]],
+            predictor: Predictor) -> Iterator[Classified[Item]]:
+    admitted = [ImageError(outcome) if isinstance(outcome, str) else outcome
+                for _, outcome in loaded]
+    outcomes = predictor.gated_probabilities(admitted)
+    for item, (image, _), outcome in zip(chunk, loaded, outcomes, strict=True):
+        if isinstance(outcome, ImageError):
+            yield Classified(item, image, error=str(outcome))
+        else:
+            probabilities = dict(zip(predictor.classes, outcome.tolist(), strict=True))
+            yield Classified(item, image, probabilities=probabilities)

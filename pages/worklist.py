@@ -1,0 +1,131 @@
+"""Worklist: triage many chest X-rays at once (uploads, a .zip, or a PACS query), most
+suspicious first; open a row in the Diagnose view; export CSV; send results to the PACS."""
+
+import streamlit as st
+
+from model.labels import display_name
+from model.predictor import ModelLoadError
+from pacs.client import PacsClient
+from pacs.errors import PacsError
+from pacs.settings import from_environment
+from pacs.studies import StudyQuery
+from webapp.analysis import NOTICE
+from webapp.resources import load_predictor, run_dir
+from webapp.worklist import (
+    NOT_NORMAL,
+    OPENED_FROM_WORKLIST,
+    expand_uploads,
+    open_row,
+    send_study_results,
+    sendable_studies,
+    sorted_rows,
+    table,
+    to_csv,
+    triage_pacs,
+    triage_uploads,
+)
+
+ROWS = "worklist_rows"  # session state: the current batch's WorklistRows
+MESSAGES = "worklist_messages"  # what could not be read from the uploads
+
+
+def progress_bar(label: str):
+    bar = st.progress(0.0, text=label)
+    return lambda done, total: bar.progress(done / max(1, total), text=f"{label} {done}/{total}")
+
+
+def from_uploads(predictor) -> None:
+    files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
+                             accept_multiple_files=True)
+    if st.button("Analyse the batch", disabled=not files, type="primary"):
+        uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
+        st.session_state[ROWS] = triage_uploads(uploads, predictor,
+                                                progress=progress_bar("Analysing"))
+        st.session_state[MESSAGES] = messages
+
+
+def from_pacs(predictor, settings) -> None:
+    if settings is None:
+        st.info("No PACS is configured: set CXR_PACS_URL (and the login) to query one.",
+                icon=":material/info:")
+        return
+    since, until, part = st.columns(3)
+    first = since.date_input("Studies from", value=None, key="pacs_since")
+    last = until.date_input("to", value=None, key="pacs_until")
+    body_part = part.text_input("Body part (optional)", key="pacs_body_part").strip() or None
+    automatic = st.checkbox("Send results to the PACS automatically", key="pacs_auto_send")
+    if st.button("Query the PACS", type="primary"):
+        query = StudyQuery(since=first and first.strftime("%Y%m%d"),
+                           until=last and last.strftime("%Y%m%d"), body_part=body_part)
+        client = PacsClient(settings)
+        try:
+            rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
+        except PacsError as error:
+            st.error(str(error), icon=":material/error:")
+            return
+        st.session_state[ROWS], st.session_state[MESSAGES] = rows, []
+        if automatic:
+            for study_key in sendable_studies(rows):
+                st.session_state[MESSAGES].append(
+                    send_study_results(client, rows, study_key, predictor)[1])
+
+
+st.title("Worklist")
+st.caption("Many chest X-rays at once, the most suspicious first. Studies are shown by an "
+           "opaque key, their date and description; identities stay in the PACS.")
+try:
+    predictor = load_predictor(run_dir())
+except ModelLoadError as error:
+    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.stop()
+settings = from_environment()
+
+source = st.segmented_control("Images from", ["Upload", "PACS"], default="Upload",
+                              key="worklist_source")
+if source == "PACS":
+    from_pacs(predictor, settings)
+else:
+    from_uploads(predictor)
+
+rows = st.session_state.get(ROWS)
+for message in st.session_state.get(MESSAGES, []):
+    st.warning(message, icon=":material/warning:")
+if not rows:
+    st.info(NOTICE, icon=":material/info:")
+    st.stop()
+
+choices = [NOT_NORMAL, *predictor.classes]
+sort_by = st.selectbox("Sort by the probability of", choices, key="worklist_sort",
+                       format_func=lambda name: name if name == NOT_NORMAL else display_name(name))
+ordered = sorted_rows(rows, sort_by)
+viewer_url = settings.viewer_url if settings else None
+with st.container(key="worklist"):
+    selection = st.dataframe(
+        table(ordered, predictor.classes, sort_by, viewer_url), key="worklist_table",
+        on_select="rerun", selection_mode="single-row", hide_index=True, row_height=64,
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("X-ray"),
+            "score": st.column_config.ProgressColumn(f"P({sort_by})", min_value=0, max_value=1),
+            "viewer": st.column_config.LinkColumn("PACS viewer", display_text="Open"),
+        },
+    )
+st.caption(f"{len(rows)} images · select a row to open it in the Diagnose view.")
+if selection.selection.rows:
+    with st.spinner("Opening the image…"):
+        st.session_state[OPENED_FROM_WORKLIST] = open_row(ordered[selection.selection.rows[0]],
+                                                          predictor)
+    st.switch_page("pages/diagnose.py")
+
+st.download_button("Worklist (CSV)", data=to_csv(ordered, predictor.classes, sort_by),
+                   file_name="worklist.csv", mime="text/csv", icon=":material/download:",
+                   on_click="ignore")
+
+studies = sendable_studies(ordered)
+if studies and settings is not None:
+    study, send = st.columns([3, 1], vertical_alignment="bottom")
+    study_key = study.selectbox("Study", studies, key="worklist_send_study")
+    if send.button("Send results to the PACS", key="worklist_send"):
+        with st.spinner("Storing the report and heatmap…"):
+            stored, message = send_study_results(PacsClient(settings), rows, study_key,
+                                                 predictor)
+        (st.success if stored else st.error)(message)

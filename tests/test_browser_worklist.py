@@ -1,0 +1,72 @@
+"""The Worklist in a real browser (Debian's Chromium) against a real Orthanc: query the PACS,
+see the studies sorted, open one in the Diagnose view; no patient identifier or UID reaches
+the page or the server's log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testkit.browser_app import (
+    CHROMIUM,
+    RESULT,
+    free_port,
+    start_server,
+    stop_server,
+    wait_for_result,
+    wait_healthy,
+)
+from testkit.pacs_studies import identifiers
+from tests.model_factory import make_run_dir
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
+                "to run the real-browser tests", allow_module_level=True)
+
+from tests.test_browser_e2e import browser_type_launch_args  # noqa: E402, F401  (Debian's Chromium)
+
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def served(pacs_archive, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    run_dir = make_run_dir(tmp_path_factory.mktemp("run"))
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    server = start_server(run_dir, port, log_path, pacs_archive.environment())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url, log_path
+    finally:
+        stop_server(server)
+
+
+def test_a_pacs_worklist_opens_a_study_without_showing_identifiers(page, served, pacs_archive):
+    url, log_path = served
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_role("link", name="Worklist").click()
+    page.get_by_role("radio", name="PACS").click()
+    page.get_by_role("button", name="Query the PACS").click()
+    grid = page.get_by_test_id("stDataFrame")
+    grid.wait_for(state="visible")
+    page.get_by_text("select a row to open it").wait_for()
+
+    page_text = page.content()
+    secret = identifiers(pacs_archive.studies) | {study.study_uid for study in
+                                                  pacs_archive.studies}
+    assert not [value for value in secret if value in page_text]
+
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 32)  # the first row's selection cell
+    wait_for_result(page, "im-", timeout_ms=TIMEOUT_MS)
+    result = page.locator(RESULT).inner_text()
+    assert "%" in result and "im-" in result
+    page_text = page.content()
+    assert not [value for value in secret if value in page_text]
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    assert not [value for value in secret if value in log]

@@ -1,0 +1,68 @@
+"""A one-page PDF of one analysis, for the record: the image and its heatmap, the probabilities,
+the model version and time, and the decision-support notice. No patient identifier and no
+file name (uploads are often named after the patient) appear in it."""
+
+from __future__ import annotations
+
+from fpdf import FPDF
+from PIL import Image
+
+from model.labels import display_name
+from pacs.results import HEATMAP_NOTICE
+from webapp.analysis import NOTICE, Analysis, display_image, overlay_image
+
+IMAGE_SIDE = 1024  # pixels embedded per image: sharp in print, small file
+PAGE_WIDTH_MM, MARGIN_MM = 210, 15
+MAX_IMAGE_HEIGHT_MM = 120
+
+
+def _latin1(text: str) -> str:
+    """The PDF core fonts speak Latin-1; anything else becomes '?' rather than failing."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
+    """The report as PDF bytes; ``class_name`` must be explained in ``analysis.heatmaps``."""
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(False)
+    pdf.set_margins(MARGIN_MM, MARGIN_MM)
+    pdf.add_page()
+    width = PAGE_WIDTH_MM - 2 * MARGIN_MM
+    pdf.set_font("helvetica", "B", 16)
+    pdf.cell(width, 9, "Chest X-ray assistant: AI result", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", "", 11)
+    finding = display_name(analysis.predicted_class)
+    pdf.cell(width, 7, _latin1(f"Most likely finding: {finding} ({analysis.probability:.1%})"),
+             new_x="LMARGIN", new_y="NEXT")
+
+    half = (width - 6) / 2
+    top = pdf.get_y() + 3
+    original = Image.fromarray(display_image(analysis, IMAGE_SIDE))
+    explained = Image.fromarray(overlay_image(analysis, class_name, opacity, IMAGE_SIDE))
+    aspect = original.height / original.width
+    height = min(half * aspect, MAX_IMAGE_HEIGHT_MM)  # a tall image must leave room below
+    pdf.image(original, x=MARGIN_MM, y=top, w=height / aspect, h=height)
+    pdf.image(explained, x=MARGIN_MM + half + 6, y=top, w=height / aspect, h=height)
+    pdf.set_y(top + height + 1)
+    pdf.set_font("helvetica", "I", 9)
+    pdf.cell(half + 6, 5, "Original")
+    pdf.cell(half, 5, _latin1(f"Grad-CAM for {display_name(class_name)}. {HEATMAP_NOTICE}"),
+             new_x="LMARGIN", new_y="NEXT")
+
+    pdf.ln(3)
+    pdf.set_font("helvetica", "B", 11)
+    pdf.cell(width, 7, "Calibrated probabilities", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", "", 11)
+    for name, probability in analysis.probabilities.items():
+        pdf.cell(70, 6, _latin1(display_name(name)))
+        pdf.cell(30, 6, f"{probability:.1%}", align="R", new_x="LMARGIN", new_y="NEXT")
+
+    pdf.ln(3)
+    facts = " | ".join(f"{key}: {value}" for key, value in analysis.image.facts.items())
+    for line in (f"Model version: {analysis.model_version}",
+                 f"Analysed at: {analysis.analysed_at} (UTC)", f"Image: {facts}"):
+        pdf.multi_cell(width, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.set_font("helvetica", "B", 10)
+    pdf.multi_cell(width, 5, _latin1(NOTICE), new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
