@@ -18,7 +18,7 @@ from webapp.analysis import (
     with_heatmap,
 )
 from webapp.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
-from webapp.audited_analysis import analyse_and_record, record_view
+from webapp.audited_analysis import AUDIT_ID, analyse_and_record, record_view
 from webapp.charts import probability_chart
 from webapp.feedback import FeedbackError, editable, reading_for, save_reading
 from webapp.pdf_report import pdf_report
@@ -29,7 +29,6 @@ from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
-AUDIT_ID = "diagnose_audit_id"  # session state: the audit row of that upload
 EXPLAINED_CLASS = "explained_class"
 
 

@@ -9,8 +9,18 @@ from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.settings import from_environment
 from pacs.studies import StudyQuery
+from webapp.accounts import Actor
 from webapp.analysis import NOTICE
-from webapp.resources import load_predictor, run_dir
+from webapp.audit import AuditUnavailable
+from webapp.audited_analysis import AUDIT_ID
+from webapp.audited_worklist import (
+    record_export,
+    record_pacs_batch,
+    record_sent,
+    record_upload_batch,
+)
+from webapp.resources import app_database, load_predictor, run_dir
+from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import (
     NOT_NORMAL,
     OPENED_FROM_WORKLIST,
@@ -34,17 +44,42 @@ def progress_bar(label: str):
     return lambda done, total: bar.progress(done / max(1, total), text=f"{label} {done}/{total}")
 
 
-def from_uploads(predictor) -> None:
+def from_uploads(predictor, actor: Actor) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
         uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
-        st.session_state[ROWS] = triage_uploads(uploads, predictor,
-                                                progress=progress_bar("Analysing"))
+        rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"))
+        try:
+            st.session_state[ROWS] = record_upload_batch(app_database(), actor, uploads, rows,
+                                                         predictor)
+        except AuditUnavailable:
+            st.session_state.pop(ROWS, None)
+            st.error(PAUSED, icon=":material/pause_circle:")
+            st.stop()
         st.session_state[MESSAGES] = messages
 
 
-def from_pacs(predictor, settings) -> None:
+def send_and_record(client: PacsClient, rows, study_key: str, predictor,
+                    actor: Actor) -> tuple[bool, str]:
+    """Send one study's results and audit it; (success, the message for the page)."""
+    stored, message = send_study_results(client, rows, study_key, predictor)
+    try:
+        record_sent(app_database(), actor, study_key, stored, message)
+    except AuditUnavailable:
+        return stored, f"{message} {PAUSED}"
+    return stored, message
+
+
+def export(rows: int) -> None:
+    """Audit the CSV download (a widget callback)."""
+    try:
+        record_export(app_database(), require_signed_in(), rows)
+    except AuditUnavailable:
+        st.toast(PAUSED, icon=":material/error:")
+
+
+def from_pacs(predictor, settings, actor: Actor) -> None:
     if settings is None:
         st.info("No PACS is configured: set CXR_PACS_URL (and the login) to query one.",
                 icon=":material/info:")
@@ -63,13 +98,20 @@ def from_pacs(predictor, settings) -> None:
         except PacsError as error:
             st.error(str(error), icon=":material/error:")
             return
+        try:
+            rows = record_pacs_batch(app_database(), actor, rows, predictor)
+        except AuditUnavailable:
+            st.session_state.pop(ROWS, None)
+            st.error(PAUSED, icon=":material/pause_circle:")
+            st.stop()
         st.session_state[ROWS], st.session_state[MESSAGES] = rows, []
         if automatic:
             for study_key in sendable_studies(rows):
                 st.session_state[MESSAGES].append(
-                    send_study_results(client, rows, study_key, predictor)[1])
+                    send_and_record(client, rows, study_key, predictor, actor)[1])
 
 
+actor = require_signed_in()
 st.title("Worklist")
 st.caption("Many chest X-rays at once, the most suspicious first. Studies are shown by an "
            "opaque key, their date and description; identities stay in the PACS.")
@@ -83,9 +125,9 @@ settings = from_environment()
 source = st.segmented_control("Images from", ["Upload", "PACS"], default="Upload",
                               key="worklist_source")
 if source == "PACS":
-    from_pacs(predictor, settings)
+    from_pacs(predictor, settings, actor)
 else:
-    from_uploads(predictor)
+    from_uploads(predictor, actor)
 
 rows = st.session_state.get(ROWS)
 for message in st.session_state.get(MESSAGES, []):
@@ -112,13 +154,14 @@ with st.container(key="worklist"):
 st.caption(f"{len(rows)} images · select a row to open it in the Diagnose view.")
 if selection.selection.rows:
     with st.spinner("Opening the image…"):
-        st.session_state[OPENED_FROM_WORKLIST] = open_row(ordered[selection.selection.rows[0]],
-                                                          predictor)
+        opened = ordered[selection.selection.rows[0]]
+        st.session_state[OPENED_FROM_WORKLIST] = open_row(opened, predictor)
+        st.session_state[AUDIT_ID] = opened.audit_id
     st.switch_page("pages/diagnose.py")
 
 st.download_button("Worklist (CSV)", data=to_csv(ordered, predictor.classes, sort_by),
                    file_name="worklist.csv", mime="text/csv", icon=":material/download:",
-                   on_click="ignore")
+                   on_click=export, args=(len(ordered),))
 
 studies = sendable_studies(ordered)
 if studies and settings is not None:
@@ -126,6 +169,6 @@ if studies and settings is not None:
     study_key = study.selectbox("Study", studies, key="worklist_send_study")
     if send.button("Send results to the PACS", key="worklist_send"):
         with st.spinner("Storing the report and heatmap…"):
-            stored, message = send_study_results(PacsClient(settings), rows, study_key,
-                                                 predictor)
+            stored, message = send_and_record(PacsClient(settings), rows, study_key, predictor,
+                                              actor)
         (st.success if stored else st.error)(message)

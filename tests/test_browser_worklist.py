@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from testkit.browser_app import (
+    BROWSER_ADMIN,
     CHROMIUM,
     RESULT,
     free_port,
+    prepare_data_dir,
+    sign_in,
     start_server,
     stop_server,
     wait_for_result,
@@ -35,7 +38,9 @@ def served(pacs_archive, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     run_dir = make_run_dir(tmp_path_factory.mktemp("run"))
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    server = start_server(run_dir, port, log_path, pacs_archive.environment())
+    data_dir = tmp_path_factory.mktemp("data")
+    prepare_data_dir(data_dir)
+    server = start_server(run_dir, port, log_path, data_dir, pacs_archive.environment())
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)
@@ -48,6 +53,7 @@ def test_a_pacs_worklist_opens_a_study_without_showing_identifiers(page, served,
     url, log_path = served
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
+    sign_in(page, *BROWSER_ADMIN)
     page.get_by_role("link", name="Worklist").click()
     page.get_by_role("radio", name="PACS").click()
     page.get_by_role("button", name="Query the PACS").click()

@@ -9,15 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from model.labels import display_name
 from testkit.pacs_studies import identifiers
+from tests.conftest import RADIOLOGIST
 from tests.model_factory import make_run_dir
 from tests.synthetic_data import synthetic_xray
+from tests.test_app_pages import open_page
+from webapp.db import open_database
 from webapp.resources import MODEL_DIR_ENV
+from webapp.tables import AuditEvent
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+
+@pytest.fixture(autouse=True)
+def accounts(app_database_url) -> str:
+    """Every test signs in as a radiologist to a fresh database ($CXR_DATABASE_URL)."""
+    return app_database_url
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +45,11 @@ def worklist_page(monkeypatch, run_dir: Path, environment: dict[str, str]) -> Ap
     monkeypatch.setenv(MODEL_DIR_ENV, str(run_dir))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
-    at.switch_page("pages/worklist.py")
+    return open_page("pages/worklist.py", RADIOLOGIST)
+
+
+def press(at: AppTest, label: str) -> AppTest:
+    next(button for button in at.button if button.label == label).click()
     at.run()
     assert not at.exception, [item.value for item in at.exception]
     return at
@@ -47,10 +58,7 @@ def worklist_page(monkeypatch, run_dir: Path, environment: dict[str, str]) -> Ap
 def query_pacs(at: AppTest) -> AppTest:
     at.segmented_control(key="worklist_source").set_value("PACS")
     at.run()
-    at.button[0].click()
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
-    return at
+    return press(at, "Query the PACS")
 
 
 def shown_text(at: AppTest) -> str:
@@ -67,9 +75,7 @@ def test_a_batch_of_uploads_is_sorted_and_a_bad_file_gets_its_reason(monkeypatch
         ("one.png", png(0, 1), "image/png"), ("two.png", png(3, 2), "image/png"),
         ("notes.png", b"just text", "image/png")])
     at.run()
-    at.button[0].click()
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
+    press(at, "Analyse the batch")
     (frame,) = at.dataframe
     table = frame.value
     assert list(table["image"])[-1] == "notes.png"
@@ -116,3 +122,22 @@ def test_a_refused_login_is_a_message_and_the_page_keeps_working(monkeypatch, fa
     at.segmented_control(key="worklist_source").set_value("Upload")
     at.run()
     assert not at.exception
+
+
+def test_every_image_of_a_batch_gets_its_audit_row_without_its_file_name(
+        monkeypatch, factory_run_dir, app_database_url):
+    at = worklist_page(monkeypatch, factory_run_dir, {})
+    at.file_uploader(key="worklist_files").set_value([
+        ("Doe_John_1234.png", png(0, 1), "image/png"), ("notes.png", b"just text", "image/png")])
+    at.run()
+    press(at, "Analyse the batch")
+    database = open_database(app_database_url)
+    with database.session() as session:
+        rows = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.action.in_(["analysis", "refusal"])).order_by(AuditEvent.seq)))
+    database.engine.dispose()
+    assert [row.action for row in rows] == ["analysis", "refusal"]
+    assert all(row.username == RADIOLOGIST[0] and '"worklist upload"' in row.detail
+               for row in rows)
+    assert rows[0].image_sha256 and rows[0].probabilities and rows[1].refusal_reason
+    assert not any("Doe_John" in str(vars(row)) for row in rows)

@@ -153,7 +153,11 @@ def sop_uid_hash(database: Database, data: bytes, name: str = "") -> str | None:
                           specific_tags=["SOPInstanceUID"])
     except (InvalidDicomError, ValueError, EOFError, OSError):  # hostile input: no UID then
         return None
-    uid = str(dataset.get("SOPInstanceUID", "") or "")
+    return salted_uid_hash(database, str(dataset.get("SOPInstanceUID", "") or ""))
+
+
+def salted_uid_hash(database: Database, uid: str) -> str | None:
+    """The salted SHA-256 of a UID (None when empty), for images known by UID (the PACS)."""
     if not uid:
         return None
     return hashlib.sha256((audit_salt(database) + uid).encode("utf-8")).hexdigest()

@@ -20,6 +20,8 @@ from webapp.settings import Settings
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
+AUDIT_ID = "diagnose_audit_id"  # session state: the audit row of the result Diagnose shows
+
 
 @dataclass(frozen=True)
 class AuditedState:

@@ -66,6 +66,7 @@ class WorklistRow:
     study_description: str = ""
     seconds: float = 0.0  # the batch's mean time per image
     pacs_item: WorkItem | None = field(default=None, repr=False)
+    audit_id: int | None = None  # the row's analysis or refusal in the audit trail
 
     @property
     def label(self) -> str | None:

@@ -1,0 +1,91 @@
+"""Worklist batches and their audit rows together: no table without one row per image.
+
+Every image of a batch (an upload, a .zip member or a PACS image) gets an analysis or refusal
+row, as one upload on the Diagnose page does; the rows of a batch commit in one transaction,
+and if they cannot be written the page shows nothing (fail closed). Sending results to the
+PACS and exporting the table are audited too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING
+
+from pacs.studies import ImageRef
+from webapp import audit
+from webapp.accounts import Actor
+from webapp.db import Database
+from webapp.worklist import Upload, WorklistRow
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
+SENT_TO_PACS = "results sent to PACS"
+WORKLIST_UPLOAD = "worklist upload"
+WORKLIST_PACS = "worklist PACS"
+
+
+def row_event(actor: Actor, row: WorklistRow, model_version: str, source: str,
+              image_sha256: str | None, image_bytes: int | None,
+              sop_uid_hash: str | None) -> audit.Event:
+    """One worklist image as an audit row: what the model said or why it refused. The upload's
+    name is left out (hospitals name files after patients); a PACS study by its opaque key."""
+    common = dict(username=actor.username, role=actor.role, image_sha256=image_sha256,
+                  image_bytes=image_bytes, sop_uid_hash=sop_uid_hash,
+                  model_version=model_version, latency_ms=round(row.seconds * 1000, 3),
+                  detail={"source": source, **({"study": row.study_key} if row.study_key
+                                               else {})})
+    if row.probabilities is None:
+        return audit.Event(action=audit.REFUSAL, refusal_reason=row.error, **common)
+    return audit.Event(action=audit.ANALYSIS, label=row.label,
+                       probabilities=row.probabilities, **common)
+
+
+def _pixel_sha256(row: WorklistRow) -> str | None:
+    """A PACS image's fingerprint: its decoded pixels (the archive may re-encode the file)."""
+    return None if row.image is None else hashlib.sha256(row.image.gray.tobytes()).hexdigest()
+
+
+def _with_ids(database: Database, rows: list[WorklistRow],
+              events: list[audit.Event]) -> list[WorklistRow]:
+    with audit.audited(database) as session:
+        ids = [audit.append(session, event).id for event in events]
+    return [dataclasses.replace(row, audit_id=row_id) for row, row_id in zip(rows, ids,
+                                                                             strict=True)]
+
+
+def record_upload_batch(database: Database, actor: Actor, uploads: list[Upload],
+                        rows: list[WorklistRow], predictor: Predictor) -> list[WorklistRow]:
+    """Audit rows for a batch of uploads (``rows`` in the uploads' order); AuditUnavailable
+    if they cannot be written."""
+    events = [row_event(actor, row, predictor.version, WORKLIST_UPLOAD,
+                        audit.image_sha256(upload.data), len(upload.data),
+                        audit.sop_uid_hash(database, upload.data, upload.name))
+              for upload, row in zip(uploads, rows, strict=True)]
+    return _with_ids(database, rows, events)
+
+
+def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
+                      predictor: Predictor) -> list[WorklistRow]:
+    """Audit rows for a PACS query's images; the archive's image is known by the salted hash
+    of its SOP Instance UID, never the UID itself."""
+    events = [row_event(actor, row, predictor.version, WORKLIST_PACS, _pixel_sha256(row), None,
+                        audit.salted_uid_hash(database, row.pacs_item.sop_uid)
+                        if isinstance(row.pacs_item, ImageRef) else None)
+              for row in rows]
+    return _with_ids(database, rows, events)
+
+
+def record_sent(database: Database, actor: Actor, study_key: str, stored: bool,
+                message: str) -> None:
+    """Results sent to the PACS for one study (opaque key), and what the archive answered."""
+    audit.record(database, audit.Event(actor.username, actor.role, SENT_TO_PACS,
+                                       detail={"study": study_key, "stored": stored,
+                                               "message": message}))
+
+
+def record_export(database: Database, actor: Actor, rows: int) -> None:
+    """The worklist table downloaded as CSV."""
+    audit.record(database, audit.Event(actor.username, actor.role, audit.DOWNLOAD,
+                                       detail={"file": "worklist csv", "rows": rows}))
