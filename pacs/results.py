@@ -46,6 +46,9 @@ FINDING_CODES = {
 }
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY_UNIT = codes.UCUM.NoUnits
+# General Study attributes highdicom does not copy; an archive may show the study's
+# description from any of its instances, so ours must repeat it.
+STUDY_COPIED = ("StudyDescription",)
 TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                 "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber")
 
@@ -96,7 +99,14 @@ def structured_report(source: Dataset, probabilities: dict[str, float],
         series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI chest X-ray result",
     )
+    _copy_study_attributes(source, sr)
     return sr
+
+
+def _copy_study_attributes(source: Dataset, result: Dataset) -> None:
+    for keyword in STUDY_COPIED:
+        if keyword in source:
+            setattr(result, keyword, source[keyword].value)
 
 
 def burn_notice(rgb: np.ndarray) -> np.ndarray:
@@ -123,6 +133,7 @@ def heatmap_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
     )
     capture.BurnedInAnnotation = "YES"
     capture.ImageComments = HEATMAP_NOTICE
+    _copy_study_attributes(source, capture)
     return capture
 
 

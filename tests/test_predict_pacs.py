@@ -114,7 +114,8 @@ def test_send_results_stores_an_sr_and_a_heatmap_in_the_study(pacs_archive, run_
     for result_object in (sr, sc):
         assert result_object.StudyInstanceUID == study.study_uid
         assert result_object.SeriesInstanceUID != source.SeriesInstanceUID
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+                        "StudyDescription"):
             assert str(result_object[keyword].value) == str(source[keyword].value)
 
     items = list(_content_items(sr))
