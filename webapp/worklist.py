@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -202,7 +203,7 @@ def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
     """The study in the PACS viewer (where identity lives), when a viewer URL is configured."""
     if not viewer_url or row.pacs_item is None:
         return None
-    return viewer_url.format(study_uid=row.pacs_item.study.uid)
+    return viewer_url.replace("{study_uid}", quote(row.pacs_item.study.uid, safe=""))
 
 
 def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL,
