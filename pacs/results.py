@@ -68,6 +68,7 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
 def structured_report(source: Dataset, probabilities: dict[str, float],
                       model_version: str) -> hd.sr.ComprehensiveSR:
     """The SR of one analysed image, in the source's study."""
+    # named once, for the whole group: it made the finding and every probability
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=model_version)
     predicted = max(probabilities, key=probabilities.__getitem__)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -79,7 +80,7 @@ def structured_report(source: Dataset, probabilities: dict[str, float],
             hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=finding_code(predicted))],
         measurements=[
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
-                              unit=PROBABILITY_UNIT, algorithm_id=algorithm)
+                              unit=PROBABILITY_UNIT)
             for name, probability in probabilities.items()
         ],
     )
