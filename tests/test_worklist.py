@@ -15,6 +15,7 @@ from PIL import Image
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
+from model.limits import DecodeLimits
 from model.predictor import Predictor
 from pacs.client import PacsClient
 from pacs.settings import settings_for
@@ -90,6 +91,17 @@ def test_a_bad_zip_gets_a_message_and_the_rest_goes_on():
     assert [upload.name for upload in found] == ["ok.png"]
     assert messages == ["broken.zip is not a readable .zip archive.",
                         "empty.zip holds no PNG, JPEG, TIFF or DICOM files."]
+
+
+def test_a_zip_over_the_limits_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr("webapp.worklist.DEFAULT_LIMITS", DecodeLimits(max_upload_bytes=1000))
+    found, messages = expand_uploads([("big.zip", zip_of({"a.png": bytes(5000),
+                                                          "b.png": png(0, 0)[:900]}))])
+    assert [upload.name for upload in found] == ["big.zip/b.png"]
+    assert messages == ["big.zip/a.png is 0 MB, over the 0 MB limit; it was not read."]
+    monkeypatch.setattr("webapp.worklist.MAX_ZIP_MEMBERS", 1)
+    found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))])
+    assert found == [] and messages == ["many.zip holds 2 images; at most 1 per batch."]
 
 
 def test_triage_gives_each_upload_the_predictors_answer(uploads, predictor):
