@@ -57,8 +57,8 @@ def from_pacs(predictor, settings) -> None:
     if st.button("Query the PACS", type="primary"):
         query = StudyQuery(since=first and first.strftime("%Y%m%d"),
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
-        client = PacsClient(settings)
         try:
+            client = PacsClient(settings)
             rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
         except PacsError as error:
             st.error(str(error), icon=":material/error:")
@@ -67,7 +67,7 @@ def from_pacs(predictor, settings) -> None:
         if automatic:
             for study_key in sendable_studies(rows):
                 st.session_state[MESSAGES].append(
-                    send_study_results(client, rows, study_key, predictor)[1])
+                    send_study_results(settings, rows, study_key, predictor)[1])
 
 
 st.title("Worklist")
@@ -126,6 +126,5 @@ if studies and settings is not None:
     study_key = study.selectbox("Study", studies, key="worklist_send_study")
     if send.button("Send results to the PACS", key="worklist_send"):
         with st.spinner("Storing the report and heatmap…"):
-            stored, message = send_study_results(PacsClient(settings), rows, study_key,
-                                                 predictor)
+            stored, message = send_study_results(settings, rows, study_key, predictor)
         (st.success if stored else st.error)(message)

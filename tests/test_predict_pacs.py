@@ -169,6 +169,14 @@ def test_an_unreachable_pacs_is_an_error_exit(run_dir):
     assert "could not be reached" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_address_that_is_not_a_url_is_an_error_exit(run_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "model.predict", "--pacs", "orthanc:8042", "--model", str(run_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "not a DICOMweb URL" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--since", "20240101"], "only apply with --pacs"),
     (["--pacs", "http://x", "some.png"], "not both"),

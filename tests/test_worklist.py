@@ -170,8 +170,8 @@ def test_opening_a_refused_row_gives_its_message(uploads, predictor):
 
 
 def test_a_pacs_worklist_sends_results_back_to_the_study(pacs_archive, predictor):
-    client = PacsClient(settings_for(pacs_archive.orthanc.dicomweb_url,
-                                     pacs_archive.environment()))
+    settings = settings_for(pacs_archive.orthanc.dicomweb_url, pacs_archive.environment())
+    client = PacsClient(settings)
     study = pacs_archive.study("dx-jpeg-no-view")
     rows = triage_pacs(client, StudyQuery(since=study.study_date, until=study.study_date),
                        predictor)
@@ -185,15 +185,15 @@ def test_a_pacs_worklist_sends_results_back_to_the_study(pacs_archive, predictor
     assert not any(value in text for value in identifiers(pacs_archive.studies))
     assert study.study_uid not in text
 
-    stored, message = send_study_results(client, rows, row.study_key, predictor)
+    stored, message = send_study_results(settings, rows, row.study_key, predictor)
     assert stored, message
     assert row.study_key in message
     classes = {pydicom_class(data) for data in pacs_archive.orthanc.instances_of_study(
         study.study_uid)}
     assert SR_STORAGE in classes
 
-    refused = PacsClient(settings_for(pacs_archive.orthanc.dicomweb_url,
-                                      pacs_archive.environment(CXR_PACS_PASSWORD="wrong")))
+    refused = settings_for(pacs_archive.orthanc.dicomweb_url,
+                           pacs_archive.environment(CXR_PACS_PASSWORD="wrong"))
     stored, message = send_study_results(refused, rows, row.study_key, predictor)
     assert not stored and "refused the login" in message
 

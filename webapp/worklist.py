@@ -29,6 +29,7 @@ from model.limits import DEFAULT_LIMITS
 from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.results import send_results
+from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
@@ -277,7 +278,7 @@ def sendable_studies(rows: list[WorklistRow]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def send_study_results(client: PacsClient, rows: list[WorklistRow], study_key: str,
+def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_key: str,
                        predictor: Predictor) -> tuple[bool, str]:
     """Store an SR and a heatmap capture for each analysed image of one study.
 
@@ -288,6 +289,7 @@ def send_study_results(client: PacsClient, rows: list[WorklistRow], study_key: s
     if not images:
         return False, f"Study {study_key} has no analysed image to report."
     try:
+        client = PacsClient(settings)
         for row in images:
             send_results(client, row.pacs_item, row.image, row.probabilities, predictor)
     except PacsError as error:
