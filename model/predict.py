@@ -154,9 +154,9 @@ def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
     from pacs.settings import settings_for
     from pacs.studies import StudyQuery
 
-    client = PacsClient(settings_for(args.pacs))
     query = StudyQuery(args.since, args.until, args.body_part)
     try:
+        client = PacsClient(settings_for(args.pacs))
         predict_studies(client, query, predictor, args.batch_size, args.send_results, sys.stdout)
     except PacsError as error:
         print(f"error: {error}", file=sys.stderr)

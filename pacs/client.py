@@ -42,7 +42,10 @@ ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # as stored: no transcoding
 
 
 class PacsClient:
-    """A DICOMweb archive: its base URL, login, timeout and retries from ``PacsSettings``."""
+    """A DICOMweb archive: its base URL, login, timeout and retries from ``PacsSettings``.
+
+    Raises PacsError for an address that is not a DICOMweb URL.
+    """
 
     def __init__(self, settings: PacsSettings) -> None:
         self.settings = settings
@@ -58,7 +61,12 @@ class PacsClient:
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        self._client = DICOMwebClient(settings.url, session=session, timeout=settings.timeout_s)
+        try:
+            self._client = DICOMwebClient(settings.url, session=session,
+                                          timeout=settings.timeout_s)
+        except ValueError:
+            raise PacsError(f"The PACS address {settings.url!r} is not a DICOMweb URL; it "
+                            "should look like http://host:port/dicom-web.") from None
         self._client.set_http_retry_params(retry=False)  # one retry policy: the adapter's
 
     def search_studies(self, query: StudyQuery) -> list[StudyRef]:

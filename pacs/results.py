@@ -46,6 +46,9 @@ FINDING_CODES = {
 }
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY_UNIT = codes.UCUM.NoUnits
+# General Study attributes highdicom does not copy; an archive may show the study's
+# description from any of its instances, so ours must repeat it.
+STUDY_COPIED = ("StudyDescription",)
 TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                 "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber")
 
@@ -65,6 +68,7 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
 def structured_report(source: Dataset, probabilities: dict[str, float],
                       model_version: str) -> hd.sr.ComprehensiveSR:
     """The SR of one analysed image, in the source's study."""
+    # named once, for the whole group: it made the finding and every probability
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=model_version)
     predicted = max(probabilities, key=probabilities.__getitem__)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -76,7 +80,7 @@ def structured_report(source: Dataset, probabilities: dict[str, float],
             hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=finding_code(predicted))],
         measurements=[
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
-                              unit=PROBABILITY_UNIT, algorithm_id=algorithm)
+                              unit=PROBABILITY_UNIT)
             for name, probability in probabilities.items()
         ],
     )
@@ -96,7 +100,14 @@ def structured_report(source: Dataset, probabilities: dict[str, float],
         series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI chest X-ray result",
     )
+    _copy_study_attributes(source, sr)
     return sr
+
+
+def _copy_study_attributes(source: Dataset, result: Dataset) -> None:
+    for keyword in STUDY_COPIED:
+        if keyword in source:
+            setattr(result, keyword, source[keyword].value)
 
 
 def burn_notice(rgb: np.ndarray) -> np.ndarray:
@@ -123,6 +134,7 @@ def heatmap_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
     )
     capture.BurnedInAnnotation = "YES"
     capture.ImageComments = HEATMAP_NOTICE
+    _copy_study_attributes(source, capture)
     return capture
 
 

@@ -7,7 +7,7 @@ from model.labels import display_name
 from model.predictor import ModelLoadError
 from pacs.client import PacsClient
 from pacs.errors import PacsError
-from pacs.settings import from_environment
+from pacs.settings import PacsSettings, from_environment
 from pacs.studies import StudyQuery
 from webapp.accounts import Actor
 from webapp.analysis import NOTICE
@@ -60,10 +60,10 @@ def from_uploads(predictor, actor: Actor) -> None:
         st.session_state[MESSAGES] = messages
 
 
-def send_and_record(client: PacsClient, rows, study_key: str, predictor,
+def send_and_record(settings: PacsSettings, rows, study_key: str, predictor,
                     actor: Actor) -> tuple[bool, str]:
     """Send one study's results and audit it; (success, the message for the page)."""
-    stored, message = send_study_results(client, rows, study_key, predictor)
+    stored, message = send_study_results(settings, rows, study_key, predictor)
     try:
         record_sent(app_database(), actor, study_key, stored, message)
     except AuditUnavailable:
@@ -92,8 +92,8 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
     if st.button("Query the PACS", type="primary"):
         query = StudyQuery(since=first and first.strftime("%Y%m%d"),
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
-        client = PacsClient(settings)
         try:
+            client = PacsClient(settings)
             rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
         except PacsError as error:
             st.error(str(error), icon=":material/error:")
@@ -108,7 +108,7 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
         if automatic:
             for study_key in sendable_studies(rows):
                 st.session_state[MESSAGES].append(
-                    send_and_record(client, rows, study_key, predictor, actor)[1])
+                    send_and_record(settings, rows, study_key, predictor, actor)[1])
 
 
 actor = require_signed_in()
@@ -169,6 +169,5 @@ if studies and settings is not None:
     study_key = study.selectbox("Study", studies, key="worklist_send_study")
     if send.button("Send results to the PACS", key="worklist_send"):
         with st.spinner("Storing the report and heatmap…"):
-            stored, message = send_and_record(PacsClient(settings), rows, study_key, predictor,
-                                              actor)
+            stored, message = send_and_record(settings, rows, study_key, predictor, actor)
         (st.success if stored else st.error)(message)

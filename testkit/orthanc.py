@@ -45,12 +45,13 @@ class Orthanc:
     def dicomweb_url(self) -> str:
         return f"{self.url}/dicom-web"
 
-    def _request(self, path: str, data: bytes | None = None, method: str | None = None) -> bytes:
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+    def _request(self, path: str, data: bytes | None = None,
+                 content_type: str = "application/dicom") -> bytes:
+        request = urllib.request.Request(f"{self.url}{path}", data=data)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         if data is not None:
-            request.add_header("Content-Type", "application/dicom")
+            request.add_header("Content-Type", content_type)
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.read()
 
@@ -61,21 +62,12 @@ class Orthanc:
     def get_json(self, path: str) -> object:
         return json.loads(self._request(path))
 
-    def get_bytes(self, path: str) -> bytes:
-        return self._request(path)
-
     def instances_of_study(self, study_uid: str) -> list[bytes]:
         """Every stored DICOM file of a study (by StudyInstanceUID), for reading back."""
-        found = json.loads(self._request(
-            "/tools/find", json.dumps({"Level": "Instance",
-                                       "Query": {"StudyInstanceUID": study_uid}}).encode(),
-        ))
+        query = {"Level": "Instance", "Query": {"StudyInstanceUID": study_uid}}
+        found = json.loads(self._request("/tools/find", json.dumps(query).encode(),
+                                         "application/json"))
         return [self._request(f"/instances/{orthanc_id}/file") for orthanc_id in found]
-
-    def clear(self) -> None:
-        """Delete every study, for a test that needs an empty archive."""
-        for study in self.get_json("/studies"):
-            self._request(f"/studies/{study}", method="DELETE")
 
 
 def _config(storage: Path, http_port: int, dicom_port: int) -> dict:

@@ -114,7 +114,8 @@ def test_send_results_stores_an_sr_and_a_heatmap_in_the_study(pacs_archive, run_
     for result_object in (sr, sc):
         assert result_object.StudyInstanceUID == study.study_uid
         assert result_object.SeriesInstanceUID != source.SeriesInstanceUID
-        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber"):
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+                        "StudyDescription"):
             assert str(result_object[keyword].value) == str(source[keyword].value)
 
     items = list(_content_items(sr))
@@ -166,6 +167,14 @@ def test_an_unreachable_pacs_is_an_error_exit(run_dir):
     assert result.returncode == 1
     assert result.stdout == ""
     assert "could not be reached" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_address_that_is_not_a_url_is_an_error_exit(run_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "model.predict", "--pacs", "orthanc:8042", "--model", str(run_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "not a DICOMweb URL" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [

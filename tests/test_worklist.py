@@ -15,6 +15,7 @@ from PIL import Image
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
+from model.limits import DecodeLimits
 from model.predictor import Predictor
 from pacs.client import PacsClient
 from pacs.settings import settings_for
@@ -92,6 +93,17 @@ def test_a_bad_zip_gets_a_message_and_the_rest_goes_on():
                         "empty.zip holds no PNG, JPEG, TIFF or DICOM files."]
 
 
+def test_a_zip_over_the_limits_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr("webapp.worklist.DEFAULT_LIMITS", DecodeLimits(max_upload_bytes=1000))
+    found, messages = expand_uploads([("big.zip", zip_of({"a.png": bytes(5000),
+                                                          "b.png": png(0, 0)[:900]}))])
+    assert [upload.name for upload in found] == ["big.zip/b.png"]
+    assert messages == ["big.zip/a.png is 0 MB, over the 0 MB limit; it was not read."]
+    monkeypatch.setattr("webapp.worklist.MAX_ZIP_MEMBERS", 1)
+    found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))])
+    assert found == [] and messages == ["many.zip holds 2 images; at most 1 per batch."]
+
+
 def test_triage_gives_each_upload_the_predictors_answer(uploads, predictor):
     steps = []
     rows = triage_uploads(uploads, predictor, batch_size=2,
@@ -158,8 +170,8 @@ def test_opening_a_refused_row_gives_its_message(uploads, predictor):
 
 
 def test_a_pacs_worklist_sends_results_back_to_the_study(pacs_archive, predictor):
-    client = PacsClient(settings_for(pacs_archive.orthanc.dicomweb_url,
-                                     pacs_archive.environment()))
+    settings = settings_for(pacs_archive.orthanc.dicomweb_url, pacs_archive.environment())
+    client = PacsClient(settings)
     study = pacs_archive.study("dx-jpeg-no-view")
     rows = triage_pacs(client, StudyQuery(since=study.study_date, until=study.study_date),
                        predictor)
@@ -173,15 +185,15 @@ def test_a_pacs_worklist_sends_results_back_to_the_study(pacs_archive, predictor
     assert not any(value in text for value in identifiers(pacs_archive.studies))
     assert study.study_uid not in text
 
-    stored, message = send_study_results(client, rows, row.study_key, predictor)
+    stored, message = send_study_results(settings, rows, row.study_key, predictor)
     assert stored, message
     assert row.study_key in message
     classes = {pydicom_class(data) for data in pacs_archive.orthanc.instances_of_study(
         study.study_uid)}
     assert SR_STORAGE in classes
 
-    refused = PacsClient(settings_for(pacs_archive.orthanc.dicomweb_url,
-                                      pacs_archive.environment(CXR_PACS_PASSWORD="wrong")))
+    refused = settings_for(pacs_archive.orthanc.dicomweb_url,
+                           pacs_archive.environment(CXR_PACS_PASSWORD="wrong"))
     stored, message = send_study_results(refused, rows, row.study_key, predictor)
     assert not stored and "refused the login" in message
 

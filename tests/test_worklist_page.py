@@ -114,11 +114,15 @@ def test_a_pacs_query_lists_studies_and_sends_results(monkeypatch, factory_run_d
     assert not any(study.study_uid in text for study in pacs_archive.studies)
 
 
-def test_a_refused_login_is_a_message_and_the_page_keeps_working(monkeypatch, factory_run_dir,
-                                                                 pacs_archive):
-    environment = pacs_archive.environment(CXR_PACS_PASSWORD="wrong")
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"CXR_PACS_PASSWORD": "wrong"}, "refused the login"),
+    ({"CXR_PACS_URL": "orthanc:8042"}, "not a DICOMweb URL"),
+])
+def test_a_pacs_problem_is_a_message_and_the_page_keeps_working(
+        monkeypatch, factory_run_dir, pacs_archive, setting, message):
+    environment = pacs_archive.environment(**setting)
     at = query_pacs(worklist_page(monkeypatch, factory_run_dir, environment))
-    assert "refused the login" in at.error[0].value
+    assert message in at.error[0].value
     at.segmented_control(key="worklist_source").set_value("Upload")
     at.run()
     assert not at.exception

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -28,6 +29,7 @@ from model.limits import DEFAULT_LIMITS
 from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.results import send_results
+from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
@@ -203,7 +205,7 @@ def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
     """The study in the PACS viewer (where identity lives), when a viewer URL is configured."""
     if not viewer_url or row.pacs_item is None:
         return None
-    return viewer_url.format(study_uid=row.pacs_item.study.uid)
+    return viewer_url.replace("{study_uid}", quote(row.pacs_item.study.uid, safe=""))
 
 
 def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL,
@@ -277,7 +279,7 @@ def sendable_studies(rows: list[WorklistRow]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def send_study_results(client: PacsClient, rows: list[WorklistRow], study_key: str,
+def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_key: str,
                        predictor: Predictor) -> tuple[bool, str]:
     """Store an SR and a heatmap capture for each analysed image of one study.
 
@@ -288,6 +290,7 @@ def send_study_results(client: PacsClient, rows: list[WorklistRow], study_key: s
     if not images:
         return False, f"Study {study_key} has no analysed image to report."
     try:
+        client = PacsClient(settings)
         for row in images:
             send_results(client, row.pacs_item, row.image, row.probabilities, predictor)
     except PacsError as error:
