@@ -47,7 +47,7 @@ from testkit.browser_app import (
     wait_for_result,
     wait_healthy,
 )
-from testkit.ports import free_port
+from testkit.servers import free_port
 from testkit.xray_files import distinct_xrays
 from training.config import CXR4_DATA
 from webapp import audit

@@ -31,7 +31,7 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.ports import free_port
+from testkit.servers import free_port
 from tests.test_browser_e2e import cli_prediction, first_xray
 from webapp import audit
 from webapp.db import open_database

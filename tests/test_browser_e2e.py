@@ -38,7 +38,7 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.ports import free_port
+from testkit.servers import free_port
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 
