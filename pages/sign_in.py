@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from webapp.accounts import AccountError, sign_in
-from webapp.audit import AuditUnavailable
+from webapp.accounts import sign_in
 from webapp.resources import app_database
-from webapp.session import EXPIRED, PAUSED, start_session
+from webapp.session import EXPIRED, sign_in_with
 from webapp.settings import load_settings
 
 st.title("Sign in")
@@ -15,11 +14,4 @@ if st.session_state.get(EXPIRED):
 username = st.text_input("Username")
 password = st.text_input("Password", type="password")
 if st.button("Sign in"):
-    try:
-        start_session(sign_in(app_database(), load_settings(), username, password))
-    except AccountError as error:
-        st.error(str(error), icon=":material/error:")
-    except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
-    else:
-        st.rerun()
+    sign_in_with(lambda: sign_in(app_database(), load_settings(), username, password))

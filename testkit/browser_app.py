@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from testkit.ports import free_port
 from webapp.accounts import CLI_ACTOR, add_account
 from webapp.db import open_database
 from webapp.resources import MODEL_DIR_ENV
@@ -78,6 +81,22 @@ def stop_server(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+
+
+@contextmanager
+def running_app(run_dir: Path, data_dir: Path, log_path: Path) -> Iterator[str]:
+    """A live app on a free port (its URL) until the block ends; a traceback in its log fails."""
+    port = free_port()
+    server = start_server(run_dir, port, log_path, data_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        stop_server(server)
+    log = log_path.read_text(errors="replace")
+    if "Traceback" in log:
+        raise AssertionError(f"the app server logged a traceback:\n{log[-3000:]}")
 
 
 def sign_in(page, username: str, password: str) -> None:

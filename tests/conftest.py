@@ -81,3 +81,11 @@ def app_database_url(tmp_path, monkeypatch) -> str:
     database.engine.dispose()
     monkeypatch.setenv(DATABASE_URL_ENV, url)
     return url
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Debian's Chromium for the browser tests, never a browser downloaded by Playwright."""
+    from testkit.browser_app import CHROMIUM, CHROMIUM_ARGS
+
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}

@@ -7,13 +7,14 @@ effect on the next click.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import streamlit as st
 
 from webapp import accounts
-from webapp.accounts import Actor
+from webapp.accounts import AccountError, Actor
 from webapp.audit import AuditUnavailable, now_utc
 from webapp.resources import app_database
 from webapp.roles import ADMIN
@@ -35,6 +36,19 @@ def start_session(actor: Actor) -> None:
     """Remember a successful sign-in in this browser session."""
     st.session_state[SIGNED_IN] = SignedIn(actor, now_utc())
     st.session_state.pop(EXPIRED, None)
+
+
+def sign_in_with(sign_in: Callable[[], Actor]) -> None:
+    """Run a sign-in (or the first admin's creation): start the session and open Diagnose, or
+    say why not."""
+    try:
+        start_session(sign_in())
+    except AccountError as error:
+        st.error(str(error), icon=":material/error:")
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/error:")
+    else:
+        st.rerun()
 
 
 def end_session(reason: str = "signed out") -> None:
