@@ -31,7 +31,7 @@ from webapp.db import open_database
 from webapp.image_store import keep_images
 from webapp.resources import MODEL_DIR_ENV
 from webapp.session import PAUSED
-from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, SQLITE_BUSY_ENV
+from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV
 from webapp.tables import AuditEvent, Feedback
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
@@ -211,3 +211,35 @@ def test_the_audit_trail_page_verifies_the_chain(database):
     at.run()
     assert at.success[0].value.startswith("The audit trail is intact:")
     assert audit_rows(database, "admin:verify-audit")
+
+
+def test_signing_out_is_audited_and_forgets_the_session(database):
+    at = open_page()
+    at.switch_page(str(APP))  # the main script, whose sidebar holds the Sign out button
+    at.run()
+    at.sidebar.button(key="sign_out").click()
+    at.run()
+    assert "signed_in" not in at.session_state
+    [row] = audit_rows(database, audit.SIGN_OUT)
+    assert (row.username, row.detail) == (ADMIN[0], '{"reason":"signed out"}')
+
+
+def test_an_idle_session_must_sign_in_again(database, monkeypatch):
+    at = open_page(account=RADIOLOGIST)
+    monkeypatch.setenv(IDLE_MINUTES_ENV, "0")  # any time without a click is too long now
+    at.run()
+    assert [error.value for error in at.error] == ["Please sign in first."]
+    assert not at.file_uploader
+    [row] = audit_rows(database, audit.SIGN_OUT)
+    assert row.detail == '{"reason":"idle timeout"}'
+
+
+def test_viewing_another_class_heatmap_is_audited(database):
+    at = upload(open_page(account=RADIOLOGIST), "chest.png", synthetic_png(label=0))
+    predicted = at.session_state["diagnose_result"].analysis.predicted_class
+    other = next(name for name in ("NORMAL", "COVID19") if name != predicted)
+    at.selectbox(key="explained_class").set_value(other)
+    at.run()
+    [row] = audit_rows(database, audit.HEATMAP_VIEWED)
+    assert json.loads(row.detail) == {"analysis_id": at.session_state["diagnose_audit_id"],
+                                      "class_name": other}
