@@ -4,7 +4,7 @@ import streamlit as st
 
 from webapp.accounts import sign_in
 from webapp.resources import app_database
-from webapp.session import EXPIRED, sign_in_with
+from webapp.session import EXPIRED, SSO_REFUSED, sign_in_with, sso_enabled
 from webapp.settings import load_settings
 
 st.title("Sign in")
@@ -15,3 +15,12 @@ username = st.text_input("Username")
 password = st.text_input("Password", type="password")
 if st.button("Sign in"):
     sign_in_with(lambda: sign_in(app_database(), load_settings(), username, password))
+
+if sso_enabled():
+    st.divider()
+    if SSO_REFUSED in st.session_state:
+        st.error(st.session_state[SSO_REFUSED], icon=":material/error:")
+        if st.button("Use another single-sign-on account"):
+            st.logout()
+    elif st.button("Sign in with single sign-on", icon=":material/badge:"):
+        st.login()

@@ -31,7 +31,7 @@ RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
 
 
-def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] = (
+def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str | None, str], ...] = (
         (*BROWSER_ADMIN, "admin"),)) -> str:
     """A data folder whose SQLite database holds these (username, password, role) accounts;
     returns its URL. With no accounts the app starts on its create-first-admin page."""
@@ -43,10 +43,11 @@ def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] 
     return url
 
 
-def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path
-                 ) -> subprocess.Popen:
+def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path,
+                 secrets_file: Path | None = None) -> subprocess.Popen:
     """`streamlit run app.py` on 127.0.0.1 serving run_dir, with its data (the database, kept
-    images) in data_dir; its output goes to log_path."""
+    images) in data_dir and, optionally, Streamlit secrets (single sign-on's ``[auth]``);
+    its output goes to log_path."""
     env = {name: value for name, value in os.environ.items() if name != DATABASE_URL_ENV}
     env.update({MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
                 DATA_DIR_ENV: str(data_dir)})
@@ -54,7 +55,8 @@ def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py",
              "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             *(["--secrets.files", str(secrets_file)] if secrets_file else [])],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
 
@@ -84,10 +86,11 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_app(run_dir: Path, data_dir: Path, log_path: Path) -> Iterator[str]:
-    """A live app on a free port (its URL) until the block ends; a traceback in its log fails."""
-    port = free_port()
-    server = start_server(run_dir, port, log_path, data_dir)
+def running_app(run_dir: Path, data_dir: Path, log_path: Path, port: int | None = None,
+                secrets_file: Path | None = None) -> Iterator[str]:
+    """A live app (its URL) until the block ends; a traceback in its log fails."""
+    port = port or free_port()
+    server = start_server(run_dir, port, log_path, data_dir, secrets_file)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)

@@ -22,6 +22,7 @@ from webapp.settings import load_settings
 
 SIGNED_IN = "signed_in"  # session state: the SignedIn of this browser session
 EXPIRED = "session_expired"  # session state: set when idle expiry signed the user out
+SSO_REFUSED = "sso_refused"  # session state: why a single-sign-on identity was not let in
 PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
           "Your upload is kept; try again in a moment or call IT.")
 
@@ -61,13 +62,37 @@ def end_session(reason: str = "signed out") -> None:
             pass
     for key in list(st.session_state):
         del st.session_state[key]
+    if st.user.get("is_logged_in"):
+        st.logout()
+
+
+def sso_enabled() -> bool:
+    """Single sign-on is on when Streamlit's ``[auth]`` secrets configure a provider."""
+    return st.user.get("is_logged_in") is not None
+
+
+def _single_sign_on() -> Actor | None:
+    """Start a session for the identity the provider vouched for, once, if it has an account."""
+    if not st.user.get("is_logged_in") or SSO_REFUSED in st.session_state:
+        return None
+    identity = str(st.user.get("email") or st.user.get("sub"))
+    try:
+        actor = accounts.sso_sign_in(app_database(), identity)
+    except AccountError as error:
+        st.session_state[SSO_REFUSED] = str(error)
+        return None
+    except AuditUnavailable:
+        st.session_state[SSO_REFUSED] = PAUSED
+        return None
+    start_session(actor)
+    return actor
 
 
 def current_actor() -> Actor | None:
     """The signed-in user, or None (never signed in, idle too long, account disabled)."""
     signed = st.session_state.get(SIGNED_IN)
     if signed is None:
-        return None
+        return _single_sign_on()
     now = now_utc()
     if accounts.is_idle_expired(signed.last_seen, now, load_settings()):
         end_session("idle timeout")
