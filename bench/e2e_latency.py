@@ -23,15 +23,13 @@ from pathlib import Path
 import psutil
 from playwright.sync_api import sync_playwright
 
-from model.decode import decode_file
-from model.errors import ImageError
-from model.labels import CLASS_NAMES
-from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.predictor import DEFAULT_RUN_DIR
 from model.run_dir import MODEL_FILE
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
     CHROMIUM_ARGS,
+    distinct_xrays,
     prepare_data_dir,
     sign_in,
     start_server,
@@ -44,27 +42,6 @@ from testkit.ports import free_port
 from training.config import CXR4_DATA
 
 TIMEOUT_MS = 120_000
-
-
-def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
-    """``count`` different validation X-rays that the served model accepts, the classes in turn.
-
-    The few its out-of-distribution gate refuses (0.4 % of val) get a message, not a result,
-    so they cannot time upload-to-result; they are left out and named.
-    """
-    predictor = Predictor.load(run_dir)
-    per_class = [sorted((data_dir / "val" / name).glob("*.jpg")) for name in CLASS_NAMES]
-    accepted = []
-    for path in (path for group in zip(*per_class, strict=False) for path in group):
-        try:
-            predictor.predict(decode_file(path))  # the app's own decision, header included
-        except ImageError as refusal:
-            print(f"left out {path.name}: {refusal}")
-            continue
-        accepted.append(path)
-        if len(accepted) == count:
-            return accepted
-    raise SystemExit(f"only {len(accepted)} accepted X-rays in {data_dir / 'val'}; need {count}")
 
 
 def resident_mb(server: psutil.Process) -> float:

@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from model.decode import decode_file
+from model.errors import ImageError
+from model.labels import CLASS_NAMES
+from model.predictor import Predictor
 from testkit.ports import free_port
 from webapp.accounts import CLI_ACTOR, add_account
 from webapp.db import open_database
@@ -29,6 +33,14 @@ CHROMIUM_ARGS = [
 BROWSER_ADMIN = ("browser-admin", "browser admin password")
 RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
+# True once the result container names the file and the overlay image is drawn.
+RESULT_SHOWN_JS = """([result, overlay, fileName]) => {
+    const container = document.querySelector(result);
+    const image = document.querySelector(overlay);
+    return container !== null && container.innerText.includes(fileName)
+        && image !== null && image.complete && image.naturalWidth > 0
+        && image.getBoundingClientRect().width > 0;
+}"""
 
 
 def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str | None, str], ...] = (
@@ -122,14 +134,29 @@ def wait_for_result(page, file_name: str, timeout_ms: float = 60_000) -> None:
     500 ms selector polling.
     """
     page.wait_for_function(
-        """([result, overlay, fileName]) => {
-            const container = document.querySelector(result);
-            const image = document.querySelector(overlay);
-            return container !== null && container.innerText.includes(fileName)
-                && image !== null && image.complete && image.naturalWidth > 0
-                && image.getBoundingClientRect().width > 0;
-        }""",
+        RESULT_SHOWN_JS,
         arg=[RESULT, OVERLAY_IMAGE, file_name],
         polling="raf",
         timeout=timeout_ms,
     )
+
+
+def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
+    """``count`` different validation X-rays that the served model accepts, the classes in turn.
+
+    The few its out-of-distribution gate refuses (0.4 % of val) get a message, not a result,
+    so they cannot time upload-to-result; they are left out and named.
+    """
+    predictor = Predictor.load(run_dir)
+    per_class = [sorted((data_dir / "val" / name).glob("*.jpg")) for name in CLASS_NAMES]
+    accepted = []
+    for path in (path for group in zip(*per_class, strict=False) for path in group):
+        try:
+            predictor.predict(decode_file(path))  # the app's own decision, header included
+        except ImageError as refusal:
+            print(f"left out {path.name}: {refusal}")
+            continue
+        accepted.append(path)
+        if len(accepted) == count:
+            return accepted
+    raise SystemExit(f"only {len(accepted)} accepted X-rays in {data_dir / 'val'}; need {count}")
