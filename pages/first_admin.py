@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from webapp.accounts import create_first_admin, sign_in
+from webapp.accounts import Actor, create_first_admin, sign_in
 from webapp.resources import app_database
 from webapp.session import sign_in_with
 from webapp.settings import load_settings
 
 
-def create_and_sign_in(username: str, password: str, repeat: str):
+def create_and_sign_in(username: str, password: str, repeat: str) -> Actor:
     create_first_admin(app_database(), username, password, repeat)
     return sign_in(app_database(), load_settings(), username, password)
 

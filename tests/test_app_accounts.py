@@ -147,6 +147,12 @@ def test_feedback_is_saved_with_the_analysis_and_shown_on_monitoring(database):
     monitoring = open_page("pages/monitoring.py")
     matrix = monitoring.get_by_key("agreement_matrix")
     assert sum(map(sum, json.loads(matrix.proto.spec)["data"][0]["z"])) == 1
+    metrics = {metric.label: metric.value for metric in monitoring.metric}
+    assert metrics["Analyses"] == "1" and metrics["Refusal rate"] == "0.0%"
+    for key in ("daily_volume", "latency", "class_mix"):
+        assert json.loads(monitoring.get_by_key(key).proto.spec)["data"]
+    drift_test = " ".join(caption.value for caption in monitoring.caption)
+    assert "total-variation distance" in drift_test and "warning above 0.20" in drift_test
 
 
 def test_analyses_pause_while_the_audit_trail_cannot_be_written(database, app_database_url,
