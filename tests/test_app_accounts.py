@@ -122,9 +122,11 @@ def test_an_upload_writes_one_analysis_row_and_a_bad_file_one_refusal(database):
     assert row.probabilities == audit.canonical_json(analysis.probabilities)
     assert "patient-name" not in audit.canonical_content(row)
 
-    upload(at, "notes.png", b"not an image")
+    upload(at, "Zindabeth-notes.png", b"not an image")
     [refusal] = audit_rows(database, audit.REFUSAL)
-    assert refusal.refusal_reason == at.error[0].value and refusal.label is None
+    assert "Zindabeth-notes.png" in at.error[0].value
+    assert refusal.refusal_reason == at.error[0].value.replace("Zindabeth-notes.png", "the file")
+    assert refusal.label is None
     assert audit.verify_chain(database).intact
 
 
