@@ -29,6 +29,7 @@ from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
     CHROMIUM_ARGS,
+    distinct_xrays,
     prepare_data_dir,
     sign_in,
     start_server,
@@ -38,7 +39,6 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.servers import free_port
-from testkit.xray_files import distinct_xrays
 from training.config import CXR4_DATA
 
 TIMEOUT_MS = 120_000

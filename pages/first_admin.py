@@ -2,11 +2,16 @@
 
 import streamlit as st
 
-from webapp.accounts import AccountError, create_first_admin, sign_in
-from webapp.audit import AuditUnavailable
+from webapp.accounts import Actor, create_first_admin, sign_in
 from webapp.resources import app_database
-from webapp.session import PAUSED, start_session
+from webapp.session import sign_in_with
 from webapp.settings import load_settings
+
+
+def create_and_sign_in(username: str, password: str, repeat: str) -> Actor:
+    create_first_admin(app_database(), username, password, repeat)
+    return sign_in(app_database(), load_settings(), username, password)
+
 
 st.title("Create the first admin account")
 st.caption("The database is empty. This account manages the others (Users page) and sees the "
@@ -15,12 +20,4 @@ username = st.text_input("Username")
 password = st.text_input("Password", type="password")
 repeat = st.text_input("Repeat password", type="password")
 if st.button("Create admin account"):
-    try:
-        create_first_admin(app_database(), username, password, repeat)
-        start_session(sign_in(app_database(), load_settings(), username, password))
-    except AccountError as error:
-        st.error(str(error), icon=":material/error:")
-    except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
-    else:
-        st.rerun()
+    sign_in_with(lambda: create_and_sign_in(username, password, repeat))

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from webapp.accounts import AccountError, sign_in
-from webapp.audit import AuditUnavailable
+from webapp.accounts import sign_in
 from webapp.resources import app_database
-from webapp.session import EXPIRED, PAUSED, start_session
+from webapp.session import EXPIRED, SSO_REFUSED, sign_in_with, sso_enabled
 from webapp.settings import load_settings
 
 st.title("Sign in")
@@ -15,11 +14,13 @@ if st.session_state.get(EXPIRED):
 username = st.text_input("Username")
 password = st.text_input("Password", type="password")
 if st.button("Sign in"):
-    try:
-        start_session(sign_in(app_database(), load_settings(), username, password))
-    except AccountError as error:
-        st.error(str(error), icon=":material/error:")
-    except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
-    else:
-        st.rerun()
+    sign_in_with(lambda: sign_in(app_database(), load_settings(), username, password))
+
+if sso_enabled():
+    st.divider()
+    if SSO_REFUSED in st.session_state:
+        st.error(st.session_state[SSO_REFUSED], icon=":material/error:")
+        if st.button("Use another single-sign-on account"):
+            st.logout()
+    elif st.button("Sign in with single sign-on", icon=":material/badge:"):
+        st.login()

@@ -40,6 +40,11 @@ def attempt(change, keys: tuple[str, ...], *constants, done: str) -> None:
         state[OUTCOME] = (True, done.format(*values))
 
 
+def add_from_form(database, actor, username: str, password: str, role: str) -> None:
+    """An empty password makes a single-sign-on-only account."""
+    add_account(database, actor, username, password or None, role)
+
+
 st.title("Users")
 if OUTCOME in st.session_state:
     ok, message = st.session_state.pop(OUTCOME)
@@ -58,10 +63,11 @@ add, change = st.columns(2, gap="large")
 with add, st.container(border=True):
     st.subheader("Add an account")
     st.text_input("New username", key="new_username")
-    st.text_input("Initial password", type="password", key="new_password")
+    st.text_input("Initial password", type="password", key="new_password",
+                  help="Leave it empty for a single-sign-on-only account named by its e-mail.")
     st.selectbox("Role", ROLES, key="new_role")
     st.button("Add account", key="add_account", on_click=attempt,
-              args=(add_account, ("new_username", "new_password", "new_role")),
+              args=(add_from_form, ("new_username", "new_password", "new_role")),
               kwargs={"done": "Added {2} {0}."})
 with change, st.container(border=True):
     st.subheader("Change an account")

@@ -10,8 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from model.decode import decode_file
+from model.errors import ImageError
+from model.labels import CLASS_NAMES
+from model.predictor import Predictor
 from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
 from webapp.accounts import CLI_ACTOR, add_account
 from webapp.db import open_database
@@ -27,9 +33,17 @@ CHROMIUM_ARGS = [
 BROWSER_ADMIN = ("browser-admin", "browser admin password")
 RESULT = ".st-key-result"
 OVERLAY_IMAGE = ".st-key-overlay img"
+# True once the result container names the file and the overlay image is drawn.
+RESULT_SHOWN_JS = """([result, overlay, fileName]) => {
+    const container = document.querySelector(result);
+    const image = document.querySelector(overlay);
+    return container !== null && container.innerText.includes(fileName)
+        && image !== null && image.complete && image.naturalWidth > 0
+        && image.getBoundingClientRect().width > 0;
+}"""
 
 
-def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] = (
+def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str | None, str], ...] = (
         (*BROWSER_ADMIN, "admin"),)) -> str:
     """A data folder whose SQLite database holds these (username, password, role) accounts;
     returns its URL. With no accounts the app starts on its create-first-admin page."""
@@ -42,10 +56,11 @@ def prepare_data_dir(data_dir: Path, accounts: tuple[tuple[str, str, str], ...] 
 
 
 def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path,
-                 environment: dict[str, str] | None = None) -> subprocess.Popen:
+                 environment: dict[str, str] | None = None,
+                 secrets_file: Path | None = None) -> subprocess.Popen:
     """`streamlit run app.py` on 127.0.0.1 serving run_dir, with its data (the database, kept
-    images) in data_dir and extra ``environment`` (the PACS settings, say); its output goes to
-    log_path."""
+    images) in data_dir, extra ``environment`` (the PACS settings, say) and, optionally,
+    Streamlit secrets (single sign-on's ``[auth]``); its output goes to log_path."""
     env = {name: value for name, value in os.environ.items() if name != DATABASE_URL_ENV}
     env.update({MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
                 DATA_DIR_ENV: str(data_dir), **(environment or {})})
@@ -53,7 +68,8 @@ def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path,
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py",
              "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             *(["--secrets.files", str(secrets_file)] if secrets_file else [])],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
 
@@ -77,6 +93,23 @@ def stop_server(server: subprocess.Popen) -> None:
     stop_process(server)
 
 
+@contextmanager
+def running_app(run_dir: Path, data_dir: Path, log_path: Path, port: int | None = None,
+                secrets_file: Path | None = None) -> Iterator[str]:
+    """A live app (its URL) until the block ends; a traceback in its log fails."""
+    port = port or free_port()
+    server = start_server(run_dir, port, log_path, data_dir, secrets_file=secrets_file)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server)
+        yield url
+    finally:
+        stop_server(server)
+    log = log_path.read_text(errors="replace")
+    if "Traceback" in log:
+        raise AssertionError(f"the app server logged a traceback:\n{log[-3000:]}")
+
+
 def sign_in(page, username: str, password: str) -> None:
     """Fill the sign-in form and press Sign in (no waiting for what comes next)."""
     page.get_by_label("Username", exact=True).fill(username)
@@ -97,14 +130,29 @@ def wait_for_result(page, file_name: str, timeout_ms: float = 60_000) -> None:
     500 ms selector polling.
     """
     page.wait_for_function(
-        """([result, overlay, fileName]) => {
-            const container = document.querySelector(result);
-            const image = document.querySelector(overlay);
-            return container !== null && container.innerText.includes(fileName)
-                && image !== null && image.complete && image.naturalWidth > 0
-                && image.getBoundingClientRect().width > 0;
-        }""",
+        RESULT_SHOWN_JS,
         arg=[RESULT, OVERLAY_IMAGE, file_name],
         polling="raf",
         timeout=timeout_ms,
     )
+
+
+def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
+    """``count`` different validation X-rays that the served model accepts, the classes in turn.
+
+    The few its out-of-distribution gate refuses (0.4 % of val) get a message, not a result,
+    so they cannot time upload-to-result; they are left out and named.
+    """
+    predictor = Predictor.load(run_dir)
+    per_class = [sorted((data_dir / "val" / name).glob("*.jpg")) for name in CLASS_NAMES]
+    accepted = []
+    for path in (path for group in zip(*per_class, strict=False) for path in group):
+        try:
+            predictor.predict(decode_file(path))  # the app's own decision, header included
+        except ImageError as refusal:
+            print(f"left out {path.name}: {refusal}")
+            continue
+        accepted.append(path)
+        if len(accepted) == count:
+            return accepted
+    raise SystemExit(f"only {len(accepted)} accepted X-rays in {data_dir / 'val'}; need {count}")

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from testkit.servers import free_port
 
-BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin"))
+# Debian keeps the server binaries out of PATH, one folder per major version: newest first.
+BIN_DIRS = (*sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True),
+            Path("/usr/local/bin"))
 SERVER_ACCOUNT = "nobody"
 
 
 def find_binary(name: str) -> Path | None:
-    """A PostgreSQL binary on PATH or in Debian's versioned folder; None when absent."""
+    """A PostgreSQL binary on PATH or in Debian's versioned folders; None when absent."""
     on_path = shutil.which(name)
     if on_path:
         return Path(on_path)

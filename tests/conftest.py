@@ -99,3 +99,11 @@ def pacs_archive(tmp_path_factory):
             for dicom in study.files:
                 orthanc.store(dicom)
         yield PacsArchive(orthanc, studies)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Debian's Chromium for the browser tests, never a browser downloaded by Playwright."""
+    from testkit.browser_app import CHROMIUM, CHROMIUM_ARGS
+
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}

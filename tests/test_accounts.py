@@ -132,5 +132,8 @@ def test_the_users_cli_adds_lists_disables_and_resets(database_url):
         missing = users_cli(database_url, "disable", "nobody-here")
         assert missing.returncode == 1 and "No account named" in missing.stderr
         assert actions(database)[:2] == ["admin:add-account", "admin:reset-password"]
+        assert users_cli(database_url, "add", "sam@hospital.example", "--role", "admin",
+                         "--sso").returncode == 0
+        assert accounts.sso_sign_in(database, "sam@hospital.example").role == "admin"
     finally:
         database.engine.dispose()

@@ -31,7 +31,7 @@ from webapp.db import open_database
 from webapp.image_store import keep_images
 from webapp.resources import MODEL_DIR_ENV
 from webapp.session import PAUSED
-from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, SQLITE_BUSY_ENV
+from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV
 from webapp.tables import AuditEvent, Feedback
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
@@ -122,9 +122,11 @@ def test_an_upload_writes_one_analysis_row_and_a_bad_file_one_refusal(database):
     assert row.probabilities == audit.canonical_json(analysis.probabilities)
     assert "patient-name" not in audit.canonical_content(row)
 
-    upload(at, "notes.png", b"not an image")
+    upload(at, "Zindabeth-notes.png", b"not an image")
     [refusal] = audit_rows(database, audit.REFUSAL)
-    assert refusal.refusal_reason == at.error[0].value and refusal.label is None
+    assert "Zindabeth-notes.png" in at.error[0].value
+    assert refusal.refusal_reason == at.error[0].value.replace("Zindabeth-notes.png", "the file")
+    assert refusal.label is None
     assert audit.verify_chain(database).intact
 
 
@@ -147,6 +149,12 @@ def test_feedback_is_saved_with_the_analysis_and_shown_on_monitoring(database):
     monitoring = open_page("pages/monitoring.py")
     matrix = monitoring.get_by_key("agreement_matrix")
     assert sum(map(sum, json.loads(matrix.proto.spec)["data"][0]["z"])) == 1
+    metrics = {metric.label: metric.value for metric in monitoring.metric}
+    assert metrics["Analyses"] == "1" and metrics["Refusal rate"] == "0.0%"
+    for key in ("daily_volume", "latency", "class_mix"):
+        assert json.loads(monitoring.get_by_key(key).proto.spec)["data"]
+    drift_test = " ".join(caption.value for caption in monitoring.caption)
+    assert "total-variation distance" in drift_test and "warning above 0.20" in drift_test
 
 
 def test_analyses_pause_while_the_audit_trail_cannot_be_written(database, app_database_url,
@@ -211,3 +219,35 @@ def test_the_audit_trail_page_verifies_the_chain(database):
     at.run()
     assert at.success[0].value.startswith("The audit trail is intact:")
     assert audit_rows(database, "admin:verify-audit")
+
+
+def test_signing_out_is_audited_and_forgets_the_session(database):
+    at = open_page()
+    at.switch_page(str(APP))  # the main script, whose sidebar holds the Sign out button
+    at.run()
+    at.sidebar.button(key="sign_out").click()
+    at.run()
+    assert "signed_in" not in at.session_state
+    [row] = audit_rows(database, audit.SIGN_OUT)
+    assert (row.username, row.detail) == (ADMIN[0], '{"reason":"signed out"}')
+
+
+def test_an_idle_session_must_sign_in_again(database, monkeypatch):
+    at = open_page(account=RADIOLOGIST)
+    monkeypatch.setenv(IDLE_MINUTES_ENV, "0")  # any time without a click is too long now
+    at.run()
+    assert [error.value for error in at.error] == ["Please sign in first."]
+    assert not at.file_uploader
+    [row] = audit_rows(database, audit.SIGN_OUT)
+    assert row.detail == '{"reason":"idle timeout"}'
+
+
+def test_viewing_another_class_heatmap_is_audited(database):
+    at = upload(open_page(account=RADIOLOGIST), "chest.png", synthetic_png(label=0))
+    predicted = at.session_state["diagnose_result"].analysis.predicted_class
+    other = next(name for name in ("NORMAL", "COVID19") if name != predicted)
+    at.selectbox(key="explained_class").set_value(other)
+    at.run()
+    [row] = audit_rows(database, audit.HEATMAP_VIEWED)
+    assert json.loads(row.detail) == {"analysis_id": at.session_state["diagnose_audit_id"],
+                                      "class_name": other}

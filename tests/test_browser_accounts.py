@@ -20,18 +20,14 @@ from sqlalchemy import select
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
-    CHROMIUM_ARGS,
     RESULT,
     prepare_data_dir,
+    running_app,
     sign_in,
-    start_server,
-    stop_server,
     upload,
     wait_for_result,
-    wait_healthy,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.servers import free_port
 from tests.test_browser_e2e import cli_prediction, first_xray
 from webapp import audit
 from webapp.db import open_database
@@ -47,23 +43,6 @@ READER = ("reader", "reader password", "radiologist")
 LOCKED = ("forgetful", "forgetful password", "radiologist")
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
-
-
-def serve(run_dir: Path, data_dir: Path, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = start_server(run_dir, port, log_path, data_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
-        yield url
-    finally:
-        stop_server(server)
-    assert "Traceback" not in log_path.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
@@ -73,7 +52,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(factory_run_dir, data_dir, tmp_path_factory) -> Iterator[str]:
-    yield from serve(factory_run_dir, data_dir, tmp_path_factory.mktemp("log") / "app.log")
+    with running_app(factory_run_dir, data_dir, tmp_path_factory.mktemp("log") / "app.log"
+                     ) as url:
+        yield url
 
 
 @pytest.fixture
@@ -94,7 +75,7 @@ def signed_in(page, url: str, account: tuple[str, ...]):
 def test_first_start_creates_the_admin_and_lands_on_diagnose(page, factory_run_dir,
                                                               tmp_path):
     data_dir = tmp_path / "fresh"
-    for url in serve(factory_run_dir, data_dir, tmp_path / "app.log"):
+    with running_app(factory_run_dir, data_dir, tmp_path / "app.log") as url:
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.get_by_label("Username", exact=True).fill("chief")

@@ -25,20 +25,16 @@ from model.run_dir import OOD_FILE
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
-    CHROMIUM_ARGS,
     OVERLAY_IMAGE,
     REPO_ROOT,
     RESULT,
     prepare_data_dir,
+    running_app,
     sign_in,
-    start_server,
-    stop_server,
     upload,
     wait_for_result,
-    wait_healthy,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.servers import free_port
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.report_factory import write_reports
 
@@ -47,12 +43,6 @@ if not CHROMIUM.is_file():
                 "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    """Debian's Chromium, never a browser downloaded by Playwright."""
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
 
 
 @pytest.fixture(scope="module", params=["factory", "shipped"])
@@ -64,18 +54,11 @@ def run_dir(request, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(run_dir, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     data_dir = tmp_path_factory.mktemp("data")
     prepare_data_dir(data_dir)
-    server = start_server(run_dir, port, log_path, data_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server)
+    with running_app(run_dir, data_dir, tmp_path_factory.mktemp("server") / "streamlit.log"
+                     ) as url:
         yield url
-    finally:
-        stop_server(server)
-    assert "Traceback" not in log_path.read_text(errors="replace")
 
 
 @pytest.fixture

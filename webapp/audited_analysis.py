@@ -31,15 +31,17 @@ class AuditedState:
     audit_id: int
 
 
-def upload_event(actor: Actor, state: DiagnoseState, data: bytes, latency_ms: float,
+def upload_event(actor: Actor, state: DiagnoseState, data: bytes, name: str, latency_ms: float,
                  sop_uid_hash: str | None, model_version: str) -> audit.Event:
     """The audit row of one upload: the image by hash and size, what the model said or why
-    it refused. The file name is left out: hospitals name files after patients."""
+    it refused. The file name is left out, of the refusal reason too: hospitals name files
+    after patients."""
     common = dict(username=actor.username, role=actor.role, image_sha256=audit.image_sha256(data),
                   image_bytes=len(data), sop_uid_hash=sop_uid_hash, model_version=model_version,
                   latency_ms=round(latency_ms, 3))
     if state.analysis is None:
-        return audit.Event(action=audit.REFUSAL, refusal_reason=state.error, **common)
+        reason = state.error.replace(name, "the file") if name else state.error
+        return audit.Event(action=audit.REFUSAL, refusal_reason=reason, **common)
     return audit.Event(action=audit.ANALYSIS, label=state.analysis.predicted_class,
                        probabilities=state.analysis.probabilities, **common)
 
@@ -50,7 +52,7 @@ def analyse_and_record(database: Database, settings: Settings, actor: Actor, upl
     start = time.perf_counter()
     state = state_for_upload(upload_id, data, name, predictor)
     latency_ms = (time.perf_counter() - start) * 1000
-    event = upload_event(actor, state, data, latency_ms,
+    event = upload_event(actor, state, data, name, latency_ms,
                          audit.sop_uid_hash(database, data, name), predictor.version)
     audit_id = audit.record(database, event)
     if state.analysis is not None and keep_images(database):

@@ -7,13 +7,14 @@ effect on the next click.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import streamlit as st
 
 from webapp import accounts
-from webapp.accounts import Actor
+from webapp.accounts import AccountError, Actor
 from webapp.audit import AuditUnavailable, now_utc
 from webapp.resources import app_database
 from webapp.roles import ADMIN
@@ -21,6 +22,7 @@ from webapp.settings import load_settings
 
 SIGNED_IN = "signed_in"  # session state: the SignedIn of this browser session
 EXPIRED = "session_expired"  # session state: set when idle expiry signed the user out
+SSO_REFUSED = "sso_refused"  # session state: why a single-sign-on identity was not let in
 PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
           "Your upload is kept; try again in a moment or call IT.")
 
@@ -37,6 +39,19 @@ def start_session(actor: Actor) -> None:
     st.session_state.pop(EXPIRED, None)
 
 
+def sign_in_with(sign_in: Callable[[], Actor]) -> None:
+    """Run a sign-in (or the first admin's creation): start the session and open Diagnose, or
+    say why not."""
+    try:
+        start_session(sign_in())
+    except AccountError as error:
+        st.error(str(error), icon=":material/error:")
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/error:")
+    else:
+        st.rerun()
+
+
 def end_session(reason: str = "signed out") -> None:
     """Sign out (audited) and forget everything this browser session held."""
     signed = st.session_state.get(SIGNED_IN)
@@ -47,13 +62,37 @@ def end_session(reason: str = "signed out") -> None:
             pass
     for key in list(st.session_state):
         del st.session_state[key]
+    if st.user.get("is_logged_in"):
+        st.logout()
+
+
+def sso_enabled() -> bool:
+    """Single sign-on is on when Streamlit's ``[auth]`` secrets configure a provider."""
+    return st.user.get("is_logged_in") is not None
+
+
+def _single_sign_on() -> Actor | None:
+    """Start a session for the identity the provider vouched for, once, if it has an account."""
+    if not st.user.get("is_logged_in") or SSO_REFUSED in st.session_state:
+        return None
+    identity = str(st.user.get("email") or st.user.get("sub"))
+    try:
+        actor = accounts.sso_sign_in(app_database(), identity)
+    except AccountError as error:
+        st.session_state[SSO_REFUSED] = str(error)
+        return None
+    except AuditUnavailable:
+        st.session_state[SSO_REFUSED] = PAUSED
+        return None
+    start_session(actor)
+    return actor
 
 
 def current_actor() -> Actor | None:
     """The signed-in user, or None (never signed in, idle too long, account disabled)."""
     signed = st.session_state.get(SIGNED_IN)
     if signed is None:
-        return None
+        return _single_sign_on()
     now = now_utc()
     if accounts.is_idle_expired(signed.last_seen, now, load_settings()):
         end_session("idle timeout")

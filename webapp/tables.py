@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Double, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 GENESIS_HASH = "0" * 64  # the "previous hash" of the first audit row
@@ -51,7 +51,7 @@ class AuditEvent(Base):
     label: Mapped[str | None] = mapped_column(String(60))
     probabilities: Mapped[str | None] = mapped_column(Text)  # canonical JSON
     refusal_reason: Mapped[str | None] = mapped_column(Text)
-    latency_ms: Mapped[float | None]
+    latency_ms: Mapped[float | None] = mapped_column(Double)
     detail: Mapped[str | None] = mapped_column(Text)  # canonical JSON of anything else
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))

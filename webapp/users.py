@@ -1,6 +1,7 @@
 """Account administration for hospital IT, on the database the app uses ($CXR_DATABASE_URL).
 
     python -m webapp.users add NAME --role radiologist|admin   (password from stdin)
+    python -m webapp.users add EMAIL --role radiologist --sso  (single sign-on only)
     python -m webapp.users list
     python -m webapp.users disable NAME
     python -m webapp.users reset-password NAME                  (password from stdin)
@@ -41,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     add = commands.add_parser("add", help="create an account (password from stdin)")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--sso", action="store_true",
+                     help="no password: the person signs in through single sign-on as NAME "
+                     "(the e-mail the identity provider vouches for)")
     commands.add_parser("list", help="list the accounts")
     commands.add_parser("disable", help="disable an account").add_argument("name")
     commands.add_parser("enable", help="enable a disabled account").add_argument("name")
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     database = open_database(settings.database_url, settings.sqlite_busy_seconds)
     try:
         if arguments.command == "add":
-            add_account(database, CLI_ACTOR, arguments.name, read_password(), arguments.role)
+            password = None if arguments.sso else read_password()
+            add_account(database, CLI_ACTOR, arguments.name, password, arguments.role)
             print(f"Added {arguments.role} {arguments.name}.")
         elif arguments.command == "list":
             for row in list_accounts(database):

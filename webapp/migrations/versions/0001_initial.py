@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("label", sa.String(60)),
         sa.Column("probabilities", sa.Text),
         sa.Column("refusal_reason", sa.Text),
-        sa.Column("latency_ms", sa.Float),
+        sa.Column("latency_ms", sa.Double),
         sa.Column("detail", sa.Text),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("row_hash", sa.String(64), nullable=False),
