@@ -143,40 +143,22 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
 
 
 def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
+    """Overlay, result and report downloads; each download is audited."""
     stem = analysis.file_name.rsplit(".", 1)[0] or "xray"
-    overlay_button, json_button, pdf_button = st.columns(3)
-    overlay_button.download_button(
-        "Overlay (PNG)",
-        data=lambda: overlay_png(analysis, class_name, opacity),
-        file_name=f"{stem}_gradcam_{class_name.lower()}.png",
-        mime="image/png",
-        icon=":material/download:",
-        on_click=record,
-        args=(DOWNLOAD,),
-        kwargs={"file": "overlay", "class_name": class_name},
-        width="stretch",
-    )
-    json_button.download_button(
-        "Result (JSON)",
-        data=result_json(analysis),
-        file_name=f"{stem}_result.json",
-        mime="application/json",
-        icon=":material/download:",
-        on_click=record,
-        args=(DOWNLOAD,),
-        kwargs={"file": "result"},
-        width="stretch",
-    )
-    pdf_button.download_button(
-        "Report (PDF)",
-        data=lambda: pdf_report(analysis, class_name, opacity),
-        file_name=f"{stem}_report.pdf",
-        mime="application/pdf",
-        icon=":material/download:",
-        on_click="ignore",
-        width="stretch",
-        key="pdf_report",
-    )
+    downloads = [
+        ("Overlay (PNG)", lambda: overlay_png(analysis, class_name, opacity),
+         f"{stem}_gradcam_{class_name.lower()}.png", "image/png",
+         {"file": "overlay", "class_name": class_name}),
+        ("Result (JSON)", result_json(analysis), f"{stem}_result.json", "application/json",
+         {"file": "result"}),
+        ("Report (PDF)", lambda: pdf_report(analysis, class_name, opacity),
+         f"{stem}_report.pdf", "application/pdf", {"file": "report"}),
+    ]
+    for column, (label, data, file_name, mime, detail) in zip(
+            st.columns(len(downloads)), downloads, strict=True):
+        column.download_button(label, data=data, file_name=file_name, mime=mime,
+                               icon=":material/download:", on_click=record, args=(DOWNLOAD,),
+                               kwargs=detail, width="stretch", key=f"download_{detail['file']}")
 
 
 def show_feedback(actor: Actor, audit_id: int, analysis: Analysis) -> None:

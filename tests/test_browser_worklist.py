@@ -28,8 +28,6 @@ if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
                 "to run the real-browser tests", allow_module_level=True)
 
-from tests.test_browser_e2e import browser_type_launch_args  # noqa: E402, F401  (Debian's Chromium)
-
 TIMEOUT_MS = 90_000
 
 
