@@ -109,7 +109,8 @@ def fit_head(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
 
 
 def score(train: np.ndarray, test: np.ndarray, data: dict, balance: float) -> dict:
-    """Train a head on rows ``train``, score rows ``test``; gate refusals as training.fit_ood."""
+    """Train a head on rows ``train``, score rows ``test``; the gate as training.fit_ood does
+    (Gaussians on the train rows, the limit on val rows that are not scored)."""
     space, labels, features = data["space"], data["labels"], data["features"]
     sources = [data["sources"][i] for i in np.flatnonzero(train)]
     weights = sampling_weights(labels[train], sources, space, DEFAULTS.class_weighting, balance)
@@ -119,7 +120,7 @@ def score(train: np.ndarray, test: np.ndarray, data: dict, balance: float) -> di
                                space.masks()[labels[test]], space.classes)
     present, compact = np.unique(labels[train], return_inverse=True)
     gaussians, _ = fit_gaussians(features[train], compact, present.size)
-    limit_rows = train & data["is_val"] if (train & data["is_val"]).any() else train
+    limit_rows = data["is_val"] & ~test  # as training.fit_ood: val X-rays, none being scored
     limit = distance_threshold(gaussians.distances(features[limit_rows]),
                                DEFAULT_REFUSED_FRACTION)
     figures["gate_refused"] = float(np.mean(gaussians.distances(features[test]) > limit))
