@@ -152,6 +152,28 @@ def test_an_upload_writes_exactly_one_audit_row_with_its_fields(page, app_url, d
     assert audit.verify_chain(database).intact
 
 
+def test_a_pdf_report_download_is_audited_and_is_a_pdf(page, app_url, database, cxr4_dir):
+    xray = first_xray(cxr4_dir, "NORMAL")
+    signed_in(page, app_url, READER)
+    upload(page, xray)
+    wait_for_result(page, xray.name)
+    before = audit.verify_chain(database).rows_checked
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Report (PDF)").click()
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+
+    def downloads() -> list[AuditEvent]:
+        with database.session() as session:
+            return list(session.scalars(select(AuditEvent).where(
+                AuditEvent.seq > before, AuditEvent.action == audit.DOWNLOAD)))
+
+    wait_until(lambda: downloads())
+    (row,) = downloads()
+    assert row.username == READER[0] and '"file":"report"' in row.detail
+    assert xray.stem not in row.detail
+    assert audit.verify_chain(database).intact
+
+
 def test_feedback_is_saved_and_shown_on_monitoring(page, app_url, database, cxr4_dir):
     xray = first_xray(cxr4_dir, "VIRAL_PNEUMONIA")
     signed_in(page, app_url, BROWSER_ADMIN)

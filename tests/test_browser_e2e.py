@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 from pydicom.uid import RLELossless
 from skimage import data
 
@@ -95,7 +96,9 @@ def test_an_xray_gets_the_clis_class_and_a_visible_overlay(diagnose, run_dir, cx
     wait_for_result(diagnose, xray.name)
 
     result = diagnose.locator(RESULT)
-    assert expected in result.inner_text()
+    # Streamlit may still be redrawing the container's metrics when the caption shows: wait
+    # for the finding itself (Playwright retries until the timeout), then read it.
+    expect(result).to_contain_text(expected, timeout=TIMEOUT_MS)
     assert "%" in result.inner_text()
     overlay = diagnose.locator(OVERLAY_IMAGE)
     assert overlay.is_visible()
@@ -143,7 +146,7 @@ def test_a_dicom_xray_shows_its_class_and_acquisition_but_no_identifiers(
     upload(diagnose, dicom)
     wait_for_result(diagnose, dicom.name)
 
-    assert expected in diagnose.locator(RESULT).inner_text()
+    expect(diagnose.locator(RESULT)).to_contain_text(expected, timeout=TIMEOUT_MS)
     for fact in ("Modality: DX", "View position: PA", "Body part examined: CHEST"):
         diagnose.get_by_text(fact).wait_for(state="visible")
     page_text = diagnose.content()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from testkit.browser_app import (
     BROWSER_ADMIN,
@@ -67,8 +68,8 @@ def test_a_pacs_worklist_opens_a_study_without_showing_identifiers(page, served,
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 32)  # the first row's selection cell
     wait_for_result(page, "im-", timeout_ms=TIMEOUT_MS)
-    result = page.locator(RESULT).inner_text()
-    assert "%" in result and "im-" in result
+    expect(page.locator(RESULT)).to_contain_text("%", timeout=TIMEOUT_MS)  # metrics drawn
+    assert "im-" in page.locator(RESULT).inner_text()
     page_text = page.content()
     assert not [value for value in secret if value in page_text]
     log = log_path.read_text(errors="replace")
