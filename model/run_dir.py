@@ -89,6 +89,9 @@ class Metadata:
     weights_source: str
     gradcam_layer: str
     logits_layer: str
+    # The age groups whose blocks of class logits the model outputs, in order (model.populations);
+    # absent: one block, the classes themselves.
+    age_heads: list[str] | None = None
     dataset: dict  # split -> label -> images
     data_roots: list[str] | None = None
     populations: dict | None = None  # split -> source -> {"age_group", "counts": label -> n}

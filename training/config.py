@@ -69,6 +69,10 @@ class TrainConfig:
     label_sets: str = "PNEUMONIA=BACTERIAL_PNEUMONIA+VIRAL_PNEUMONIA"
     # Sources whose patients are children (the manifest's patient-id namespace); others adult.
     pediatric_sources: str = "kermany"
+    # One block of class logits per age group (model.populations): within a block age is
+    # constant, so it cannot stand in for a class. Frozen-feature probes (model card): fewer
+    # unseen adult normals called COVID-19 than one shared head.
+    age_heads: bool = True
     # Within each class, sources are sampled as count ** (1 - source_balance): 0 leaves them as
     # they come, 1 makes every source of a class equally frequent.
     source_balance: float = 0.5

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
+from model.populations import AGE_GROUPS, block_targets, class_logits
 from model.run_dir import (
     MODEL_FILE,
     TRAIN_LOG_FILE,
@@ -35,6 +37,7 @@ from training.config import TrainConfig, build_parser, config_from_args
 from training.data import (
     DatasetError,
     LabelSpace,
+    LoadedSplit,
     find_label_space,
     limit_per_class,
     load_split,
@@ -94,6 +97,18 @@ def _splits(config: TrainConfig, space: LabelSpace):
     return limit_per_class(train, config.limit_per_class, config.seed), val
 
 
+def _population_indices(split: LoadedSplit, age_heads: list[str]) -> np.ndarray:
+    return np.array([age_heads.index(group) for group in split.age_groups])
+
+
+def _targets(split: LoadedSplit, space: LabelSpace, age_heads: list[str] | None) -> np.ndarray:
+    """Each image's allowed classes; with age heads, in its own age group's block only."""
+    allowed = space.masks()[split.labels]
+    if not age_heads:
+        return allowed
+    return block_targets(allowed, _population_indices(split, age_heads), len(age_heads))
+
+
 def _earlier_seconds(config: TrainConfig, history: list[dict]) -> float:
     """The interrupted process's training time, when this one only finishes the run."""
     return history[-1].get("elapsed_seconds", 0.0) if config.finish_from_checkpoint else 0.0
@@ -115,17 +130,19 @@ def train(config: TrainConfig) -> dict:
     sampling = sampling_weights(train_split.labels, train_split.sources, space,
                                 config.class_weighting, config.source_balance)
 
+    age_heads = list(AGE_GROUPS) if config.age_heads else None
     with distribution_scope(config.distribute):
         model, weights_source = build_classifier(
-            spec, config.weights, image_size, len(classes), config.dropout
+            spec, config.weights, image_size, len(classes) * len(age_heads or [None]),
+            config.dropout,
         )
-        masks = space.masks()
         train_batches = XrayBatches(
-            train_split.images, masks[train_split.labels], config.batch_size,
+            train_split.images, _targets(train_split, space, age_heads), config.batch_size,
             config.augment, sampling=sampling,
             epoch_size=config.samples_per_epoch, seed=config.seed,
         )
-        val_batches = XrayBatches(val_split.images, masks[val_split.labels], config.batch_size)
+        val_batches = XrayBatches(val_split.images, _targets(val_split, space, age_heads),
+                                  config.batch_size)
         if config.finish_from_checkpoint:
             history = load_best_checkpoint(model, config.out)
         else:
@@ -146,6 +163,7 @@ def train(config: TrainConfig) -> dict:
         weights_source=weights_source,
         gradcam_layer=spec.gradcam_layer,
         logits_layer="logits",
+        age_heads=age_heads,
         dataset={"train": train_split.counts(space.keys), "val": val_split.counts(space.keys)},
         data_roots=[str(root) for root in config.data],
         populations={"train": train_split.populations(space.keys),
@@ -160,6 +178,10 @@ def train(config: TrainConfig) -> dict:
     ))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     val_logits = logits_model.predict(val_batches, verbose=0)
+    if age_heads:
+        # Scored and calibrated as the app uses a film whose age group is known.
+        val_logits = np.asarray(class_logits(val_logits, _population_indices(val_split, age_heads),
+                                             len(age_heads), len(classes)))
     metrics = calibrate_and_score(config.out, val_logits, val_split, space)
     log.info("validation:\n%s", format_summary(metrics))
     minutes = (time.monotonic() - started) / 60
