@@ -16,6 +16,7 @@ import numpy as np
 
 from model.decode import DecodedImage
 from model.errors import ImageError
+from model.populations import AgeReading
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -32,6 +33,7 @@ class Classified(Generic[Item]):
     image: DecodedImage | None  # None when it could not be loaded or decoded
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    age: AgeReading | None = None  # the age group read for (model.populations)
 
     @property
     def label(self) -> str | None:
@@ -42,11 +44,12 @@ class Classified(Generic[Item]):
 
 def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predictor: Predictor,
              batch_size: int = 32, expected_errors: tuple[type[Exception], ...] = (ImageError,),
-             ) -> Iterator[Classified[Item]]:
+             age_group: str | None = None) -> Iterator[Classified[Item]]:
     """Yield each item's outcome, in order; loading runs one batch ahead of the model.
 
     A loader's ``expected_errors`` (a bad file, a study the archive cannot serve) become that
-    item's message; anything else is a bug and propagates.
+    item's message; anything else is a bug and propagates. ``age_group`` ("adult", "child")
+    applies to every item; None or "auto": each DICOM header's, else the model's estimate.
     """
 
     def admit(item: Item) -> tuple[DecodedImage | None, np.ndarray | str]:
@@ -64,17 +67,19 @@ def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predic
             loaded = [future.result() for future in pending]
             following = chunks[index + 1] if index + 1 < len(chunks) else []
             pending = [pool.submit(admit, item) for item in following]
-            yield from _decide(chunk, loaded, predictor)
+            yield from _decide(chunk, loaded, predictor, age_group)
 
 
 def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.ndarray | str]],
-            predictor: Predictor) -> Iterator[Classified[Item]]:
+            predictor: Predictor, age_group: str | None) -> Iterator[Classified[Item]]:
     admitted = [ImageError(outcome) if isinstance(outcome, str) else outcome
                 for _, outcome in loaded]
-    outcomes = predictor.gated_probabilities(admitted)
-    for item, (image, _), outcome in zip(chunk, loaded, outcomes, strict=True):
+    known = [None if image is None else predictor.known_age(image, age_group)
+             for image, _ in loaded]
+    outcomes = predictor.gated(admitted, known)
+    for item, (image, _), (outcome, age) in zip(chunk, loaded, outcomes, strict=True):
         if isinstance(outcome, ImageError):
             yield Classified(item, image, error=str(outcome))
         else:
             probabilities = dict(zip(predictor.classes, outcome.tolist(), strict=True))
-            yield Classified(item, image, probabilities=probabilities)
+            yield Classified(item, image, probabilities=probabilities, age=age)

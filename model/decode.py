@@ -36,6 +36,9 @@ class DecodedImage:
     gray: np.ndarray  # (H, W) uint8
     source_format: str
     facts: dict[str, str] = field(default_factory=dict)
+    # "adult" or "pediatric" from a DICOM header's age (model.dicom.age_group), else None;
+    # the age itself is never kept.
+    age_group: str | None = None
 
 
 def decode_image(
@@ -45,8 +48,8 @@ def decode_image(
     label = name or "the file"
     check_upload_size(len(data), label, limits)
     if looks_like_dicom(data, name):
-        gray, facts = decode_dicom(data, label, limits)
-        return DecodedImage(gray=gray, source_format="DICOM", facts=facts)
+        gray, facts, age = decode_dicom(data, label, limits)
+        return DecodedImage(gray=gray, source_format="DICOM", facts=facts, age_group=age)
     return _decode_with_pillow(data, label, limits)
 
 

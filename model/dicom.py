@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pydicom
@@ -70,8 +71,9 @@ def looks_like_dicom(data: bytes, name: str = "") -> bool:
 
 def decode_dicom(
     data: bytes, label: str, limits: DecodeLimits
-) -> tuple[np.ndarray, dict[str, str]]:
-    """(H, W) uint8 display pixels and safe acquisition facts; ImageError when impossible."""
+) -> tuple[np.ndarray, dict[str, str], str | None]:
+    """(H, W) uint8 display pixels, safe acquisition facts and the patient's age group
+    (``age_group``); ImageError when impossible."""
     has_preamble = data[128:132] == DICOM_MAGIC
     ds = _read(data, label, force=not has_preamble)
     if "PixelData" not in ds:
@@ -85,7 +87,40 @@ def decode_dicom(
     _check_header(header, label, limits)
     pixels = _decode_pixels(ds, header, label)
     gray = _to_display(pixels, ds, header, label)
-    return gray, safe_facts(ds, header)
+    return gray, safe_facts(ds, header), age_group(ds)
+
+
+ADULT_AGE_YEARS = 18
+_AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
+
+
+def age_group(ds: Dataset) -> str | None:
+    """'adult', 'pediatric' or None (not recorded, or unreadable), from PatientAge ("045Y",
+    "010M"), else from PatientBirthDate and the study's date. Only the group leaves this
+    function: the age and the dates are identifying and are neither kept nor shown."""
+    years = _age_years(ds)
+    if years is None:
+        return None
+    return "adult" if years >= ADULT_AGE_YEARS else "pediatric"
+
+
+def _age_years(ds: Dataset) -> float | None:
+    try:
+        text = str(ds.get("PatientAge", "") or "").strip().upper()
+        if len(text) == 4 and text[:3].isdigit() and text[3] in _AGE_UNITS_PER_YEAR:
+            return int(text[:3]) / _AGE_UNITS_PER_YEAR[text[3]]
+        birth = str(ds.get("PatientBirthDate", "") or "").strip()
+        taken = next((str(ds.get(key, "") or "").strip() for key in
+                      ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+                      if str(ds.get(key, "") or "").strip()), "")
+        if len(birth) >= 8 and len(taken) >= 8:
+            born = datetime.strptime(birth[:8], "%Y%m%d")
+            seen = datetime.strptime(taken[:8], "%Y%m%d")
+            if seen >= born:
+                return (seen - born).days / 365.25
+    except (ValueError, TypeError, AttributeError):  # a malformed header tells nothing
+        return None
+    return None
 
 
 def safe_facts(ds: Dataset, header: PixelHeader) -> dict[str, str]:

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.populations import age_probabilities, class_logits
+
 
 def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str) -> keras.Model:
     """The model Grad-CAM needs: input -> (last conv activations, logits, pooled features).
@@ -29,21 +31,29 @@ def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str) -> 
 
 
 def forward_with_gradcam(
-    cam_model: keras.Model, images: tf.Tensor, class_indices: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(N, S, S) grey inputs -> (logits, pooled features, heatmaps at the layer's size, classes).
+    cam_model: keras.Model, images: tf.Tensor, class_indices: tf.Tensor,
+    populations: tf.Tensor, n_groups: int = 1,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(N, S, S) grey inputs -> (class logits, pooled features, heatmaps at the layer's size,
+    explained classes, (N, groups) age-group estimates).
 
-    Each image's map explains ``class_indices[i]``, or its predicted class where that is negative.
+    A model with age heads (model.populations) gives one block of logits per age group: each
+    image's class logits are its known group's block, or the marginal over the groups where
+    ``populations`` is negative. Each image's map explains ``class_indices[i]``, or its
+    predicted class where that is negative.
     """
     with tf.GradientTape() as tape:
-        activations, logits, features = cam_model(images, training=False)
+        activations, raw_logits, features = cam_model(images, training=False)
+        n_classes = raw_logits.shape[-1] // n_groups
+        logits = class_logits(raw_logits, populations, n_groups, n_classes)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         chosen = tf.where(class_indices < 0, predicted, class_indices)
         class_scores = tf.gather(logits, chosen, batch_dims=1)
     # The tape differentiates the sum of the scores; in inference mode an image's score depends
     # on its own activations only, so that gradient holds each image's own.
     gradients = tape.gradient(class_scores, activations)
-    return logits, features, gradcam_heatmap(activations, gradients), chosen
+    ages = age_probabilities(raw_logits, n_groups, n_classes)
+    return logits, features, gradcam_heatmap(activations, gradients), chosen, ages
 
 
 def gradcam_heatmap(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:

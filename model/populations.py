@@ -18,6 +18,7 @@ NumPy evaluation and the predictor's compiled graph compute exactly the same thi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from keras import ops
@@ -67,3 +68,28 @@ def block_targets(allowed, populations, n_groups: int):
     targets = np.zeros((len(allowed), n_groups, allowed.shape[1]), dtype=allowed.dtype)
     targets[np.arange(len(allowed)), np.asarray(populations)] = allowed
     return targets.reshape(len(allowed), -1)
+
+
+@dataclass(frozen=True)
+class AgeReading:
+    """The age group a prediction was read for, and how it was known."""
+
+    group: str  # as people read it: "adult" or "child" (AGE_GROUP_WORDS)
+    source: str  # "dicom" (PatientAge or birth and study dates), "given" (a person), "estimated"
+    probability: float | None = None  # the model's confidence in its estimate
+
+    def describe(self) -> str:
+        """'child (from the DICOM header)', 'adult (estimated, 97%)'."""
+        if self.source == "estimated":
+            return f"{self.group} (estimated, {self.probability:.0%})"
+        return f"{self.group} ({'from the DICOM header' if self.source == 'dicom' else 'given'})"
+
+
+def known_age(header_group: str | None, given: str | None) -> AgeReading | None:
+    """What is known before the model: a person's choice wins over the DICOM header's age;
+    None (or "auto") for both leaves it to the model's estimate."""
+    if given not in (None, "", "auto", "unknown"):
+        return AgeReading(AGE_GROUP_WORDS.get(given, given), "given")
+    if header_group is not None:
+        return AgeReading(AGE_GROUP_WORDS.get(header_group, header_group), "dicom")
+    return None

@@ -5,7 +5,9 @@
                             [--body-part PART] [--send-results] [--model RUN_DIR]
 
 Folders are searched recursively for image files. Each line is either
-{"file", "label", "probabilities", "model"} or, for a file that cannot be used or that the
+{"file", "label", "probabilities", "model"} (with a model that has age heads, also
+"age_group": "adult" or "child", "age_group_source": "dicom", "given" or "estimated", and for
+an estimate "age_group_probability") or, for a file that cannot be used or that the
 model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
 the run goes on. With --pacs (login and the other settings from the CXR_PACS_* variables,
 see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, decode_file
+from model.populations import AgeReading
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -53,12 +56,13 @@ def collect_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO) -> None:
+def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
+                  age_group: str | None = None) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused.
 
-    The predictor decides (``admit``, then ``gated_probabilities``), exactly as for the app.
+    The predictor decides (``admit``, then ``gated``), exactly as for the app.
     """
-    for outcome in classify(files, decode_file, predictor, batch_size):
+    for outcome in classify(files, decode_file, predictor, batch_size, age_group=age_group):
         write_record({"file": str(outcome.item)}, outcome, predictor, out)
 
 
@@ -69,9 +73,19 @@ def write_record(where: dict, outcome: Classified, predictor: Predictor, out: Te
         record = {**where, "error": outcome.error}
     else:
         record = {**where, "label": outcome.label, "probabilities": outcome.probabilities,
-                  "model": predictor.version}
+                  "model": predictor.version, **age_keys(outcome.age)}
     out.write(json.dumps({**record, **extra}) + "\n")
     out.flush()
+
+
+def age_keys(age: AgeReading | None) -> dict:
+    """A JSON line's age-group keys; none for a model without age heads."""
+    if age is None:
+        return {}
+    keys = {"age_group": age.group, "age_group_source": age.source}
+    if age.probability is not None:
+        keys["age_group_probability"] = round(age.probability, 4)
+    return keys
 
 
 def _study_date(text: str) -> str:
@@ -111,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run directory (default: the shipped model in model/artifacts)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="images per model call (default: 32)")
+    parser.add_argument("--age-group", choices=("adult", "child", "auto"), default="auto",
+                        help="the patients' age group, for every image; auto (default): each "
+                             "DICOM header's age, else the model's estimate")
     return parser
 
 
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     files = collect_files(args.paths)
     if not files:
         print("no image files found", file=sys.stderr)
-    predict_files(files, predictor, args.batch_size, sys.stdout)
+    predict_files(files, predictor, args.batch_size, sys.stdout, args.age_group)
     return 0
 
 
@@ -157,7 +174,8 @@ def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
     query = StudyQuery(args.since, args.until, args.body_part)
     try:
         client = PacsClient(settings_for(args.pacs))
-        predict_studies(client, query, predictor, args.batch_size, args.send_results, sys.stdout)
+        predict_studies(client, query, predictor, args.batch_size, args.send_results, sys.stdout,
+                        args.age_group)
     except PacsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -165,7 +183,8 @@ def predict_pacs(args: argparse.Namespace, predictor: Predictor) -> int:
 
 
 def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
-                    batch_size: int, send_results: bool, out: TextIO) -> None:
+                    batch_size: int, send_results: bool, out: TextIO,
+                    age_group: str | None = None) -> None:
     """One line per frontal image of each listed study, or per study without one; with
     ``send_results`` each analysed image's SR and heatmap are stored in its study, in a few
     threads so the archive's answers overlap the next images' work; lines stay in order.
@@ -193,7 +212,7 @@ def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
         print("no chest radiograph studies found", file=sys.stderr)
     pending: deque[tuple[Classified, Future | None]] = deque()
     with ThreadPoolExecutor(SEND_THREADS) as pool:
-        for outcome in triage(client, items, predictor, batch_size):
+        for outcome in triage(client, items, predictor, batch_size, age_group):
             sendable = send_results and outcome.error is None and isinstance(outcome.item,
                                                                               ImageRef)
             pending.append((outcome, pool.submit(store, outcome) if sendable else None))

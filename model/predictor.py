@@ -25,6 +25,7 @@ from model.decode import DecodedImage
 from model.errors import ImageError
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
+from model.populations import AGE_GROUP_WORDS, AgeReading, age_group_index, known_age
 from model.preprocess import resize_gray
 from model.run_dir import (
     MODEL_FILE,
@@ -49,6 +50,7 @@ class Explanation:
     probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
     class_name: str  # the class explained
     heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
+    age: AgeReading | None = None  # the age group read for; None: a model without age heads
 
 
 class Predictor:
@@ -66,12 +68,16 @@ class Predictor:
         self.image_size = metadata.image_size
         self.temperature = temperature
         self.ood = ood or OodGate.off("no gate was given to this predictor")
+        self.age_heads: list[str] = list(metadata.age_heads or [])
+        n_groups = max(1, len(self.age_heads))
         cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer)
         # The one compiled graph: logits, pooled features and Grad-CAM maps from one pass.
         self._forward = tf.function(
-            lambda images, class_indices: forward_with_gradcam(cam_model, images, class_indices),
+            lambda images, class_indices, populations: forward_with_gradcam(
+                cam_model, images, class_indices, populations, n_groups),
             input_signature=[
                 tf.TensorSpec((None, self.image_size, self.image_size), tf.uint8),
+                tf.TensorSpec((None,), tf.int32),
                 tf.TensorSpec((None,), tf.int32),
             ],
         )
@@ -110,9 +116,12 @@ class Predictor:
             shapes = [tuple(image.shape) for image in model.inputs]
             raise ModelLoadError(f"{model_path} takes {shapes}, the metadata says {expected}")
         n_logits = model.get_layer(metadata.logits_layer).output.shape[-1]
-        if n_logits != len(metadata.classes):
+        n_expected = len(metadata.classes) * max(1, len(metadata.age_heads or []))
+        if n_logits != n_expected:
             raise ModelLoadError(f"{model_path} has {n_logits} outputs for "
-                                 f"{len(metadata.classes)} classes in the metadata")
+                                 f"{len(metadata.classes)} classes in the metadata"
+                                 + (f" x {len(metadata.age_heads)} age groups"
+                                    if metadata.age_heads else ""))
         return cls(model, metadata, temperature, ood)
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
@@ -133,16 +142,21 @@ class Predictor:
         self.ood.check_pixels(resized)
         return resized
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """(N, S, S) preprocessed inputs -> (N, C) logits, through the compiled graph."""
-        return self.logits_and_features(batch)[0]
+    def logits(self, batch: np.ndarray, age_groups: Sequence[str | None] | None = None
+               ) -> np.ndarray:
+        """(N, S, S) preprocessed inputs -> (N, C) class logits, through the compiled graph;
+        for each image's age group where known ("adult", "child"), else the marginal."""
+        return self.logits_and_features(batch, age_groups)[0]
 
-    def logits_and_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def logits_and_features(self, batch: np.ndarray,
+                            age_groups: Sequence[str | None] | None = None,
+                            ) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S) inputs -> ((N, C) logits, (N, D) pooled features), one compiled pass.
 
         Not gated: for evaluation and fitting the gate.
         """
-        logits, features, _, _ = self._run(batch)
+        logits, features, _, _, _ = self._run(batch, populations=self._indices(
+            age_groups or [None] * len(batch)))
         return logits, features
 
     def gated_probabilities(
@@ -151,32 +165,64 @@ class Predictor:
         """The model and the check after it: ``admit``'s inputs -> each image's calibrated
         probabilities, or the feature check's refusal; refusals given are passed on in place.
 
-        One forward pass for the whole batch.
+        One forward pass for the whole batch; age groups estimated by the model.
         """
-        inputs = [item for item in admitted if not isinstance(item, ImageError)]
-        if not inputs:
-            return list(admitted)
-        logits, features, _, _ = self._run(np.stack(inputs))
-        gated = iter(self._gate_features(logits, features))
-        return [item if isinstance(item, ImageError) else next(gated) for item in admitted]
+        return [outcome for outcome, _ in self.gated(admitted)]
+
+    def gated(
+        self, admitted: Sequence[np.ndarray | ImageError],
+        known: Sequence[AgeReading | None] | None = None,
+    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None]]:
+        """``gated_probabilities`` with the age group each image was read for: ``known``
+        (model.populations.known_age: the DICOM header's or a person's) or the model's own
+        estimate; None for a model without age heads, or a refused image."""
+        known = list(known) if known is not None else [None] * len(admitted)
+        rows = [index for index, item in enumerate(admitted) if not isinstance(item, ImageError)]
+        results: list[tuple[np.ndarray | ImageError, AgeReading | None]] = [
+            (item, None) for item in admitted]
+        if not rows:
+            return results
+        chosen = [known[index] for index in rows]
+        logits, features, _, _, ages = self._run(
+            np.stack([admitted[index] for index in rows]),
+            populations=self._indices([age.group if age else None for age in chosen]))
+        gated = self._gate_features(logits, features)
+        for index, outcome, given, estimate in zip(rows, gated, chosen, ages, strict=True):
+            results[index] = (outcome, None if isinstance(outcome, ImageError)
+                              else self._age_reading(given, estimate))
+        return results
 
     def outcomes(
-        self, images: Sequence[DecodedImage | np.ndarray], batch_size: int = 32
+        self, images: Sequence[DecodedImage | np.ndarray], batch_size: int = 32,
+        age_group: str | None = None,
     ) -> list[np.ndarray | ImageError]:
         """Is each image accepted? Its calibrated probabilities, or the ImageError saying why.
 
-        ``admit`` then ``gated_probabilities``, ``batch_size`` images per forward pass.
+        ``admit`` then ``gated``, ``batch_size`` images per forward pass; ``age_group``
+        ("adult", "child"; None or "auto": the DICOM header's, else the model's estimate).
         """
         results: list[np.ndarray | ImageError] = []
         for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
             admitted: list[np.ndarray | ImageError] = []
-            for image in images[start:start + batch_size]:
+            for image in chunk:
                 try:
                     admitted.append(self.admit(image))
                 except ImageError as refusal:
                     admitted.append(refusal)
-            results.extend(self.gated_probabilities(admitted))
+            known = [self.known_age(image, age_group) for image in chunk]
+            results.extend(outcome for outcome, _ in self.gated(admitted, known))
         return results
+
+    def known_age(self, image: DecodedImage | np.ndarray, given: str | None
+                  ) -> AgeReading | None:
+        """What is known of an image's age group before the model (a person's choice, else
+        its DICOM header's), checked against the groups this model has heads for."""
+        header = image.age_group if isinstance(image, DecodedImage) else None
+        reading = known_age(header, given)
+        if reading is not None and self.age_heads:
+            age_group_index(reading.group, self.age_heads)  # a name this model knows
+        return reading
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: softmax of the logits divided by the fitted temperature."""
@@ -198,17 +244,22 @@ class Predictor:
         return np.stack(outcomes)
 
     def explain(
-        self, image: DecodedImage | np.ndarray, class_name: str | None = None
+        self, image: DecodedImage | np.ndarray, class_name: str | None = None,
+        age_group: str | None = None,
     ) -> Explanation:
         """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class.
 
-        Accepted or refused exactly as by ``predict``, from the same compiled pass.
+        Accepted or refused exactly as by ``predict``, from the same compiled pass;
+        ``age_group`` as for ``outcomes``.
         """
         if class_name is not None and class_name not in self.classes:
             raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
         class_index = -1 if class_name is None else self.classes.index(class_name)
         gray = image.gray if isinstance(image, DecodedImage) else image
-        logits, features, heatmaps, chosen = self._run(self.admit(image)[None], class_index)
+        given = self.known_age(image, age_group)
+        logits, features, heatmaps, chosen, ages = self._run(
+            self.admit(image)[None], class_index,
+            self._indices([given.group if given else None]))
         (outcome,) = self._gate_features(logits, features)
         if isinstance(outcome, ImageError):
             raise outcome
@@ -216,6 +267,7 @@ class Predictor:
             probabilities=self._by_class(outcome),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
+            age=self._age_reading(given, ages[0]),
         )
 
     def warm_up(self) -> None:
@@ -226,12 +278,31 @@ class Predictor:
         self._run(np.full((1, self.image_size, self.image_size), 128, np.uint8))
 
     def _run(
-        self, batch: np.ndarray, class_index: int = -1
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The compiled graph: (logits, features, heatmaps, explained classes), as numpy."""
+        self, batch: np.ndarray, class_index: int = -1, populations: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled graph: (class logits, features, heatmaps, explained classes, age-group
+        estimates), as numpy; ``populations``: each image's age-head index, -1 to estimate."""
         class_indices = tf.fill([len(batch)], tf.constant(class_index, tf.int32))
-        outputs = self._forward(tf.convert_to_tensor(batch, tf.uint8), class_indices)
+        if populations is None:
+            populations = np.full(len(batch), -1, np.int32)
+        outputs = self._forward(tf.convert_to_tensor(batch, tf.uint8), class_indices,
+                                tf.convert_to_tensor(populations, tf.int32))
         return tuple(output.numpy() for output in outputs)
+
+    def _indices(self, groups: Sequence[str | None]) -> np.ndarray:
+        """Age-group names -> this model's head indices (-1: not known, or no age heads)."""
+        if not self.age_heads:
+            return np.full(len(groups), -1, np.int32)
+        return np.array([age_group_index(group, self.age_heads) for group in groups], np.int32)
+
+    def _age_reading(self, given: AgeReading | None, estimate: np.ndarray
+                     ) -> AgeReading | None:
+        """The known age group, else the model's estimate; None without age heads."""
+        if given is not None or not self.age_heads:
+            return given
+        best = int(np.argmax(estimate))
+        return AgeReading(AGE_GROUP_WORDS.get(self.age_heads[best], self.age_heads[best]),
+                          "estimated", float(estimate[best]))
 
     def _gate_features(self, logits: np.ndarray, features: np.ndarray
                        ) -> list[np.ndarray | ImageError]:

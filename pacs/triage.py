@@ -60,12 +60,15 @@ def keys(item: WorkItem) -> dict[str, str | None]:
 
 
 def triage(client: PacsClient, items: list[WorkItem], predictor: Predictor,
-           batch_size: int = 32) -> Iterator[Classified[WorkItem]]:
-    """Each item's outcome, in order: probabilities, or the refusal or archive error."""
+           batch_size: int = 32, age_group: str | None = None,
+           ) -> Iterator[Classified[WorkItem]]:
+    """Each item's outcome, in order: probabilities, or the refusal or archive error;
+    ``age_group`` as for model.batch.classify (None: each header's, else estimated)."""
 
     def load(item: WorkItem) -> DecodedImage:
         if isinstance(item, StudyProblem):
             raise NoFrontalImage(item.message)
         return client.retrieve(item)
 
-    return classify(items, load, predictor, batch_size, expected_errors=(ImageError, PacsError))
+    return classify(items, load, predictor, batch_size, expected_errors=(ImageError, PacsError),
+                    age_group=age_group)

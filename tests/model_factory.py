@@ -31,10 +31,11 @@ NORMALIZATION = "tf"
 
 
 def build_model(image_size: int = IMAGE_SIZE, seed: int = 0,
-                normalization: str | None = NORMALIZATION) -> keras.Model:
+                normalization: str | None = NORMALIZATION, n_groups: int = 1) -> keras.Model:
     """The grey image, its normalisation, two conv blocks, pool, `logits` Dense and
     `probabilities` softmax; random weights. ``normalization=None`` gives the format-1 model,
-    which took normalised RGB, for the conversion's tests."""
+    which took normalised RGB, for the conversion's tests; ``n_groups`` blocks of class
+    logits, one per age head (model.populations)."""
     keras.utils.set_random_seed(seed)
     if normalization is None:
         inputs = x = keras.Input((image_size, image_size, 3), name="image")
@@ -46,14 +47,15 @@ def build_model(image_size: int = IMAGE_SIZE, seed: int = 0,
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="conv2")(x)
     x = keras.layers.Activation("relu", name=GRADCAM_LAYER)(x)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    logits = keras.layers.Dense(len(CLASS_NAMES), name="logits")(x)
+    logits = keras.layers.Dense(len(CLASS_NAMES) * n_groups, name="logits")(x)
     probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
     return keras.Model(inputs, probabilities, name="cxr_test")
 
 
-def metadata(image_size: int = IMAGE_SIZE) -> Metadata:
+def metadata(image_size: int = IMAGE_SIZE, age_heads: list[str] | None = None) -> Metadata:
     """The factory model's metadata: no label sets, populations or data roots recorded."""
     return Metadata(
+        age_heads=age_heads,
         version="test-model-1",
         classes=CLASS_NAMES,
         image_size=image_size,
@@ -73,7 +75,8 @@ def metadata(image_size: int = IMAGE_SIZE) -> Metadata:
 
 
 def make_run_dir(
-    run_dir: Path, temperature: float | None = TEMPERATURE, zero_logits: bool = False
+    run_dir: Path, temperature: float | None = TEMPERATURE, zero_logits: bool = False,
+    age_heads: list[str] | None = None,
 ) -> Path:
     """Write the model, its metadata and (unless temperature is None) its calibration.
 
@@ -81,12 +84,12 @@ def make_run_dir(
     path is zero: the flat-gradient case.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model()
+    model = build_model(n_groups=max(1, len(age_heads or [])))
     if zero_logits:
         layer = model.get_layer("logits")
         layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
     model.save(run_dir / MODEL_FILE)
-    write_metadata(run_dir, metadata())
+    write_metadata(run_dir, metadata(age_heads=age_heads))
     if temperature is not None:
         write_calibration(run_dir, Calibration(temperature=temperature, ece_before=0.1,
                                                ece_after=0.05, bins_before=(), bins_after=()))
