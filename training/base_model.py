@@ -50,7 +50,7 @@ def contract_path(weights_file: Path) -> Path:
 def backbone_of(classifier: keras.Model) -> keras.Model:
     """The classifier up to its head: the grey image -> the feature maps its head pools."""
     features = classifier.get_layer(FEATURES_INPUT_OF).input
-    return keras.Model(classifier.inputs, features, name=f"{classifier.name}_backbone")
+    return keras.Model(classifier.input, features, name=f"{classifier.name}_backbone")
 
 
 def input_contract(backbone: keras.Model, run_dir: Path) -> dict:
