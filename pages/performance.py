@@ -19,6 +19,7 @@ from webapp.charts import (
     confusion_matrix_figure,
     coverage_rows,
     dataset_rows,
+    external_rows,
     per_class_rows,
     reliability_figure,
     roc_figure,
@@ -114,6 +115,24 @@ def show_subgroups(metrics: dict, metadata: Metadata) -> None:
         st.dataframe(coverage, hide_index=True)
 
 
+def show_external(metrics: dict) -> None:
+    st.subheader("Hospitals and batches it was never trained on")
+    st.caption("External checks: every image through the out-of-distribution gate, as a "
+               "hospital would meet it; the figures are those of the images it accepted. "
+               "Compare with the validation figures above.")
+    rows = external_rows(metrics)
+    if not rows:
+        st.info(f"This model's {METRICS_FILE} has no external checks: "
+                "`python -m training.evaluate --model RUN_DIR --external DIR` adds them.")
+        return
+    st.dataframe(rows, hide_index=True, key="external_checks", column_config={
+        "Refused": st.column_config.NumberColumn(format="percent"),
+        **{name: st.column_config.NumberColumn(format="%.3f") for name in (
+            "Normal recall", "Called COVID-19 among non-COVID", "Pneumonia-vs-normal AUC",
+            "Pneumonia-vs-normal accuracy", "Macro F1", "ECE")},
+    })
+
+
 def show_dataset(metadata: Metadata) -> None:
     st.subheader("Data")
     st.caption(f"Images per class and split, as {METADATA_FILE} recorded them at training time.")
@@ -146,5 +165,6 @@ show_headline(metrics)
 show_errors(metrics)
 show_curves(reports)
 show_subgroups(metrics, metadata)
+show_external(metrics)
 show_training(reports.history)
 show_dataset(metadata)

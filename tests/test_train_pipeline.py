@@ -8,11 +8,15 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES
+from model.predictor import Predictor
+from model.preprocess import resize_gray
 from model.run_dir import (
     CALIBRATION_FILE,
     HISTORY_FILE,
@@ -27,7 +31,18 @@ from model.run_dir import (
     read_metrics,
     write_calibration,
 )
-from tests.synthetic_data import make_dataset
+from tests.synthetic_data import make_dataset, synthetic_xray
+from training import export_backbone
+from training.backbones import BackboneWeightsError, get_backbone
+from training.base_model import (
+    backbone_of,
+    contract_path,
+    copy_backbone_weights,
+    load_exported_backbone,
+)
+from training.classifier import build_classifier
+from training.config import TrainConfig
+from training.train import train
 
 METRIC_KEYS = {"classes", "accuracy", "macro_f1", "confusion_matrix", "per_class", "roc",
                "pneumonia_vs_normal", "calibration"}
@@ -169,3 +184,60 @@ def test_finishing_without_checkpoints_is_a_clear_error(data_dir, tmp_path):
     result = run_module("training.train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
                         "--weights", "none", "--image-size", "64", "--finish-from-checkpoint")
     assert result.returncode == 2 and "no stage checkpoint" in result.stderr
+
+
+def _backbone(run: Path) -> keras.Model:
+    return backbone_of(keras.saving.load_model(run / MODEL_FILE, compile=False))
+
+
+def test_an_exported_backbone_gives_the_runs_own_features(run_dir, tmp_path):
+    out = tmp_path / "base" / "cxr.weights.h5"
+    assert export_backbone.main(["--run", str(run_dir), "--out", str(out)]) == 0
+    contract = json.loads(contract_path(out).read_text())
+    assert contract["backbone"] == "efficientnet_lite0" and contract["image_size"] == 64
+    assert contract["input"]["dtype"] == "uint8" and contract["input"]["shape"] == [64, 64]
+    assert contract["preprocessing"]["normalization"] == "lite0"
+    assert contract["feature_size"] == 1280
+    assert contract["source_run_version"] == read_metadata(run_dir).version
+
+    exported = load_exported_backbone(out)
+    rng = np.random.default_rng(3)
+    images = np.stack([resize_gray(synthetic_xray(label % 4, rng, (72, 88)), 64)
+                       for label in range(6)])
+    _, features = Predictor.load(run_dir).logits_and_features(images)
+    pooled = keras.ops.convert_to_numpy(keras.ops.mean(exported.model(images), axis=(1, 2)))
+    np.testing.assert_allclose(pooled, features, atol=1e-6, rtol=0)
+
+    classifier, _ = build_classifier(get_backbone("efficientnet_lite0"), "none", 64, 4, 0.4)
+    with_weights = [layer for layer in exported.model.layers if layer.weights]
+    assert copy_backbone_weights(exported, classifier) == len(with_weights) > 50
+    np.testing.assert_allclose(backbone_of(classifier)(images), exported.model(images), atol=1e-6)
+
+
+def test_training_from_a_run_starts_from_its_backbone_with_a_new_head(run_dir, data_dir,
+                                                                       tmp_path):
+    out = tmp_path / "from_run"
+    result = run_module(
+        "training.train", "--data", str(data_dir), "--out", str(out), "--weights", str(run_dir),
+        "--batch-size", "8", "--epochs-frozen", "1", "--epochs-finetune", "0",
+        "--limit-per-class", "2", "--samples-per-epoch", "8",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata, base = read_metadata(out), read_metadata(run_dir)
+    assert metadata.image_size == base.image_size == 64, "the base run's size by default"
+    assert metadata.weights_source == f"trained run {base.version} ({run_dir})"
+    # One frozen step trains the head only: the backbone is the base run's, weight for weight.
+    started, trained = _backbone(run_dir), _backbone(out)
+    assert len(started.weights) == len(trained.weights) > 100
+    for before, after in zip(started.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(before.numpy(), after.numpy(), err_msg=before.path)
+    new_head = keras.saving.load_model(out / MODEL_FILE, compile=False).get_layer("logits")
+    old_head = keras.saving.load_model(run_dir / MODEL_FILE, compile=False).get_layer("logits")
+    assert not np.array_equal(new_head.get_weights()[0], old_head.get_weights()[0]), "new head"
+
+
+def test_a_base_of_another_backbone_is_refused_by_name(run_dir, data_dir, tmp_path):
+    config = TrainConfig(data=(data_dir,), out=tmp_path / "r", weights=str(run_dir),
+                         backbone="resnet50")
+    with pytest.raises(BackboneWeightsError, match="--backbone efficientnet_lite0"):
+        train(config)

@@ -49,7 +49,9 @@ class TrainConfig:
     data: tuple[Path, ...] = (CXR4_DATA, SHARED_DATA / "adult")
     out: Path = Path("runs/latest")
     backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"  # "imagenet", "none", or a path to a local weights file
+    # "imagenet", "none", a path to a local weights file, or a trained run's backbone: its run
+    # directory or the FILE.weights.h5 training.export_backbone wrote (training.base_model)
+    weights: str = "imagenet"
     image_size: int | None = None  # None: the backbone's native size
     batch_size: int = 32
     epochs_frozen: int = 3

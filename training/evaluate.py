@@ -1,12 +1,16 @@
 """Validation metrics for a run, and `python -m training.evaluate` for any labelled folder.
 
     python -m training.evaluate --model RUN_DIR --data DIR [--data DIR ...] [--split val]
-        [--out FILE] [--recalibrate]
+        [--out FILE] [--recalibrate] [--external DIR ...]
 
 Each DIR holds `<split>/<LABEL>/*` (or `<LABEL>/*` directly); a label is one of the model's
 classes or a label set (PNEUMONIA: bacterial or viral, scored as "any of these"). The metrics
 use the run's own calibrated probabilities, computed through the same predictor the app uses,
 and are broken down by source and age group (`subgroups`).
+
+Each `--external DIR` (a population the model never trained on; layouts in training.external)
+is scored through the gate, as a hospital would meet it, and written under the run's
+metrics.json `external` key, one entry per folder name; the other keys are kept.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from model.run_dir import (
     CALIBRATION_FILE,
     METRICS_FILE,
     Metadata,
+    RunFileError,
+    read_metrics,
     write_calibration,
     write_json,
     write_metrics,
@@ -37,6 +43,7 @@ from training.data import (
     load_split,
     scan_split,
 )
+from training.external import format_external, read_external, score_external
 from training.metrics import classification_metrics, format_summary
 
 if TYPE_CHECKING:
@@ -128,22 +135,64 @@ def evaluate_folder(
     return score(logits, predictor.temperature, loaded, space)
 
 
+def evaluate_external(
+    run_dir: Path, folders: list[Path], sample: int | None = None
+) -> dict[str, dict]:
+    """{set name: figures} of the run on external folders, each through the gate; ``sample``
+    scores at most that many images of each (spread evenly) for a quick look."""
+    from model.predictor import Predictor  # TensorFlow-only, as above
+
+    predictor = Predictor.load(run_dir)
+    external = {}
+    for folder in folders:
+        images = read_external(folder).sample(sample)
+        space = model_label_space(predictor.metadata, set(images.labels))
+        log.info("external check %s: %d images", images.name, len(images.paths))
+        external[images.name] = score_external(predictor, images, space)
+    return external
+
+
+def record_external(run_dir: Path, external: dict[str, dict]) -> None:
+    """Add the sets to the run's metrics.json ``external`` key, keeping every other key (and
+    the sets not scored this time)."""
+    metrics = read_metrics(run_dir)
+    metrics["external"] = {**metrics.get("external", {}), **external}
+    write_metrics(run_dir, metrics)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="run directory")
-    parser.add_argument("--data", type=Path, required=True, action="append",
+    parser.add_argument("--data", type=Path, action="append", default=[],
                         help="labelled folder (repeat for several)")
     parser.add_argument("--split", default="val", help="sub-folder of DATA to use (default: val)")
     parser.add_argument("--out", type=Path, help="where to write the metrics JSON")
     parser.add_argument("--recalibrate", action="store_true",
                         help="fit the temperature on this folder and rewrite the run's "
                              f"{CALIBRATION_FILE} and {METRICS_FILE}")
+    parser.add_argument("--external", type=Path, action="append", default=[],
+                        help="external check folder (repeat for several): scored through the "
+                             f"gate and added to the run's {METRICS_FILE} under 'external'")
     args = parser.parse_args(argv)
+    if not args.data and not args.external:
+        parser.error("give --data DIR, --external DIR, or both")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        metrics = evaluate_folder(args.model, args.data, args.split, args.recalibrate)
-    except DatasetError as error:
+        if args.data:
+            report_folder(args, evaluate_folder(args.model, args.data, args.split,
+                                                args.recalibrate))
+        if args.external:
+            external = evaluate_external(args.model, args.external)
+            record_external(args.model, external)
+            print(format_external(external))
+            print(f"wrote the external checks into {args.model / METRICS_FILE}")
+    except (DatasetError, RunFileError) as error:
         parser.error(str(error))
+    return 0
+
+
+def report_folder(args: argparse.Namespace, metrics: dict) -> None:
+    """Print a labelled folder's metrics and write them where the flags say."""
     print(format_summary(metrics))
     if args.recalibrate:
         print(f"wrote {args.model / CALIBRATION_FILE} and {args.model / METRICS_FILE}")
@@ -152,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or args.model / f"metrics_{names}_{args.split}.json"
         write_json(out, metrics)
         print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

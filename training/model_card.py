@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from model.coverage import AGE_GROUP_NAMES, coverage
-from model.formatting import label_scores, score
+from model.formatting import label_scores, score, share
 from model.labels import display_name
 from model.run_dir import (
     LATENCY_FILE,
@@ -278,6 +278,31 @@ def subgroup_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def external_lines(metrics: dict) -> list[str]:
+    """The external checks (metrics.json ``external``, `python -m training.evaluate
+    --external`): populations no image of which was trained on, each with what it is."""
+    external = metrics.get("external")
+    if not external:
+        return []
+    lines = ["", "## Hospitals and batches it was never trained on (external checks)", "",
+             "`python -m training.evaluate --external DIR`: every image through the gate, as a "
+             "hospital would meet it; the figures are those of the images it accepted. Compare "
+             "with the val table above: same model, populations it has not seen.", ""]
+    lines += [f"- **{name}** ({figures['n']} images): {figures['description']}"
+              for name, figures in external.items()]
+    lines += ["", "| set | n | refused | normal recall | called COVID-19 among non-COVID | "
+              "pneumonia-vs-normal AUC | pneumonia-vs-normal accuracy | macro-F1 | ECE |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {figures['n']} | {share(figures['refused_fraction'])} | "
+              f"{score(figures['normal_recall'])} | "
+              f"{score(figures['called_covid_among_non_covid'])} | "
+              f"{score(figures['pneumonia_vs_normal_auc'])} | "
+              f"{score(figures['pneumonia_vs_normal_accuracy'])} | "
+              f"{score(figures['macro_f1'])} | {score(figures['ece'])} |"
+              for name, figures in external.items()]
+    return lines
+
+
 def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     """The leave-one-source-out table (bench/leave_one_source_out.py) at the shipped balance."""
     if not rows:
@@ -325,6 +350,7 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *coverage_lines(metadata),
         *validation_lines(metadata, metrics, calibration),
         *subgroup_lines(metrics),
+        *external_lines(metrics),
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),
         *(ood_section(gate, if_present(read_json, run_dir / OOD_BENCHMARK_FILE)) if gate else []),

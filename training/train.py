@@ -1,12 +1,15 @@
 """Train a chest X-ray classifier by two-stage transfer learning and write a run directory.
 
     python -m training.train --data DIR [--data DIR ...] --out RUN_DIR [--backbone NAME]
-        [--weights imagenet|none|PATH] [--epochs-frozen N] [--epochs-finetune N]
-        [--image-size N] [--batch-size N] [--limit-per-class N] [--distribute mirrored]
+        [--weights imagenet|none|PATH|RUN_DIR|FILE.weights.h5] [--epochs-frozen N]
+        [--epochs-finetune N] [--image-size N] [--batch-size N] [--limit-per-class N]
+        [--distribute mirrored]
 
 Every field of training.config.TrainConfig is a flag (`--help` lists them). The run directory
 gets the files model.run_dir names: the model, its metadata, history, calibration, metrics and
-the training log.
+the training log. `--weights RUN_DIR` (or a backbone that `python -m training.export_backbone`
+wrote) starts from a trained run's fine-tuned backbone instead of ImageNet, with a new head
+(training.base_model).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from model.run_dir import (
 )
 from training.artifacts import git_commit, model_version, now_utc, software_versions
 from training.backbones import BackboneWeightsError, get_backbone
+from training.base_model import copy_backbone_weights, trained_backbone
 from training.batches import XrayBatches
 from training.classifier import build_classifier
 from training.config import TrainConfig, build_parser, config_from_args
@@ -119,7 +123,13 @@ def train(config: TrainConfig) -> dict:
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     spec = get_backbone(config.backbone)
-    image_size = config.image_size or spec.default_size
+    base = trained_backbone(config.weights)
+    if base and base.contract["backbone"] != spec.name:
+        raise BackboneWeightsError(f"{base.location} holds a {base.contract['backbone']} "
+                                   f"backbone; pass --backbone {base.contract['backbone']}")
+    # A trained backbone's features were learnt at its size: the default keeps it.
+    image_size = config.image_size or (base.contract["image_size"] if base
+                                       else spec.default_size)
     space = find_label_space(config.data, "train", config.label_set_map())
     classes = list(space.classes)
     train_samples, val_samples = _splits(config, space)
@@ -133,9 +143,13 @@ def train(config: TrainConfig) -> dict:
     age_heads = list(AGE_GROUPS) if config.age_heads else None
     with distribution_scope(config.distribute):
         model, weights_source = build_classifier(
-            spec, config.weights, image_size, len(classes) * len(age_heads or [None]),
-            config.dropout,
+            spec, "none" if base else config.weights, image_size,
+            len(classes) * len(age_heads or [None]), config.dropout,
         )
+        if base:
+            copied = copy_backbone_weights(base, model)
+            weights_source = base.source
+            log.info("backbone weights of %d layers from %s", copied, weights_source)
         train_batches = XrayBatches(
             train_split.images, _targets(train_split, space, age_heads), config.batch_size,
             config.augment, sampling=sampling,

@@ -233,6 +233,18 @@ def subgroup_rows(metrics: dict) -> list[dict]:
     return rows
 
 
+def external_rows(metrics: dict) -> list[dict]:
+    """One row per external check (the metrics' ``external``), with what the set is."""
+    return [{
+        "Set": name, "What it is": figures["description"], "Images": figures["n"],
+        "Refused": figures["refused_fraction"], "Normal recall": figures["normal_recall"],
+        "Called COVID-19 among non-COVID": figures["called_covid_among_non_covid"],
+        "Pneumonia-vs-normal AUC": figures["pneumonia_vs_normal_auc"],
+        "Pneumonia-vs-normal accuracy": figures["pneumonia_vs_normal_accuracy"],
+        "Macro F1": figures["macro_f1"], "ECE": figures["ece"],
+    } for name, figures in metrics.get("external", {}).items()]
+
+
 def coverage_rows(metadata: Metadata) -> list[dict]:
     """Age group x class: images seen in training and validation, and what that makes it."""
     return [{"Age group": row.age_group, "Class": display_name(row.class_name),
