@@ -22,11 +22,12 @@ import tensorflow as tf
 from model import normalization  # noqa: F401  (registers the layer load_model meets first)
 from model.calibration import softmax
 from model.decode import DecodedImage
-from model.errors import ImageError
+from model.errors import ImageError, ModelLoadError
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
 from model.preprocess import resize_gray
 from model.run_dir import (
+    DEFAULT_RUN_DIR,
     MODEL_FILE,
     Metadata,
     RunFileError,
@@ -34,12 +35,6 @@ from model.run_dir import (
     read_calibration,
     read_metadata,
 )
-
-DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
-
-
-class ModelLoadError(RuntimeError):
-    """A run directory that cannot be used; the message says what is missing and where."""
 
 
 @dataclass(frozen=True)
