@@ -3,6 +3,7 @@
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
     python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
                             [--body-part PART] [--send-results] [--model RUN_DIR]
+    python -m model.predict --ray PATH [PATH ...] | --ray --pacs URL ...   (Ray Data)
 
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} or, for a file that cannot be used or that the
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run directory (default: the shipped model in model/artifacts)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="images per model call (default: 32)")
+    parser.add_argument("--ray", action="store_true",
+                        help="run on Ray Data: the cluster $RAY_ADDRESS names, else a local one "
+                             "(same lines, same order; see serving.ray_data)")
     return parser
 
 
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.ray:
+        from serving.ray_data import run_cli
+
+        return run_cli(args, parser)
     with contextlib.redirect_stdout(sys.stderr):  # nothing but JSON lines on stdout
         from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 
