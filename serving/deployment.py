@@ -79,13 +79,9 @@ class ModelServer:
                                         "GET /metadata or POST /predict"})
 
     async def _predict(self, request: Request) -> JSONResponse:
-        limit = DEFAULT_LIMITS.max_upload_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return _answer(413, {ERROR_KEY: _too_large(int(declared))})
-        data = await request.body()
-        if len(data) > limit:
-            return _answer(413, {ERROR_KEY: _too_large(len(data))})
+        size, data = await _body_within_limit(request)
+        if data is None:
+            return _answer(413, {ERROR_KEY: _too_large(size)})
         want_heatmap = request.query_params.get("heatmap", "0") in ("1", "true")
         class_name = request.query_params.get("class")
         if class_name is not None and class_name not in self.predictor.classes:
@@ -133,6 +129,18 @@ class ModelServer:
         line = io.StringIO()
         write_record({}, outcome, self.predictor, line)
         return json.loads(line.getvalue())
+
+
+async def _body_within_limit(request: Request) -> tuple[int, bytes | None]:
+    """(the body's size, the body), or None for a body over the upload limit: read to its end
+    but not kept, so that the client, still sending, gets the 413 instead of a reset."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= DEFAULT_LIMITS.max_upload_bytes:
+            chunks.append(chunk)
+    return size, b"".join(chunks) if size <= DEFAULT_LIMITS.max_upload_bytes else None
 
 
 def _too_large(size: int) -> str:
