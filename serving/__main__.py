@@ -23,24 +23,17 @@ from model.run_dir import DEFAULT_RUN_DIR, RunFileError, read_metadata
 APP_NAME = "cxr-model"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving",
                                      description="Serve the chest X-ray model over HTTP (Ray).")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--replicas", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--replicas", type=int, default=1, metavar="N",
                         help="copies of the model, one CPU each (default: 1)")
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR, metavar="RUN_DIR",
                         help="run directory (default: the shipped model in model/artifacts)")
-    parser.add_argument("--num-cpus", type=_positive_int, metavar="N",
+    parser.add_argument("--num-cpus", type=int, metavar="N",
                         help="CPUs of the local cluster (default: all; ignored with RAY_ADDRESS)")
     return parser
 
@@ -63,6 +56,9 @@ def wait_for_signal() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag, value in (("--replicas", args.replicas), ("--num-cpus", args.num_cpus)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
     try:
         version = read_metadata(args.model).version
     except (RunFileError, OSError) as error:
