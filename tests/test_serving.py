@@ -21,6 +21,7 @@ from urllib.request import Request, urlopen
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from model.batch import classify
 from model.decode import decode_file, decode_image
@@ -32,6 +33,11 @@ from serving.wire import DECODED_HEADER
 from testkit.model_server import REPO_ROOT, model_server
 from testkit.servers import free_port
 from tests.model_factory import shipped_run_dir
+from tests.test_app_pages import open_page, result_text, upload
+from webapp.audit import ANALYSIS, REFUSAL
+from webapp.db import open_database
+from webapp.resources import MODEL_URL_ENV
+from webapp.tables import AuditEvent
 
 PROBABILITY_TOLERANCE = 1e-6
 HEATMAP_TOLERANCE = 1 / 255 + 1e-6  # the heatmap travels as an 8-bit PNG
@@ -177,6 +183,24 @@ def test_the_app_as_a_client_never_imports_tensorflow(server, embedded, val_file
                    ) <= PROBABILITY_TOLERANCE
 
 
+def audit_actions(database_url: str) -> list[str]:
+    database = open_database(database_url)
+    try:
+        with database.session() as session:
+            return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+    finally:
+        database.engine.dispose()
+
+
+def test_the_diagnose_page_analyses_through_the_server(server, app_database_url, monkeypatch,
+                                                      val_files):
+    monkeypatch.setenv(MODEL_URL_ENV, server.url)
+    at = upload(open_page(), "xray.jpg", val_files[0].read_bytes(), "image/jpeg")
+    assert "Most likely finding" in result_text(at)
+    assert server.url.split("//")[1] not in result_text(at)
+    assert audit_actions(app_database_url).count(ANALYSIS) == 1
+
+
 def test_an_unreachable_server_is_a_plain_message():
     with pytest.raises(ModelUnavailable, match="cannot be reached.*The image is kept"):
         ModelClient(f"http://127.0.0.1:{free_port()}")
@@ -191,8 +215,12 @@ def test_a_server_too_slow_to_answer_is_a_plain_message():
             ModelClient(url, timeout=1.0)
 
 
-def test_sigterm_stops_the_server_in_time_and_the_client_says_so(server, val_files):
-    """Last in this module: it stops the module's server."""
+def test_sigterm_stops_the_server_in_time_and_the_page_keeps_the_upload(
+        server, val_files, app_database_url, monkeypatch):
+    """Last in this module: it stops the module's server. The page's client was made while the
+    server answered (cached per process), so the upload meets a server stopped mid-way."""
+    monkeypatch.setenv(MODEL_URL_ENV, server.url)
+    at = open_page()
     client = ModelClient(server.url)
     image = decode_file(val_files[0])
     started = time.monotonic()
@@ -201,3 +229,9 @@ def test_sigterm_stops_the_server_in_time_and_the_client_says_so(server, val_fil
     assert time.monotonic() - started <= STOP_SECONDS
     with pytest.raises(ModelUnavailable, match="The image is kept"):
         client.explain(image)
+    at = upload(at, "xray.jpg", val_files[0].read_bytes(), "image/jpeg")
+    assert any("The image is kept" in error.value for error in at.error)
+    assert any(button.label == "Try again" for button in at.button)
+    assert at.file_uploader(key="upload").value is not None
+    assert not at.get_by_key("result")
+    assert not {ANALYSIS, REFUSAL} & set(audit_actions(app_database_url))  # nothing analysed
