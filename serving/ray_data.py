@@ -137,7 +137,10 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own messages stay off stdout
         if not args.pacs:
-            predict_files(collect_files(args.paths), run_dir, args.batch_size, out)
+            files = collect_files(args.paths)
+            if not files:
+                print("no image files found", file=sys.stderr)
+            predict_files(files, run_dir, args.batch_size, out)
             return 0
         from pacs.errors import PacsError
         from pacs.settings import settings_for
@@ -145,8 +148,8 @@ def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         try:
             predict_pacs(settings_for(args.pacs),
-                                  StudyQuery(args.since, args.until, args.body_part),
-                                  run_dir, args.batch_size, out)
+                         StudyQuery(args.since, args.until, args.body_part),
+                         run_dir, args.batch_size, out)
         except PacsError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
