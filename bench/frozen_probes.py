@@ -27,8 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leave_one_source_out import cached_features, fit_head, load_all  # noqa: E402
 
+from model.age_groups import AGE_GROUPS  # noqa: E402
 from model.decode import decode_file  # noqa: E402
-from model.populations import AGE_GROUPS, block_targets, class_logits  # noqa: E402
+from model.populations import block_targets, class_logits  # noqa: E402
 from model.preprocess import resize_gray  # noqa: E402
 from training.config import SHARED_DATA, TrainConfig  # noqa: E402
 from training.data import LoadedSplit, sampling_weights  # noqa: E402

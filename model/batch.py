@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
+from model.age_groups import AgeReading
 from model.decode import DecodedImage
 from model.errors import ImageError
-from model.populations import AgeReading
 
 if TYPE_CHECKING:
     from model.predictor import Predictor

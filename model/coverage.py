@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from model.age_groups import AGE_GROUPS
 from model.labels import display_name
 from model.run_dir import Metadata
 
-AGE_GROUPS = ("adult", "pediatric")
 AGE_GROUP_NAMES = {"adult": "adults", "pediatric": "children"}
 
 

@@ -3,6 +3,7 @@
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
     python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
                             [--body-part PART] [--send-results] [--model RUN_DIR]
+    python -m model.predict --ray PATH [PATH ...] | --ray --pacs URL ...   (Ray Data)
 
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} (with a model that has age heads, also
@@ -30,9 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from model.age_groups import AgeReading
 from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, decode_file
-from model.populations import AgeReading
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--age-group", choices=("adult", "child", "auto"), default="auto",
                         help="the patients' age group, for every image; auto (default): each "
                              "DICOM header's age, else the model's estimate")
+    parser.add_argument("--ray", action="store_true",
+                        help="run on Ray Data: the cluster $RAY_ADDRESS names, else a local one "
+                             "(same lines, same order; see serving.ray_data)")
     return parser
 
 
@@ -146,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.ray:
+        from serving.ray_data import run_cli
+
+        return run_cli(args, parser)
     with contextlib.redirect_stdout(sys.stderr):  # nothing but JSON lines on stdout
         from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 

@@ -12,7 +12,6 @@ logits, the gate's features and the Grad-CAM map, so every caller sees the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -20,14 +19,16 @@ import numpy as np
 import tensorflow as tf
 
 from model import normalization  # noqa: F401  (registers the layer load_model meets first)
+from model.age_groups import AGE_GROUP_WORDS, AgeReading, age_group_index, known_age
 from model.calibration import softmax
 from model.decode import DecodedImage
-from model.errors import ImageError
+from model.errors import ImageError, ModelLoadError
+from model.explanation import Explanation
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
-from model.populations import AGE_GROUP_WORDS, AgeReading, age_group_index, known_age
 from model.preprocess import resize_gray
 from model.run_dir import (
+    DEFAULT_RUN_DIR,
     MODEL_FILE,
     Metadata,
     RunFileError,
@@ -35,22 +36,6 @@ from model.run_dir import (
     read_calibration,
     read_metadata,
 )
-
-DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"
-
-
-class ModelLoadError(RuntimeError):
-    """A run directory that cannot be used; the message says what is missing and where."""
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """A prediction and where the model looked for one class, from the same forward pass."""
-
-    probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
-    class_name: str  # the class explained
-    heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
-    age: AgeReading | None = None  # the age group read for; None: a model without age heads
 
 
 class Predictor:

@@ -32,9 +32,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from model.normalization import NORMALIZATIONS
+from model.input_normalizations import NORMALIZATIONS
 from model.preprocess import INTERPOLATION, RESIZE
 
+DEFAULT_RUN_DIR = Path(__file__).resolve().parent / "artifacts"  # the shipped model
 MODEL_FILE = "model.keras"  # the network, without optimiser state (training.train)
 METADATA_FILE = "metadata.json"  # Metadata (training.train)
 HISTORY_FILE = "history.json"  # one record per epoch of both stages (training.train)

@@ -21,8 +21,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.decode import DecodedImage
-from model.gradcam import overlay
 from model.labels import display_name
+from model.overlay import overlay
 from pacs.errors import PacsError
 from pacs.studies import ImageRef
 

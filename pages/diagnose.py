@@ -1,11 +1,16 @@
 """Diagnose: upload one chest X-ray; see what the model thinks, how sure it is, where it looked."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from model.coverage import not_validated, validation_warning
+from model.errors import ModelLoadError
 from model.labels import display_name
-from model.predictor import ModelLoadError, Predictor
 from model.run_dir import Metadata
+from serving.client import ModelUnavailable
 from webapp.accounts import Actor
 from webapp.analysis import (
     NOTICE,
@@ -27,16 +32,27 @@ from webapp.session import PAUSED, require_signed_in
 from webapp.settings import load_settings
 from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
 EXPLAINED_CLASS = "explained_class"
 
 
+def try_again_later(message: str) -> None:
+    """No result now (the model server or the audit trail cannot answer): say so plainly,
+    keep the upload, and offer to try again."""
+    st.error(message, icon=":material/pause_circle:")
+    st.button("Try again", icon=":material/refresh:")
+    st.stop()
+
+
 def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
     """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state.
 
-    Without its audit row there is no result: the page says analyses are paused and keeps
-    the upload, so the next click tries again.
+    Without its audit row, or without an answer from the model server, there is no result:
+    the page says why and keeps the upload, so the next click tries again.
     """
     stored = st.session_state.get(RESULT)
     if stored is not None and stored.is_for(upload.file_id):
@@ -46,9 +62,9 @@ def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
             audited = analyse_and_record(app_database(), load_settings(), actor, upload.file_id,
                                          upload.getvalue(), upload.name, predictor)
     except AuditUnavailable:
-        st.error(PAUSED, icon=":material/pause_circle:")
-        st.button("Try again", icon=":material/refresh:")
-        st.stop()
+        try_again_later(PAUSED)
+    except ModelUnavailable as error:
+        try_again_later(str(error))
     state = audited.state
     if state.analysis is not None:
         st.session_state[EXPLAINED_CLASS] = state.analysis.predicted_class
@@ -127,7 +143,10 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     )
     if class_name not in analysis.heatmaps:
         with st.spinner(f"Explaining {display_name(class_name)}…"):
-            state = with_heatmap(st.session_state[RESULT], predictor, class_name)
+            try:
+                state = with_heatmap(st.session_state[RESULT], predictor, class_name)
+            except ModelUnavailable as error:
+                try_again_later(str(error))
         st.session_state[RESULT] = state
         analysis = state.analysis
     original, explained = st.columns(2)

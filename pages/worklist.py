@@ -3,12 +3,13 @@ suspicious first; open a row in the Diagnose view; export CSV; send results to t
 
 import streamlit as st
 
+from model.errors import ModelLoadError
 from model.labels import display_name
-from model.predictor import ModelLoadError
 from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.settings import PacsSettings, from_environment
 from pacs.studies import StudyQuery
+from serving.client import ModelUnavailable
 from webapp.accounts import Actor
 from webapp.analysis import NOTICE
 from webapp.audit import AuditUnavailable
@@ -49,7 +50,12 @@ def from_uploads(predictor, actor: Actor) -> None:
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
         uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
-        rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"))
+        try:
+            rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"))
+        except ModelUnavailable as error:
+            st.error(f"{error} The files stay selected: press Analyse the batch again.",
+                     icon=":material/pause_circle:")
+            return
         try:
             st.session_state[ROWS] = record_upload_batch(app_database(), actor, uploads, rows,
                                                          predictor)
@@ -95,7 +101,7 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
         try:
             client = PacsClient(settings)
             rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
-        except PacsError as error:
+        except (PacsError, ModelUnavailable) as error:
             st.error(str(error), icon=":material/error:")
             return
         try:
@@ -155,7 +161,11 @@ st.caption(f"{len(rows)} images · select a row to open it in the Diagnose view.
 if selection.selection.rows:
     with st.spinner("Opening the image…"):
         opened = ordered[selection.selection.rows[0]]
-        st.session_state[OPENED_FROM_WORKLIST] = open_row(opened, predictor)
+        try:
+            st.session_state[OPENED_FROM_WORKLIST] = open_row(opened, predictor)
+        except ModelUnavailable as error:
+            st.error(f"{error} Select the row again to retry.", icon=":material/pause_circle:")
+            st.stop()
         st.session_state[AUDIT_ID] = opened.audit_id
     st.switch_page("pages/diagnose.py")
 

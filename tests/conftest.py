@@ -107,3 +107,14 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     from testkit.browser_app import CHROMIUM, CHROMIUM_ARGS
 
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """The one local Ray cluster of a test session (2 CPUs), for the model server and Ray Data
+    tests; started on first use, so a run without them pays nothing."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'ray[serve,data]')")
+    from testkit.model_server import ray_cluster
+
+    with ray_cluster(num_cpus=2) as address:
+        yield address

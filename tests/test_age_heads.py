@@ -16,16 +16,11 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
 
+from model.age_groups import AGE_GROUPS, AgeReading, known_age
 from model.calibration import softmax
 from model.decode import decode_image
 from model.dicom import age_group
-from model.populations import (
-    AGE_GROUPS,
-    AgeReading,
-    block_targets,
-    class_logits,
-    known_age,
-)
+from model.populations import block_targets, class_logits
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.model_factory import make_run_dir

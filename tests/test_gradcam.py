@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from model.decode import decode_file
-from model.gradcam import gradcam_heatmap, overlay
+from model.gradcam import gradcam_heatmap
 from model.labels import CLASS_NAMES
+from model.overlay import overlay
 from model.predictor import Predictor
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.synthetic_data import synthetic_xray

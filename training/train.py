@@ -23,7 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model.populations import AGE_GROUPS, block_targets, class_logits
+from model.age_groups import AGE_GROUPS
+from model.populations import block_targets, class_logits
 from model.run_dir import (
     MODEL_FILE,
     TRAIN_LOG_FILE,

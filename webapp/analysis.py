@@ -20,8 +20,8 @@ from PIL import Image
 
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
-from model.gradcam import overlay
 from model.labels import display_name
+from model.overlay import overlay
 
 if TYPE_CHECKING:
     from model.predictor import Predictor

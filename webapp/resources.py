@@ -1,7 +1,9 @@
 """What every page shares: the run directory it serves, its one predictor, the database.
 
 The run directory comes from one place: $CXR_MODEL_DIR when set (tests, a new model
-on trial), else the shipped model in model/artifacts.
+on trial), else the shipped model in model/artifacts. With $CXR_MODEL_URL set, the model
+is a model server's (python -m serving) and the predictor is its client (serving.client):
+this process then never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -9,14 +11,20 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.run_dir import DEFAULT_RUN_DIR
 from webapp.db import Database, open_database
 from webapp.settings import load_settings
 
+if TYPE_CHECKING:
+    from model.predictor import Predictor
+    from serving.client import ModelClient
+
 MODEL_DIR_ENV = "CXR_MODEL_DIR"
+MODEL_URL_ENV = "CXR_MODEL_URL"
 
 
 def run_dir() -> Path:
@@ -25,9 +33,31 @@ def run_dir() -> Path:
     return Path(configured) if configured else DEFAULT_RUN_DIR
 
 
+def model_url() -> str | None:
+    """The model server this app uses ($CXR_MODEL_URL), or None to load the model itself."""
+    return os.environ.get(MODEL_URL_ENV, "").strip() or None
+
+
+def load_predictor(model_dir: Path) -> Predictor | ModelClient:
+    """The model the pages use: the model server's client with $CXR_MODEL_URL, else the run
+    directory loaded in this process. Both raise ModelLoadError when there is none to use."""
+    url = model_url()
+    return connect_model_server(url) if url else load_embedded(model_dir)
+
+
+@st.cache_resource(show_spinner="Connecting to the model server…")
+def connect_model_server(url: str) -> ModelClient:
+    """One client per server process and URL (not cached while the server cannot answer)."""
+    from serving.client import ModelClient
+
+    return ModelClient(url)
+
+
 @st.cache_resource(show_spinner="Loading the model…")
-def load_predictor(model_dir: Path) -> Predictor:
+def load_embedded(model_dir: Path) -> Predictor:
     """Load and warm the model once per server process: the first upload is as fast as the rest."""
+    from model.predictor import Predictor
+
     predictor = Predictor.load(model_dir)
     predictor.warm_up()
     # Streamlit collects garbage after every run (runner.postScriptGC); walking TensorFlow's

@@ -32,6 +32,7 @@ from pacs.results import send_results
 from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
+from serving.client import ModelUnavailable
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_ke
         client = PacsClient(settings)
         for row in images:
             send_results(client, row.pacs_item, row.image, row.probabilities, predictor)
-    except PacsError as error:
+    except (PacsError, ModelUnavailable) as error:
         return False, str(error)
     count = "1 image" if len(images) == 1 else f"{len(images)} images"
     return True, (f"Stored the AI report (SR) and heatmap of {count} in study {study_key}; "

@@ -1,0 +1,20 @@
+"""What an explained prediction is, apart from the TensorFlow that computes it: the predictor
+gives one, and so does the model server's client (serving.client), to the same callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.age_groups import AgeReading
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction and where the model looked for one class, from the same forward pass."""
+
+    probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
+    class_name: str  # the class explained
+    heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
+    age: AgeReading | None = None  # the age group read for; None: a model without age heads
