@@ -8,9 +8,9 @@ Diagnose and any other URL typed while signed out lands on the sign-in page.
 
 import streamlit as st
 
-from webapp.accounts import has_accounts
+from records.accounts import has_accounts
+from records.roles import ADMIN
 from webapp.resources import app_database
-from webapp.roles import ADMIN
 from webapp.session import current_actor, end_session
 
 st.set_page_config(

@@ -30,6 +30,10 @@ from sqlalchemy import select
 
 from model.predictor import DEFAULT_RUN_DIR
 from model.run_dir import MODEL_FILE
+from records import audit
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -41,10 +45,6 @@ from testkit.browser_app import (
     running_app,
 )
 from training.config import CXR4_DATA
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent
 
 RESULT_TIMEOUT_MS = 60_000
 PASSWORD = "bench reader password"

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from webapp.audit import ADMIN, AuditUnavailable, Event, export_csv, now_utc, record, verify_chain
+from records.audit import ADMIN, AuditUnavailable, Event, export_csv, now_utc, record, verify_chain
 from webapp.resources import app_database
 from webapp.session import PAUSED, require_admin
 

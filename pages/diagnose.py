@@ -6,7 +6,10 @@ from model.coverage import not_validated, validation_warning
 from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
 from model.run_dir import Metadata
-from webapp.accounts import Actor
+from records.accounts import Actor
+from records.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
+from records.feedback import FeedbackError, editable, reading_for, save_reading
+from records.settings import load_settings
 from webapp.analysis import (
     NOTICE,
     Analysis,
@@ -17,14 +20,11 @@ from webapp.analysis import (
     result_json,
     with_heatmap,
 )
-from webapp.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
 from webapp.audited_analysis import AUDIT_ID, analyse_and_record, record_view
 from webapp.charts import probability_chart
-from webapp.feedback import FeedbackError, editable, reading_for, save_reading
 from webapp.pdf_report import pdf_report
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.settings import load_settings
 from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution

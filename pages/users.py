@@ -5,19 +5,19 @@ Changes run as button callbacks, before the page draws, so the table shows them 
 
 import streamlit as st
 
-from webapp.accounts import (
+from records.accounts import (
     AccountError,
     add_account,
     list_accounts,
     reset_password,
     set_disabled,
 )
-from webapp.audit import AuditUnavailable
-from webapp.image_store import keep_images, set_keep_images
+from records.audit import AuditUnavailable
+from records.image_store import keep_images, set_keep_images
+from records.roles import ROLES
+from records.settings import load_settings
 from webapp.resources import app_database
-from webapp.roles import ROLES
 from webapp.session import PAUSED, require_admin
-from webapp.settings import load_settings
 
 OUTCOME = "users_outcome"  # session state: (ok, message) of the last change
 

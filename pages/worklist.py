@@ -9,9 +9,9 @@ from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.settings import PacsSettings, from_environment
 from pacs.studies import StudyQuery
-from webapp.accounts import Actor
+from records.accounts import Actor
+from records.audit import AuditUnavailable
 from webapp.analysis import NOTICE
-from webapp.audit import AuditUnavailable
 from webapp.audited_analysis import AUDIT_ID
 from webapp.audited_worklist import (
     record_export,

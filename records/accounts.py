@@ -13,11 +13,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
-from webapp import audit
-from webapp.db import Database
-from webapp.roles import ADMIN, ROLES
-from webapp.settings import Settings
-from webapp.tables import User
+from records import audit
+from records.db import Database
+from records.roles import ADMIN, ROLES
+from records.settings import Settings
+from records.tables import User
 
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()

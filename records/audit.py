@@ -5,7 +5,7 @@ hold no patient identifier: an image is named by the SHA-256 of its bytes, a DIC
 Instance UID only as a salted hash. A row that cannot be written raises AuditUnavailable,
 and the callers show nothing they could not record (fail closed).
 
-CLI: ``python -m webapp.audit verify`` and ``python -m webapp.audit export --start D --end D``.
+CLI: ``python -m records.audit verify`` and ``python -m records.audit export --start D --end D``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.dicom import looks_like_dicom
-from webapp.db import Database, open_database
-from webapp.roles import ADMIN as ADMIN_ROLE
-from webapp.settings import load_settings
-from webapp.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
+from records.db import Database, open_database
+from records.roles import ADMIN as ADMIN_ROLE
+from records.settings import load_settings
+from records.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
 
 SIGN_IN = "sign-in"
 FAILED_SIGN_IN = "failed sign-in"
@@ -220,7 +220,7 @@ def export_csv(database: Database, start: date, end: date) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webapp.audit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m records.audit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("verify", help="check the hash chain; name the first broken row")
     export = commands.add_parser("export", help="write a date range as CSV to stdout")

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.db import Database
-from webapp.settings import Settings
-from webapp.tables import AuditEvent, Feedback
+from records import audit
+from records.accounts import Actor
+from records.db import Database
+from records.settings import Settings
+from records.tables import AuditEvent, Feedback
 
 
 class FeedbackError(ValueError):

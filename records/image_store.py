@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.db import Database
-from webapp.tables import AppSetting
+from records import audit
+from records.accounts import Actor
+from records.db import Database
+from records.tables import AppSetting
 
 KEEP_IMAGES_KEY = "keep_images"
 

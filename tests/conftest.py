@@ -47,7 +47,7 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def database(database_url):
-    from webapp.db import open_database
+    from records.db import open_database
 
     opened = open_database(database_url)
     yield opened
@@ -70,9 +70,9 @@ def factory_run_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def app_database_url(tmp_path, monkeypatch) -> str:
     """A SQLite database with an admin and a radiologist, handed over as $CXR_DATABASE_URL."""
-    from webapp.accounts import CLI_ACTOR, add_account
-    from webapp.db import open_database
-    from webapp.settings import DATABASE_URL_ENV
+    from records.accounts import CLI_ACTOR, add_account
+    from records.db import open_database
+    from records.settings import DATABASE_URL_ENV
 
     url = f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
     database = open_database(url)

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from records import accounts
+from records.accounts import CLI_ACTOR, AccountError, Actor
+from records.audit import FAILED_SIGN_IN, SIGN_IN, now_utc
+from records.db import open_database
+from records.settings import DATABASE_URL_ENV, Settings
+from records.tables import AuditEvent, User
 from tests.conftest import REPO_ROOT
-from webapp import accounts
-from webapp.accounts import CLI_ACTOR, AccountError, Actor
-from webapp.audit import FAILED_SIGN_IN, SIGN_IN, now_utc
-from webapp.db import open_database
-from webapp.settings import DATABASE_URL_ENV, Settings
-from webapp.tables import AuditEvent, User
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 ADMIN = Actor("ada", "admin")
@@ -110,7 +110,7 @@ def test_bad_roles_short_passwords_and_duplicates_are_refused(database):
 
 def users_cli(database_url: str, *arguments: str, password: str = ""
               ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webapp.users", *arguments], input=password,
+    return subprocess.run([sys.executable, "-m", "records.users", *arguments], input=password,
                           cwd=REPO_ROOT, env={DATABASE_URL_ENV: database_url, "PATH": ""},
                           capture_output=True, text=True, timeout=120)
 

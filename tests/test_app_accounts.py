@@ -15,6 +15,11 @@ from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from records import audit
+from records.db import open_database
+from records.image_store import keep_images
+from records.settings import DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV
+from records.tables import AuditEvent, Feedback
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.conftest import ADMIN, RADIOLOGIST
 from tests.synthetic_data import synthetic_xray
@@ -26,13 +31,8 @@ from tests.test_app_pages import (
     text_input,
     upload,
 )
-from webapp import audit
-from webapp.db import open_database
-from webapp.image_store import keep_images
 from webapp.resources import MODEL_DIR_ENV
 from webapp.session import PAUSED
-from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV
-from webapp.tables import AuditEvent, Feedback
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
 ADMIN_PAGES = ("pages/performance.py", "pages/model_card.py", "pages/monitoring.py",

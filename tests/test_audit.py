@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
 
+from records import audit
+from records.audit import Event, export_csv, record, verify_chain
+from records.settings import DATABASE_URL_ENV
+from records.tables import AuditEvent, AuditHead
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.conftest import REPO_ROOT
-from webapp import audit
-from webapp.audit import Event, export_csv, record, verify_chain
-from webapp.settings import DATABASE_URL_ENV
-from webapp.tables import AuditEvent, AuditHead
 
 ANALYSIS_EVENT = Event("rita", "radiologist", audit.ANALYSIS, image_sha256="ab" * 32,
                        image_bytes=1234, model_version="v1", label="NORMAL",
@@ -113,16 +113,16 @@ def test_a_failed_write_raises_audit_unavailable(database):
 def test_the_audit_cli_verifies_and_exports(database, database_url):
     record(database, ANALYSIS_EVENT)
     env = {DATABASE_URL_ENV: database_url, "PATH": ""}
-    verified = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+    verified = subprocess.run([sys.executable, "-m", "records.audit", "verify"], cwd=REPO_ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0 and "intact: 1 rows" in verified.stdout
     today = str(audit.now_utc().date())
-    exported = subprocess.run([sys.executable, "-m", "webapp.audit", "export", "--start", today,
+    exported = subprocess.run([sys.executable, "-m", "records.audit", "export", "--start", today,
                                "--end", today], cwd=REPO_ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
     assert exported.returncode == 0 and exported.stdout.count("\n") == 3  # header, 2 rows
     with database.session() as session, session.begin():
         session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(label="COVID19"))
-    broken = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+    broken = subprocess.run([sys.executable, "-m", "records.audit", "verify"], cwd=REPO_ROOT,
                             env=env, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and "broken at row 1" in broken.stdout

@@ -17,6 +17,10 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
+from records import audit
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent, Feedback
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
@@ -29,10 +33,6 @@ from testkit.browser_app import (
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.test_browser_e2e import cli_prediction, first_xray
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent, Feedback
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "

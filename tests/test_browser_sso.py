@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from records import audit
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
@@ -17,10 +21,6 @@ from testkit.browser_app import (
     running_app,
 )
 from testkit.servers import free_port
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from records import audit
+from records.accounts import Actor
+from records.feedback import FeedbackError, reading_for, save_reading
+from records.image_store import store_image
+from records.settings import Settings
+from records.tables import AuditEvent
 from tests.conftest import REPO_ROOT
 from training.data import find_classes, scan_split
 from training.export_feedback import export
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.feedback import FeedbackError, reading_for, save_reading
-from webapp.image_store import store_image
-from webapp.settings import Settings
-from webapp.tables import AuditEvent
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 RITA = Actor("rita", "radiologist")

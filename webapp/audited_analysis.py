@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from webapp import audit
-from webapp.accounts import Actor
+from records import audit
+from records.accounts import Actor
+from records.db import Database
+from records.image_store import keep_images, store_image
+from records.settings import Settings
 from webapp.analysis import DiagnoseState, state_for_upload
-from webapp.db import Database
-from webapp.image_store import keep_images, store_image
-from webapp.settings import Settings
 
 if TYPE_CHECKING:
     from model.predictor import Predictor

@@ -13,10 +13,10 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from pacs.studies import ImageRef
-from webapp import audit
-from webapp.accounts import Actor
+from records import audit
+from records.accounts import Actor
+from records.db import Database
 from webapp.audited_analysis import image_event
-from webapp.db import Database
 from webapp.worklist import Upload, WorklistRow
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from model.predictor import DEFAULT_RUN_DIR, Predictor
-from webapp.db import Database, open_database
-from webapp.settings import load_settings
+from records.db import Database, open_database
+from records.settings import load_settings
 
 MODEL_DIR_ENV = "CXR_MODEL_DIR"
 
