@@ -28,6 +28,7 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 from sqlalchemy import select
 
+from model.labels import NORMAL
 from model.predictor import DEFAULT_RUN_DIR
 from model.run_dir import MODEL_FILE
 from records import audit
@@ -121,8 +122,8 @@ def audit_insert_ms(scratch: Path, inserts: int = 200) -> float:
     """Median time of one audit append (its own transaction) on a fresh SQLite database."""
     database = open_database(f"sqlite:///{scratch / 'insert-bench.db'}")
     event = audit.Event("bench", "radiologist", audit.ANALYSIS, image_sha256="0" * 64,
-                        image_bytes=1, model_version="bench", label="NORMAL",
-                        probabilities={"NORMAL": 1.0}, latency_ms=1.0)
+                        image_bytes=1, model_version="bench", label=NORMAL,
+                        probabilities={NORMAL: 1.0}, latency_ms=1.0)
     seconds = []
     for _ in range(inserts):
         start = time.perf_counter()

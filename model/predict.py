@@ -59,17 +59,18 @@ def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out:
     The predictor decides (``admit``, then ``gated_probabilities``), exactly as for the app.
     """
     for outcome in classify(files, decode_file, predictor, batch_size):
-        write_record({"file": str(outcome.item)}, outcome, predictor, out)
+        write_record({"file": str(outcome.item)}, outcome, out)
 
 
-def write_record(where: dict, outcome: Classified, predictor: Predictor, out: TextIO,
+def write_record(where: dict, outcome: Classified, out: TextIO,
                  **extra: object) -> None:
     """One JSON line: ``where`` (the file, or the PACS keys), then the result or the error."""
-    if outcome.error is not None:
-        record = {**where, "error": outcome.error}
+    prediction = outcome.prediction
+    if prediction.refusal is not None:
+        record = {**where, "error": prediction.refusal}
     else:
-        record = {**where, "label": outcome.label, "probabilities": outcome.probabilities,
-                  "model": predictor.version}
+        record = {**where, "label": prediction.label, "probabilities": prediction.probabilities,
+                  "model": prediction.model_version}
     out.write(json.dumps({**record, **extra}) + "\n")
     out.flush()
 
@@ -179,14 +180,14 @@ def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
 
     def store(outcome: Classified) -> bool | str:
         try:
-            store_results(client, outcome.item, outcome.image, outcome.probabilities, predictor)
+            store_results(client, outcome.item, outcome.image, outcome.prediction, predictor)
             return True
         except PacsError as error:
             return str(error)
 
     def write(outcome: Classified, stored: Future | None) -> None:
         extra = {} if stored is None else {"stored": stored.result()}
-        write_record(keys(outcome.item), outcome, predictor, out, **extra)
+        write_record(keys(outcome.item), outcome, out, **extra)
 
     items = work_items(client, query)
     if not items:
@@ -194,8 +195,8 @@ def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
     pending: deque[tuple[Classified, Future | None]] = deque()
     with ThreadPoolExecutor(SEND_THREADS) as pool:
         for outcome in triage(client, items, predictor, batch_size):
-            sendable = send_results and outcome.error is None and isinstance(outcome.item,
-                                                                              ImageRef)
+            sendable = (send_results and outcome.prediction.refusal is None
+                        and isinstance(outcome.item, ImageRef))
             pending.append((outcome, pool.submit(store, outcome) if sendable else None))
             while pending and (len(pending) > batch_size or pending[0][1] is None
                                or pending[0][1].done()):

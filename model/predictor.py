@@ -25,6 +25,7 @@ from model.decode import DecodedImage
 from model.errors import ImageError
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
+from model.prediction import Prediction
 from model.preprocess import resize_gray
 from model.run_dir import (
     MODEL_FILE,
@@ -46,7 +47,7 @@ class ModelLoadError(RuntimeError):
 class Explanation:
     """A prediction and where the model looked for one class, from the same forward pass."""
 
-    probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
+    prediction: Prediction  # calibrated probabilities by class name, in metadata order, sum 1
     class_name: str  # the class explained
     heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
 
@@ -213,7 +214,7 @@ class Predictor:
         if isinstance(outcome, ImageError):
             raise outcome
         return Explanation(
-            probabilities=self._by_class(outcome),
+            prediction=self.prediction(outcome),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
         )
@@ -245,6 +246,10 @@ class Predictor:
             else:
                 outcomes.append(probabilities)
         return outcomes
+
+    def prediction(self, probabilities: np.ndarray) -> Prediction:
+        """One image's row of calibrated probabilities as the value every caller passes on."""
+        return Prediction.of(self._by_class(probabilities), self.version)
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

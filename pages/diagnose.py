@@ -87,13 +87,13 @@ def show_headline(analysis: Analysis) -> None:
             help="Calibrated: of images given this probability, about this share are this class.",
         )
         st.plotly_chart(
-            probability_chart(analysis.probabilities),
+            probability_chart(analysis.prediction),
             config={"displayModeBar": False},
             key="probabilities",
         )
         st.caption(
             f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
-            f"model version {analysis.model_version}"
+            f"model version {analysis.prediction.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
 

@@ -63,15 +63,16 @@ def test_heatmap_changes_with_the_class(predictor, xray):
 
 def test_default_class_is_the_predicted_one(predictor, xray):
     explanation = predictor.explain(xray)
-    assert explanation.class_name == max(explanation.probabilities,
-                                         key=explanation.probabilities.get)
+    probabilities = explanation.prediction.probabilities
+    assert explanation.class_name == max(probabilities, key=probabilities.get)
+    assert explanation.prediction.label == explanation.class_name
 
 
 @pytest.mark.parametrize("class_name", [None, CLASS_NAMES[2]])
 def test_explain_and_predict_give_the_same_probabilities_from_one_graph(
     predictor, xray, class_name
 ):
-    explained = predictor.explain(xray, class_name).probabilities
+    explained = predictor.explain(xray, class_name).prediction.probabilities
     predicted = predictor.predict(xray)
     assert list(explained) == list(predicted)
     np.testing.assert_allclose(list(explained.values()), list(predicted.values()),

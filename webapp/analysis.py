@@ -22,6 +22,7 @@ from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.gradcam import overlay
 from model.labels import display_name
+from model.prediction import Prediction
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -38,20 +39,24 @@ class Analysis:
 
     file_name: str
     image: DecodedImage
-    probabilities: dict[str, float]  # calibrated, by class name, in the model's order
+    prediction: Prediction  # never a refusal: a refused upload has no Analysis
     heatmaps: dict[str, np.ndarray]  # Grad-CAM by explained class, at the original size
     seconds: float
-    model_version: str
     analysed_at: str  # ISO 8601, UTC
+
+    # Shorthands for the page, read from the one prediction.
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return self.prediction.probabilities
 
     @property
     def predicted_class(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+        return self.prediction.label
 
     @property
     def probability(self) -> float:
         """The calibrated probability of the predicted class."""
-        return self.probabilities[self.predicted_class]
+        return self.prediction.probability
 
 
 def analyse(
@@ -65,10 +70,9 @@ def analyse(
     return Analysis(
         file_name=name,
         image=image,
-        probabilities=dict(explanation.probabilities),
+        prediction=explanation.prediction,
         heatmaps={explanation.class_name: explanation.heatmap},
         seconds=time.perf_counter() - start,
-        model_version=predictor.version,
         analysed_at=analysed_at,
     )
 
@@ -151,7 +155,7 @@ def result_record(analysis: Analysis) -> dict:
         "predicted_display_name": display_name(analysis.predicted_class),
         "probability": analysis.probability,
         "probabilities": analysis.probabilities,
-        "model_version": analysis.model_version,
+        "model_version": analysis.prediction.model_version,
         "analysis_seconds": round(analysis.seconds, 4),
         "image": {
             "format": analysis.image.source_format,

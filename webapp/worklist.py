@@ -24,8 +24,9 @@ from PIL import Image
 
 from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, DecodedImage, decode_image
-from model.labels import display_name
+from model.labels import NORMAL, display_name
 from model.limits import DEFAULT_LIMITS
+from model.prediction import Prediction
 from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.results import send_results
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from model.predictor import Predictor
 
 NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
-NORMAL_CLASS = "NORMAL"
 OPENED_FROM_WORKLIST = "worklist_opened"  # session key: the DiagnoseState a row opened
 WORKLIST_ID_PREFIX = "worklist:"
 THUMBNAIL_SIDE = 96
@@ -59,8 +59,7 @@ class WorklistRow:
     """One line of the worklist; ``pacs_item`` stays on the server (it holds the UIDs)."""
 
     key: str  # the upload's name, or the PACS image key (the study key for a study's problem)
-    probabilities: dict[str, float] | None
-    error: str | None
+    prediction: Prediction  # the probabilities, or why this image or study has none
     image: DecodedImage | None = field(default=None, repr=False)
     thumbnail: str | None = None  # PNG data URI
     study_key: str | None = None
@@ -69,12 +68,6 @@ class WorklistRow:
     seconds: float = 0.0  # the batch's mean time per image
     pacs_item: WorkItem | None = field(default=None, repr=False)
     audit_id: int | None = None  # the row's analysis or refusal in the audit trail
-
-    @property
-    def label(self) -> str | None:
-        if self.probabilities is None:
-            return None
-        return max(self.probabilities, key=self.probabilities.__getitem__)
 
 
 def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[Upload], list[str]]:
@@ -160,8 +153,8 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
         classify(uploads, lambda upload: decode_image(upload.data, upload.name), predictor,
                  batch_size), len(uploads), progress)
     return [
-        WorklistRow(key=outcome.item.name, probabilities=outcome.probabilities,
-                    error=outcome.error, image=outcome.image, seconds=seconds,
+        WorklistRow(key=outcome.item.name, prediction=outcome.prediction,
+                    image=outcome.image, seconds=seconds,
                     thumbnail=None if outcome.image is None else thumbnail(outcome.image))
         for outcome in outcomes
     ]
@@ -179,7 +172,7 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
         study = item.study
         rows.append(WorklistRow(
             key=study.key if isinstance(item, StudyProblem) else item.key,
-            probabilities=outcome.probabilities, error=outcome.error, image=outcome.image,
+            prediction=outcome.prediction, image=outcome.image,
             thumbnail=None if outcome.image is None else thumbnail(outcome.image),
             study_key=study.key, study_date=study.date, study_description=study.description,
             seconds=seconds, pacs_item=item,
@@ -189,11 +182,12 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
 
 def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
     """How suspicious a row is: P(not normal), or P(class_name); refused rows score -1."""
-    if row.probabilities is None:
+    probabilities = row.prediction.probabilities
+    if probabilities is None:
         return -1.0
     if class_name == NOT_NORMAL:
-        return 1.0 - row.probabilities.get(NORMAL_CLASS, 0.0)
-    return row.probabilities[class_name]
+        return 1.0 - probabilities.get(NORMAL, 0.0)
+    return probabilities[class_name]
 
 
 def sorted_rows(rows: list[WorklistRow], class_name: str = NOT_NORMAL) -> list[WorklistRow]:
@@ -213,17 +207,18 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
     """The rows as the page shows them, in the given order: no identifiers, no UIDs in text."""
     records = []
     for row in rows:
+        probabilities, label = row.prediction.probabilities, row.prediction.label
         record: dict[str, object] = {
             "thumbnail": row.thumbnail,
             "image": row.key,
-            "score": None if row.probabilities is None else round(sort_score(row, class_name), 4),
-            "label": None if row.label is None else display_name(row.label),
+            "score": None if probabilities is None else round(sort_score(row, class_name), 4),
+            "label": None if label is None else display_name(label),
         }
         for name in classes:
-            record[display_name(name)] = None if row.probabilities is None else round(
-                row.probabilities[name], 4)
+            record[display_name(name)] = None if probabilities is None else round(
+                probabilities[name], 4)
         record.update({
-            "refusal": row.error,
+            "refusal": row.prediction.refusal,
             "study date": _formatted_date(row.study_date),
             "study description": row.study_description or None,
             "study": row.study_key,
@@ -257,14 +252,14 @@ def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
 
     The probabilities are the batch's; only the heatmap is computed now.
     """
-    if row.image is None or row.probabilities is None:
-        return DiagnoseState(WORKLIST_ID_PREFIX + row.key, error=row.error or "Not analysed.")
+    if row.image is None or row.prediction.refusal is not None:
+        return DiagnoseState(WORKLIST_ID_PREFIX + row.key,
+                             error=row.prediction.refusal or "Not analysed.")
     analysis = Analysis(
-        file_name=row.key, image=row.image, probabilities=dict(row.probabilities), heatmaps={},
-        seconds=row.seconds, model_version=predictor.version,
-        analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        file_name=row.key, image=row.image, prediction=row.prediction, heatmaps={},
+        seconds=row.seconds, analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    analysis = with_explanation(analysis, predictor, row.label)
+    analysis = with_explanation(analysis, predictor, row.prediction.label)
     return DiagnoseState(WORKLIST_ID_PREFIX + row.key, analysis=analysis)
 
 
@@ -275,7 +270,7 @@ def is_from_worklist(state: DiagnoseState) -> bool:
 def sendable_studies(rows: list[WorklistRow]) -> list[str]:
     """Study keys with at least one analysed PACS image, in worklist order."""
     keys = [row.study_key for row in rows
-            if isinstance(row.pacs_item, ImageRef) and row.probabilities is not None]
+            if isinstance(row.pacs_item, ImageRef) and row.prediction.refusal is None]
     return list(dict.fromkeys(keys))
 
 
@@ -286,13 +281,13 @@ def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_ke
     Returns (success, a message for the page): the count stored, or the archive's error.
     """
     images = [row for row in rows if row.study_key == study_key
-              and isinstance(row.pacs_item, ImageRef) and row.probabilities is not None]
+              and isinstance(row.pacs_item, ImageRef) and row.prediction.refusal is None]
     if not images:
         return False, f"Study {study_key} has no analysed image to report."
     try:
         client = PacsClient(settings)
         for row in images:
-            send_results(client, row.pacs_item, row.image, row.probabilities, predictor)
+            send_results(client, row.pacs_item, row.image, row.prediction, predictor)
     except PacsError as error:
         return False, str(error)
     count = "1 image" if len(images) == 1 else f"{len(images)} images"
