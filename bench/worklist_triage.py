@@ -22,7 +22,8 @@ from PIL import Image
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from testkit.dicom_factory import make_dicom
 from training.config import CXR4_DATA
-from webapp.worklist import Upload, triage_uploads
+from webapp.worklist import triage_uploads
+from webapp.worklist_uploads import Upload
 
 TARGET = 25.0
 

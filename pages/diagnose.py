@@ -7,7 +7,8 @@ from model.labels import display_name
 from model.predictor import ModelLoadError, Predictor
 from model.run_dir import Metadata
 from records.accounts import Actor
-from records.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
+from records.actions import DOWNLOAD, HEATMAP_VIEWED
+from records.audit import AuditUnavailable, now_utc
 from records.feedback import FeedbackError, editable, reading_for, save_reading
 from records.settings import load_settings
 from webapp.analysis import (
@@ -20,16 +21,20 @@ from webapp.analysis import (
     result_json,
     with_heatmap,
 )
-from webapp.audited_analysis import AUDIT_ID, analyse_and_record, record_view
+from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
+from webapp.page_state import (
+    DIAGNOSE_AUDIT_ID,
+    DIAGNOSE_RESULT,
+    EXPLAINED_CLASS,
+    WORKLIST_OPENED,
+    OpenedRow,
+)
 from webapp.pdf_report import pdf_report
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
-RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
-EXPLAINED_CLASS = "explained_class"
 
 
 def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
@@ -38,7 +43,7 @@ def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
     Without its audit row there is no result: the page says analyses are paused and keeps
     the upload, so the next click tries again.
     """
-    stored = st.session_state.get(RESULT)
+    stored = st.session_state.get(DIAGNOSE_RESULT)
     if stored is not None and stored.is_for(upload.file_id):
         return stored
     try:
@@ -52,29 +57,30 @@ def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
     state = audited.state
     if state.analysis is not None:
         st.session_state[EXPLAINED_CLASS] = state.analysis.predicted_class
-    st.session_state[RESULT] = state
-    st.session_state[AUDIT_ID] = audited.audit_id
+    st.session_state[DIAGNOSE_RESULT] = state
+    st.session_state[DIAGNOSE_AUDIT_ID] = audited.audit_id
     return state
 
 
 def record(action: str, **detail: str) -> None:
     """Audit a view or download of the current result (a widget callback)."""
     try:
-        record_view(app_database(), require_signed_in(), st.session_state[AUDIT_ID], action,
-                    **detail)
+        record_view(app_database(), require_signed_in(), st.session_state[DIAGNOSE_AUDIT_ID],
+                    action, **detail)
     except AuditUnavailable:
         st.toast(PAUSED, icon=":material/error:")
 
 
 def opened_from_worklist() -> DiagnoseState | None:
     """The image a worklist row opened, kept across reruns until an upload replaces it."""
-    opened = st.session_state.pop(OPENED_FROM_WORKLIST, None)
+    opened: OpenedRow | None = st.session_state.pop(WORKLIST_OPENED, None)
     if opened is not None:
-        st.session_state[RESULT] = opened
-        if opened.analysis is not None:
-            st.session_state[EXPLAINED_CLASS] = opened.analysis.predicted_class
-    stored = st.session_state.get(RESULT)
-    return stored if stored is not None and is_from_worklist(stored) else None
+        st.session_state[DIAGNOSE_RESULT] = opened.state
+        st.session_state[DIAGNOSE_AUDIT_ID] = opened.audit_id
+        if opened.state.analysis is not None:
+            st.session_state[EXPLAINED_CLASS] = opened.state.analysis.predicted_class
+    stored = st.session_state.get(DIAGNOSE_RESULT)
+    return stored if stored is not None and stored.from_worklist else None
 
 
 def show_headline(analysis: Analysis) -> None:
@@ -127,8 +133,8 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     )
     if class_name not in analysis.heatmaps:
         with st.spinner(f"Explaining {display_name(class_name)}…"):
-            state = with_heatmap(st.session_state[RESULT], predictor, class_name)
-        st.session_state[RESULT] = state
+            state = with_heatmap(st.session_state[DIAGNOSE_RESULT], predictor, class_name)
+        st.session_state[DIAGNOSE_RESULT] = state
         analysis = state.analysis
     original, explained = st.columns(2)
     with original:
@@ -219,7 +225,7 @@ upload = st.file_uploader(
 state = (current_state(upload, predictor, actor) if upload is not None
          else opened_from_worklist())
 if state is None:
-    st.session_state.pop(RESULT, None)
+    st.session_state.pop(DIAGNOSE_RESULT, None)
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 if state.error is not None:
@@ -235,4 +241,4 @@ with summary:
     show_validation(predictor.metadata, result.predicted_class)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)
-    show_feedback(actor, st.session_state[AUDIT_ID], result)
+    show_feedback(actor, st.session_state[DIAGNOSE_AUDIT_ID], result)

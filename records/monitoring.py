@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from model.labels import display_name
-from records.audit import ANALYSIS, REFUSAL
+from records.actions import ANALYSIS, REFUSAL
 from records.db import Database
 from records.settings import Settings
 from records.tables import AuditEvent, Feedback

@@ -20,9 +20,8 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from records.accounts import CLI_ACTOR, add_account
 from records.db import open_database
-from records.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV
+from records.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV, MODEL_DIR_ENV
 from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
-from webapp.resources import MODEL_DIR_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

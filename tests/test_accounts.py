@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from records import accounts
 from records.accounts import CLI_ACTOR, AccountError, Actor
-from records.audit import FAILED_SIGN_IN, SIGN_IN, now_utc
+from records.actions import ADD_ACCOUNT, FAILED_SIGN_IN, RESET_PASSWORD, SIGN_IN
+from records.audit import now_utc
 from records.db import open_database
 from records.settings import DATABASE_URL_ENV, Settings
 from records.tables import AuditEvent, User
@@ -37,7 +38,7 @@ def test_the_first_admin_is_created_once_and_can_sign_in(database):
     with pytest.raises(AccountError, match="exists already"):
         accounts.create_first_admin(database, "eve", "long enough 1", "long enough 1")
     assert accounts.sign_in(database, SETTINGS, "ada", "long enough 1") == ADMIN
-    assert actions(database) == ["admin:add-account", SIGN_IN]
+    assert actions(database) == [ADD_ACCOUNT, SIGN_IN]
 
 
 def test_passwords_are_stored_as_argon2_hashes(database):
@@ -131,7 +132,7 @@ def test_the_users_cli_adds_lists_disables_and_resets(database_url):
         assert "rita\tradiologist\tdisabled" in users_cli(database_url, "list").stdout
         missing = users_cli(database_url, "disable", "nobody-here")
         assert missing.returncode == 1 and "No account named" in missing.stderr
-        assert actions(database)[:2] == ["admin:add-account", "admin:reset-password"]
+        assert actions(database)[:2] == [ADD_ACCOUNT, RESET_PASSWORD]
         assert users_cli(database_url, "add", "sam@hospital.example", "--role", "admin",
                          "--sso").returncode == 0
         assert accounts.sso_sign_in(database, "sam@hospital.example").role == "admin"

@@ -22,11 +22,12 @@ from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_metadata, read_metrics, read_model_card
+from records.settings import MODEL_DIR_ENV
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.conftest import ADMIN
 from tests.model_factory import shipped_run_dir
 from tests.synthetic_data import synthetic_xray
-from webapp.resources import MODEL_DIR_ENV
+from webapp.page_state import DIAGNOSE_RESULT
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
@@ -136,7 +137,7 @@ def plotly_spec(at: AppTest, key: str) -> dict:
 
 
 def stored_analysis(at: AppTest):
-    return at.session_state["diagnose_result"].analysis
+    return at.session_state[DIAGNOSE_RESULT].analysis
 
 
 def test_diagnose_is_the_default_page_and_waits_for_an_upload(run_dir):

@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
-from records import audit
+from records import actions, audit
 from records.db import open_database
 from records.settings import DATABASE_FILE
 from records.tables import AuditEvent, Feedback
@@ -90,7 +90,7 @@ def test_first_start_creates_the_admin_and_lands_on_diagnose(page, factory_run_d
 def failed_sign_ins(database, username: str) -> int:
     with database.session() as session:
         return len(session.scalars(select(AuditEvent.id).where(
-            AuditEvent.action == audit.FAILED_SIGN_IN, AuditEvent.username == username)).all())
+            AuditEvent.action == actions.FAILED_SIGN_IN, AuditEvent.username == username)).all())
 
 
 def wait_until(condition, seconds: float = 60.0) -> None:
@@ -141,7 +141,7 @@ def test_an_upload_writes_exactly_one_audit_row_with_its_fields(page, app_url, d
 
     with database.session() as session:
         rows = list(session.scalars(select(AuditEvent).where(AuditEvent.seq > before)))
-    analyses = [row for row in rows if row.action == audit.ANALYSIS]
+    analyses = [row for row in rows if row.action == actions.ANALYSIS]
     assert len(analyses) == 1, [row.action for row in rows]
     row = analyses[0]
     assert (row.username, row.role) == (READER[0], READER[2])
@@ -165,7 +165,7 @@ def test_a_pdf_report_download_is_audited_and_is_a_pdf(page, app_url, database, 
     def downloads() -> list[AuditEvent]:
         with database.session() as session:
             return list(session.scalars(select(AuditEvent).where(
-                AuditEvent.seq > before, AuditEvent.action == audit.DOWNLOAD)))
+                AuditEvent.seq > before, AuditEvent.action == actions.DOWNLOAD)))
 
     wait_until(lambda: downloads())
     (row,) = downloads()

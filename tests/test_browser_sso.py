@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from records import audit
+from records import actions
 from records.db import open_database
 from records.settings import DATABASE_FILE
 from records.tables import AuditEvent
@@ -77,7 +77,7 @@ def test_a_vouched_identity_gets_its_role_from_the_database(page, app_url, data_
     database = open_database(f"sqlite:///{data_dir / DATABASE_FILE}")
     try:
         with database.session() as session:
-            row = session.scalar(select(AuditEvent).where(AuditEvent.action == audit.SIGN_IN,
+            row = session.scalar(select(AuditEvent).where(AuditEvent.action == actions.SIGN_IN,
                                                           AuditEvent.username == SSO_READER))
         assert row is not None and row.detail == '{"method":"single sign-on"}'
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from records import audit
+from records import actions, audit
 from records.accounts import Actor
 from records.feedback import save_reading
 from records.monitoring import (
@@ -28,7 +28,7 @@ METRICS = {"classes": CLASSES,
 
 
 def upload(database, label: str | None, latency_ms: float) -> int:
-    action = audit.ANALYSIS if label else audit.REFUSAL
+    action = actions.ANALYSIS if label else actions.REFUSAL
     return audit.record(database, audit.Event("rita", "radiologist", action, label=label,
                                               latency_ms=latency_ms))
 

@@ -25,21 +25,17 @@ from testkit.pacs_studies import identifiers
 from tests.model_factory import make_run_dir
 from tests.synthetic_data import synthetic_xray
 from webapp.pdf_report import pdf_report
-from webapp.worklist import (
+from webapp.worklist import open_row, triage_pacs, triage_uploads
+from webapp.worklist_results import send_study_results, sendable_studies
+from webapp.worklist_table import (
     NOT_NORMAL,
-    Upload,
-    expand_uploads,
-    open_row,
-    send_study_results,
-    sendable_studies,
     sort_score,
     sorted_rows,
     table,
     to_csv,
-    triage_pacs,
-    triage_uploads,
     viewer_link,
 )
+from webapp.worklist_uploads import Upload, expand_uploads
 
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 

@@ -14,13 +14,13 @@ from streamlit.testing.v1 import AppTest
 
 from model.labels import display_name
 from records.db import open_database
+from records.settings import MODEL_DIR_ENV
 from records.tables import AuditEvent
 from testkit.pacs_studies import identifiers
 from tests.conftest import RADIOLOGIST
 from tests.model_factory import make_run_dir
 from tests.synthetic_data import synthetic_xray
 from tests.test_app_pages import open_page
-from webapp.resources import MODEL_DIR_ENV
 
 
 @pytest.fixture(autouse=True)

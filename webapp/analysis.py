@@ -90,16 +90,18 @@ class DiagnoseState:
     """What the Diagnose page keeps between reruns: one upload's analysis, or the message saying
     why it could not be analysed (exactly one of the two)."""
 
-    upload_id: str
+    upload_id: str  # the upload's file id, or the worklist row's key
     analysis: Analysis | None = None
     error: str | None = None
+    from_worklist: bool = False  # opened from a Worklist row rather than uploaded on Diagnose
 
     def __post_init__(self) -> None:
         if (self.analysis is None) == (self.error is None):
             raise ValueError("a DiagnoseState holds an analysis or an error, not both or neither")
 
     def is_for(self, upload_id: str) -> bool:
-        return self.upload_id == upload_id
+        """Whether this is the state of the Diagnose upload with this file id."""
+        return not self.from_worklist and self.upload_id == upload_id
 
 
 def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor

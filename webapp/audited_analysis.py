@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from model.prediction import Prediction
-from records import audit
+from records import actions, audit
 from records.accounts import Actor
 from records.db import Database
 from records.image_store import keep_images, store_image
@@ -20,8 +20,6 @@ from webapp.analysis import DiagnoseState, state_for_upload
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
-
-AUDIT_ID = "diagnose_audit_id"  # session state: the audit row of the result Diagnose shows
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,8 @@ def image_event(actor: Actor, prediction: Prediction, name: str | None,
     refusal = prediction.refusal
     if refusal is not None:
         reason = refusal.replace(name, "the file") if name else refusal
-        return audit.Event(action=audit.REFUSAL, refusal_reason=reason, **common)
-    return audit.Event(action=audit.ANALYSIS, probabilities=prediction.probabilities,
+        return audit.Event(action=actions.REFUSAL, refusal_reason=reason, **common)
+    return audit.Event(action=actions.ANALYSIS, probabilities=prediction.probabilities,
                        label=prediction.label, **common)
 
 

@@ -13,16 +13,16 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from pacs.studies import ImageRef
-from records import audit
+from records import actions, audit
 from records.accounts import Actor
 from records.db import Database
 from webapp.audited_analysis import image_event
-from webapp.worklist import Upload, WorklistRow
+from webapp.worklist import WorklistRow
+from webapp.worklist_uploads import Upload
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
-SENT_TO_PACS = "results sent to PACS"
 WORKLIST_UPLOAD = "worklist upload"
 WORKLIST_PACS = "worklist PACS"
 
@@ -74,12 +74,12 @@ def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
 def record_sent(database: Database, actor: Actor, study_key: str, stored: bool,
                 message: str) -> None:
     """Results sent to the PACS for one study (opaque key), and what the archive answered."""
-    audit.record(database, audit.Event(actor.username, actor.role, SENT_TO_PACS,
+    audit.record(database, audit.Event(actor.username, actor.role, actions.SENT_TO_PACS,
                                        detail={"study": study_key, "stored": stored,
                                                "message": message}))
 
 
 def record_export(database: Database, actor: Actor, rows: int) -> None:
     """The worklist table downloaded as CSV."""
-    audit.record(database, audit.Event(actor.username, actor.role, audit.DOWNLOAD,
+    audit.record(database, audit.Event(actor.username, actor.role, actions.DOWNLOAD,
                                        detail={"file": "worklist csv", "rows": rows}))

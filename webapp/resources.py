@@ -1,13 +1,12 @@
 """What every page shares: the run directory it serves, its one predictor, the database.
 
-The run directory comes from one place: $CXR_MODEL_DIR when set (tests, a new model
-on trial), else the shipped model in model/artifacts.
+The run directory comes from the settings (records/settings.py): $CXR_MODEL_DIR when set
+(tests, a new model on trial), else the shipped model in model/artifacts.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -16,13 +15,10 @@ from model.predictor import DEFAULT_RUN_DIR, Predictor
 from records.db import Database, open_database
 from records.settings import load_settings
 
-MODEL_DIR_ENV = "CXR_MODEL_DIR"
-
 
 def run_dir() -> Path:
     """The run directory this server shows and predicts with."""
-    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
-    return Path(configured) if configured else DEFAULT_RUN_DIR
+    return load_settings().model_dir or DEFAULT_RUN_DIR
 
 
 @st.cache_resource(show_spinner="Loading the model…")
