@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from model.decode import decode_image
-from model.predict import collect_files, predict_files
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.run_dir import LATENCY_FILE, write_json
+from pipeline.predict import collect_files, predict_files
 from training.config import CXR4_DATA
 
 

@@ -13,6 +13,9 @@ image's opaque key (null on a study's own error line, e.g. a lateral-only study)
 --send-results, "stored" is true or the archive's error. Exit 0 once everything was
 processed, 1 when the PACS cannot be searched (unreachable, login refused), 2 on usage errors.
 Logs go to stderr so stdout stays machine-readable.
+
+``python -m model.predict`` runs this module (the name tools call); ``python -m
+pipeline.predict`` is the same CLI. PACS mode imports pacs/ only when it is asked for.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from PIL import Image
 from model.decode import decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
-from model.predict import collect_files
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
+from pipeline.predict import collect_files
 from tests.model_factory import make_run_dir, shipped_run_dir
 from tests.synthetic_data import synthetic_xray
 
