@@ -19,10 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-class StorageError(RuntimeError):
-    """The database cannot be reached or written; the message is for a person."""
-
-
 @dataclass(frozen=True)
 class Database:
     """An engine and its session factory; pass it to the functions that store things."""

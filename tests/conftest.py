@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from testkit.apptest import ADMIN, RADIOLOGIST
 from training.config import CXR4_DATA
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -64,15 +64,11 @@ def database(database_url):
     opened.engine.dispose()
 
 
-ADMIN = ("ada", "admin password")
-RADIOLOGIST = ("rita", "reader password")
-
-
 @pytest.fixture(scope="module")
 def factory_run_dir(tmp_path_factory) -> Path:
     """A small factory-built model with its reports, for page tests that need no real one."""
-    from tests.model_factory import make_run_dir
-    from tests.report_factory import write_reports
+    from testkit.model_factory import make_run_dir
+    from testkit.report_factory import write_reports
 
     return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
 

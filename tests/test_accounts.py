@@ -16,7 +16,7 @@ from records.audit import now_utc
 from records.db import open_database
 from records.settings import DATABASE_URL_ENV, Settings
 from records.tables import AuditEvent, User
-from tests.conftest import REPO_ROOT
+from testkit import REPO_ROOT
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 ADMIN = Actor("ada", "admin")

@@ -16,8 +16,8 @@ from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import make_run_dir
+from testkit.synthetic_data import synthetic_xray
 from webapp.analysis import (
     NOTICE,
     DiagnoseState,

@@ -27,17 +27,18 @@ from records.settings import (
     load_settings,
 )
 from records.tables import AuditEvent, Feedback
-from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.conftest import ADMIN, RADIOLOGIST
-from tests.synthetic_data import synthetic_xray
-from tests.test_app_pages import (
+from testkit.apptest import (
+    ADMIN,
     APP,
+    RADIOLOGIST,
     open_page,
     sign_in,
     synthetic_png,
     text_input,
     upload,
 )
+from testkit.dicom_factory import FAKE_PATIENT, make_dicom
+from testkit.synthetic_data import synthetic_xray
 from webapp.page_state import DIAGNOSE_AUDIT_ID, DIAGNOSE_RESULT, SIGNED_IN
 from webapp.session import PAUSED
 

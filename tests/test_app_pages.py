@@ -6,14 +6,12 @@ in model/artifacts with real val X-rays from ../shared (skipped when either is a
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from model.coverage import coverage
@@ -23,14 +21,11 @@ from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_metadata, read_metrics, read_model_card
 from records.settings import MODEL_DIR_ENV
+from testkit.apptest import open_page, png_bytes, synthetic_png, upload
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.conftest import ADMIN
-from tests.model_factory import shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 from webapp.page_state import DIAGNOSE_RESULT
-
-APP = Path(__file__).resolve().parents[1] / "app.py"
-
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
 
@@ -46,16 +41,6 @@ def run_dir(request, factory_run_dir, monkeypatch) -> Path:
 @pytest.fixture
 def predictor(run_dir) -> Predictor:
     return Predictor.load(run_dir)
-
-
-def png_bytes(gray: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(gray).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def synthetic_png(label: int, seed: int = 0, size: tuple[int, int] = (180, 150)) -> bytes:
-    return png_bytes(synthetic_xray(label, np.random.default_rng(seed), size))
 
 
 @pytest.fixture
@@ -76,38 +61,6 @@ def xray_gray(request, run_dir) -> Callable[[int, int], np.ndarray]:
 @pytest.fixture
 def xray_png(xray_gray) -> Callable[[int, int], bytes]:
     return lambda label, seed=0: png_bytes(xray_gray(label, seed))
-
-
-def text_input(at: AppTest, label: str):
-    return next(widget for widget in at.text_input if widget.label == label)
-
-
-def sign_in(at: AppTest, username: str, password: str) -> AppTest:
-    """Through the real sign-in form, as a person would."""
-    text_input(at, "Username").input(username)
-    text_input(at, "Password").input(password)
-    next(button for button in at.button if button.label == "Sign in").click()
-    at.run()
-    return at
-
-
-def open_page(page: str = "pages/diagnose.py", account: tuple[str, str] = ADMIN) -> AppTest:
-    """Sign in, then open ``page``. AppTest runs a page file on its own after the first run
-    (Streamlit's pages/ folder mode), so each page's own role check is what is tested."""
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    sign_in(at, *account)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
-    return at
-
-
-def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
-    at.file_uploader(key="upload").set_value((name, data, mime))
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
-    return at
 
 
 def result_text(at: AppTest) -> str:

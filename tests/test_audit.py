@@ -17,8 +17,8 @@ from records import actions, audit
 from records.audit import Event, export_csv, record, verify_chain
 from records.settings import DATABASE_URL_ENV
 from records.tables import AuditEvent, AuditHead
+from testkit import REPO_ROOT
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.conftest import REPO_ROOT
 
 ANALYSIS_EVENT = Event("rita", "radiologist", actions.ANALYSIS, image_sha256="ab" * 32,
                        image_bytes=1234, model_version="v1", label="NORMAL",

@@ -25,6 +25,8 @@ from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
     RESULT,
+    cli_prediction,
+    first_xray,
     prepare_data_dir,
     running_app,
     sign_in,
@@ -32,7 +34,6 @@ from testkit.browser_app import (
     wait_for_result,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.test_browser_e2e import cli_prediction, first_xray
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "

@@ -22,8 +22,8 @@ from testkit.browser_app import (
     wait_for_result,
     wait_healthy,
 )
+from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
-from tests.model_factory import make_run_dir
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "

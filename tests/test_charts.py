@@ -10,8 +10,8 @@ import pytest
 from model.labels import CLASS_NAMES, display_name
 from model.prediction import Prediction
 from model.run_dir import METRICS_FILE, RunFileError
-from tests.model_factory import make_run_dir
-from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
+from testkit.model_factory import make_run_dir
+from testkit.report_factory import FROZEN_EPOCHS, history_records, write_reports
 from webapp.charts import (
     PRIMARY,
     confusion_matrix_figure,

@@ -14,7 +14,7 @@ from records.feedback import FeedbackError, reading_for, save_reading
 from records.image_store import store_image
 from records.settings import Settings
 from records.tables import AuditEvent
-from tests.conftest import REPO_ROOT
+from testkit import REPO_ROOT
 from training.data import find_classes, scan_split
 from training.export_feedback import export
 

@@ -9,8 +9,8 @@ from model.decode import decode_file
 from model.gradcam import gradcam_heatmap, overlay
 from model.labels import CLASS_NAMES
 from model.predictor import Predictor
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import make_run_dir, shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 ORIGINAL_SHAPE = (300, 200)  # (H, W): not square, not the model's size
 

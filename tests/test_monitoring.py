@@ -18,7 +18,7 @@ from records.monitoring import (
     validation_mix,
 )
 from records.settings import Settings
-from tests.conftest import REPO_ROOT
+from testkit import REPO_ROOT
 
 CLASSES = ["NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19"]
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")

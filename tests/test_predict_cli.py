@@ -17,8 +17,8 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
 from pipeline.predict import collect_files
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import make_run_dir, shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"file", "label", "probabilities", "model"}

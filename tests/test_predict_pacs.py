@@ -19,9 +19,9 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from pacs.keys import opaque_key
 from pacs.results import HEATMAP_NOTICE, finding_code, probability_code
+from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
 from testkit.servers import free_port
-from tests.model_factory import make_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-key-secret"

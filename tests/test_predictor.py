@@ -24,8 +24,8 @@ from model.run_dir import (
     write_json,
     write_metadata,
 )
-from tests.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from model.run_dir import (
     read_metrics,
     write_calibration,
 )
-from tests.synthetic_data import make_dataset
+from testkit.synthetic_data import make_dataset
 
 METRIC_KEYS = {"classes", "accuracy", "macro_f1", "confusion_matrix", "per_class", "roc",
                "pneumonia_vs_normal", "calibration"}

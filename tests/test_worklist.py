@@ -21,9 +21,9 @@ from pacs.client import PacsClient
 from pacs.settings import settings_for
 from pacs.studies import StudyQuery
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
+from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.synthetic_data import synthetic_xray
 from webapp.pdf_report import pdf_report
 from webapp.worklist import open_row, triage_pacs, triage_uploads
 from webapp.worklist_results import send_study_results, sendable_studies

@@ -16,11 +16,10 @@ from model.labels import display_name
 from records.db import open_database
 from records.settings import MODEL_DIR_ENV
 from records.tables import AuditEvent
+from testkit.apptest import RADIOLOGIST, open_page
+from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
-from tests.conftest import RADIOLOGIST
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
-from tests.test_app_pages import open_page
+from testkit.synthetic_data import synthetic_xray
 
 
 @pytest.fixture(autouse=True)
