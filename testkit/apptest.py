@@ -43,9 +43,9 @@ def sign_in(at: AppTest, username: str, password: str) -> AppTest:
     return at
 
 
-def open_page(page: str = "pages/diagnose.py", account: tuple[str, str] = ADMIN) -> AppTest:
-    """Sign in, then open ``page``. AppTest runs a page file on its own after the first run
-    (Streamlit's pages/ folder mode), so each page's own role check is what is tested."""
+def open_page(page: str = "views/diagnose.py", account: tuple[str, str] = ADMIN) -> AppTest:
+    """Sign in, then open ``page`` through app.py's ``st.navigation``, as a browser does: a page
+    the account's role is not given cannot be switched to (AppTest raises ValueError)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP), default_timeout=60)

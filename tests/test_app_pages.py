@@ -203,7 +203,7 @@ def test_dicom_shows_acquisition_facts_and_no_patient_identifiers(xray_gray):
 
 def test_performance_page_shows_the_run_files(run_dir):
     metrics = read_metrics(run_dir)
-    at = open_page("pages/performance.py")
+    at = open_page("views/performance.py")
 
     counts = plotly_spec(at, "confusion_matrix")["data"][0]["z"]
     assert np.array_equal(np.asarray(counts), np.asarray(metrics["confusion_matrix"]))
@@ -227,7 +227,7 @@ def test_performance_page_shows_the_run_files(run_dir):
 
 def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
     metadata, card = read_metadata(run_dir), read_model_card(run_dir)
-    at = open_page("pages/model_card.py")
+    at = open_page("views/model_card.py")
 
     values = {metric.label: metric.value for metric in at.metric}
     assert values["Model version"] == metadata.version
@@ -239,6 +239,6 @@ def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
 
 def test_admin_pages_explain_a_folder_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
-    for page in ("pages/performance.py", "pages/model_card.py"):
+    for page in ("views/performance.py", "views/model_card.py"):
         at = open_page(page)
         assert str(tmp_path) in at.warning[0].value

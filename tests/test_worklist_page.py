@@ -44,7 +44,7 @@ def worklist_page(monkeypatch, run_dir: Path, environment: dict[str, str]) -> Ap
     monkeypatch.setenv(MODEL_DIR_ENV, str(run_dir))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return open_page("pages/worklist.py", RADIOLOGIST)
+    return open_page("views/worklist.py", RADIOLOGIST)
 
 
 def press(at: AppTest, label: str) -> AppTest:

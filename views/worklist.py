@@ -145,7 +145,7 @@ if selection.selection.rows:
         opened = ordered[selection.selection.rows[0]]
         st.session_state[WORKLIST_OPENED] = OpenedRow(open_row(opened, predictor),
                                                       opened.audit_id)
-    st.switch_page("pages/diagnose.py")
+    st.switch_page("views/diagnose.py")
 
 st.download_button("Worklist (CSV)", data=to_csv(ordered, predictor.classes, sort_by),
                    file_name="worklist.csv", mime="text/csv", icon=":material/download:",

@@ -17,17 +17,17 @@ SIGNED_IN = "signed_in"  # the SignedIn of this browser session
 EXPIRED = "session_expired"  # set when idle expiry signed the user out
 SSO_REFUSED = "sso_refused"  # why a single-sign-on identity was not let in
 
-# Diagnose (pages/diagnose.py)
+# Diagnose (views/diagnose.py)
 DIAGNOSE_RESULT = "diagnose_result"  # the DiagnoseState of the current upload or opened row
 DIAGNOSE_AUDIT_ID = "diagnose_audit_id"  # the audit row of the result Diagnose shows
 EXPLAINED_CLASS = "explained_class"  # the class whose Grad-CAM is shown (a widget's key)
 
-# Worklist (pages/worklist.py)
+# Worklist (views/worklist.py)
 WORKLIST_ROWS = "worklist_rows"  # the current batch's WorklistRows
 WORKLIST_MESSAGES = "worklist_messages"  # what could not be read from the uploads
 WORKLIST_OPENED = "worklist_opened"  # the OpenedRow on its way to Diagnose
 
-# Users (pages/users.py)
+# Users (views/users.py)
 USERS_OUTCOME = "users_outcome"  # (ok, message) of the last change
 
 
