@@ -64,13 +64,31 @@ def database(database_url):
     opened.engine.dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def factory_model_dir(tmp_path_factory) -> Path:
+    """A small factory-built model without reports, built once per session: tests only read
+    it (a test that changes a run directory builds its own)."""
+    from testkit.model_factory import make_run_dir
+
+    return make_run_dir(tmp_path_factory.mktemp("factory-model"))
+
+
+@pytest.fixture(scope="session")
+def factory_predictor(factory_model_dir):
+    """The factory model loaded once per session, for tests that only call it."""
+    from model.predictor import Predictor
+
+    return Predictor.load(factory_model_dir)
+
+
+@pytest.fixture(scope="session")
 def factory_run_dir(tmp_path_factory) -> Path:
-    """A small factory-built model with its reports, for page tests that need no real one."""
+    """A small factory-built model with its reports, for page tests that need no real one;
+    built once per session, read only."""
     from testkit.model_factory import make_run_dir
     from testkit.report_factory import write_reports
 
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("factory-run")))
 
 
 @pytest.fixture

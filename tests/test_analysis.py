@@ -16,7 +16,6 @@ from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.model_factory import make_run_dir
 from testkit.synthetic_data import synthetic_xray
 from webapp.analysis import (
     NOTICE,
@@ -35,8 +34,8 @@ SIZE = (150, 210)  # (H, W): not square, to catch a swapped axis
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,7 @@ from testkit.browser_app import (
     wait_for_result,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.model_factory import make_run_dir, shipped_run_dir
-from testkit.report_factory import write_reports
+from testkit.model_factory import shipped_run_dir
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
@@ -46,10 +45,10 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module", params=["factory", "shipped"])
-def run_dir(request, tmp_path_factory) -> Path:
+def run_dir(request) -> Path:
     if request.param == "shipped":
         return shipped_run_dir()
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+    return request.getfixturevalue("factory_run_dir")
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 from model.labels import CLASS_NAMES, display_name
 from model.prediction import Prediction
 from model.run_dir import METRICS_FILE, RunFileError
-from testkit.model_factory import make_run_dir
-from testkit.report_factory import FROZEN_EPOCHS, history_records, write_reports
+from testkit.report_factory import FROZEN_EPOCHS, history_records
 from webapp.charts import (
     PRIMARY,
     confusion_matrix_figure,
@@ -28,8 +27,8 @@ from webapp.reports import read_reports
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+def run_dir(factory_run_dir):
+    return factory_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ ORIGINAL_SHAPE = (300, 200)  # (H, W): not square, not the model's size
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
 from pipeline.predict import collect_files
-from testkit.model_factory import make_run_dir, shipped_run_dir
+from testkit.model_factory import shipped_run_dir
 from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir) -> Path:
+    return factory_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from pacs.keys import opaque_key
 from pacs.results import HEATMAP_NOTICE, finding_code, probability_code
-from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
 from testkit.servers import free_port
 
@@ -42,8 +41,8 @@ def key(kind: str, uid: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir) -> Path:
+    return factory_model_dir
 
 
 def _source(study, sop_uid: str) -> bytes:

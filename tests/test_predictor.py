@@ -29,8 +29,8 @@ from testkit.synthetic_data import synthetic_xray
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir):
+    return factory_model_dir
 
 
 @pytest.fixture(scope="module")

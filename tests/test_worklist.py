@@ -21,7 +21,6 @@ from pacs.client import PacsClient
 from pacs.settings import settings_for
 from pacs.studies import StudyQuery
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
 from testkit.synthetic_data import synthetic_xray
 from webapp.pdf_report import pdf_report
@@ -41,8 +40,8 @@ SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 def png(label: int, seed: int) -> bytes:

@@ -17,7 +17,6 @@ from records.db import open_database
 from records.settings import MODEL_DIR_ENV
 from records.tables import AuditEvent
 from testkit.apptest import RADIOLOGIST, open_page
-from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import identifiers
 from testkit.synthetic_data import synthetic_xray
 
@@ -26,11 +25,6 @@ from testkit.synthetic_data import synthetic_xray
 def accounts(app_database_url) -> str:
     """Every test signs in as a radiologist to a fresh database ($CXR_DATABASE_URL)."""
     return app_database_url
-
-
-@pytest.fixture(scope="module")
-def factory_run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
 
 
 def png(label: int, seed: int) -> bytes:
