@@ -65,7 +65,7 @@ def test_analyse_gives_the_predictors_probabilities_and_a_map_of_the_predicted_c
     assert list(analysis.heatmaps) == [analysis.predicted_class]
     assert analysis.heatmaps[analysis.predicted_class].shape == SIZE
     assert np.array_equal(analysis.image.gray, gray)
-    assert analysis.model_version == predictor.version
+    assert analysis.prediction.model_version == predictor.version
     assert 0 < analysis.seconds < 60
 
 
@@ -149,7 +149,7 @@ def test_result_json_holds_the_answer_and_its_context(analysis):
     assert record["predicted_display_name"] == display_name(analysis.predicted_class)
     assert record["probabilities"] == pytest.approx(analysis.probabilities)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert record["model_version"] == analysis.model_version
+    assert record["model_version"] == analysis.prediction.model_version
     assert record["analysed_at"] == analysis.analysed_at
     assert (record["image"]["height"], record["image"]["width"]) == SIZE
     assert record["notice"] == NOTICE

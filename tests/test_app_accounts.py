@@ -125,7 +125,7 @@ def test_an_upload_writes_one_analysis_row_and_a_bad_file_one_refusal(database):
     assert (row.username, row.role, row.label) == ("rita", "radiologist",
                                                    analysis.predicted_class)
     assert row.image_sha256 == audit.image_sha256(data) and row.image_bytes == len(data)
-    assert row.model_version == analysis.model_version and row.latency_ms > 0
+    assert row.model_version == analysis.prediction.model_version and row.latency_ms > 0
     assert row.probabilities == audit.canonical_json(analysis.probabilities)
     assert "patient-name" not in audit.canonical_content(row)
 

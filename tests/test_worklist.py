@@ -89,12 +89,13 @@ def test_a_bad_zip_gets_a_message_and_the_rest_goes_on():
 
 
 def test_a_zip_over_the_limits_is_refused_before_it_is_read(monkeypatch):
-    monkeypatch.setattr("webapp.worklist.DEFAULT_LIMITS", DecodeLimits(max_upload_bytes=1000))
+    monkeypatch.setattr("webapp.worklist_uploads.DEFAULT_LIMITS",
+                        DecodeLimits(max_upload_bytes=1000))
     found, messages = expand_uploads([("big.zip", zip_of({"a.png": bytes(5000),
                                                           "b.png": png(0, 0)[:900]}))])
     assert [upload.name for upload in found] == ["big.zip/b.png"]
     assert messages == ["big.zip/a.png is 0 MB, over the 0 MB limit; it was not read."]
-    monkeypatch.setattr("webapp.worklist.MAX_ZIP_MEMBERS", 1)
+    monkeypatch.setattr("webapp.worklist_uploads.MAX_ZIP_MEMBERS", 1)
     found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))])
     assert found == [] and messages == ["many.zip holds 2 images; at most 1 per batch."]
 
