@@ -1,4 +1,5 @@
-"""The clinician web app: page configuration and navigation only; each page lives in pages/.
+"""The clinician web app: page configuration and navigation only; each page lives in views/ (not
+``pages/``: Streamlit would list that folder's files in the sidebar before ``st.navigation`` runs).
 
 Which pages exist depends on who is signed in: an empty database shows only the page that
 creates the first admin, a stranger only the sign-in page, a radiologist only Diagnose. Those
@@ -8,9 +9,9 @@ Diagnose and any other URL typed while signed out lands on the sign-in page.
 
 import streamlit as st
 
-from webapp.accounts import has_accounts
+from records.accounts import has_accounts
+from records.roles import ADMIN
 from webapp.resources import app_database
-from webapp.roles import ADMIN
 from webapp.session import current_actor, end_session
 
 st.set_page_config(
@@ -20,23 +21,23 @@ st.set_page_config(
 )
 st.logo("assets/logo.svg", size="large")
 
-DIAGNOSE = st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:",
+DIAGNOSE = st.Page("views/diagnose.py", title="Diagnose", icon=":material/radiology:",
                    default=True)
-WORKLIST = st.Page("pages/worklist.py", title="Worklist", icon=":material/format_list_numbered:")
+WORKLIST = st.Page("views/worklist.py", title="Worklist", icon=":material/format_list_numbered:")
 ADMIN_PAGES = [
-    st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
-    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
-    st.Page("pages/monitoring.py", title="Monitoring", icon=":material/query_stats:"),
-    st.Page("pages/users.py", title="Users", icon=":material/group:"),
-    st.Page("pages/audit_trail.py", title="Audit trail", icon=":material/verified_user:"),
+    st.Page("views/performance.py", title="Model performance", icon=":material/monitoring:"),
+    st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
+    st.Page("views/monitoring.py", title="Monitoring", icon=":material/query_stats:"),
+    st.Page("views/users.py", title="Users", icon=":material/group:"),
+    st.Page("views/audit_trail.py", title="Audit trail", icon=":material/verified_user:"),
 ]
 
 actor = current_actor()
 if not has_accounts(app_database()):
-    pages = [st.Page("pages/first_admin.py", title="Create admin account",
+    pages = [st.Page("views/first_admin.py", title="Create admin account",
                      icon=":material/person_add:", default=True)]
 elif actor is None:
-    pages = [st.Page("pages/sign_in.py", title="Sign in", icon=":material/login:", default=True)]
+    pages = [st.Page("views/sign_in.py", title="Sign in", icon=":material/login:", default=True)]
 else:
     pages = [DIAGNOSE, WORKLIST, *(ADMIN_PAGES if actor.role == ADMIN else [])]
     with st.sidebar:

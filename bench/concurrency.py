@@ -28,8 +28,13 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 from sqlalchemy import select
 
+from model.labels import NORMAL
 from model.predictor import DEFAULT_RUN_DIR
 from model.run_dir import MODEL_FILE
+from records import actions, audit
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent
 from testkit.browser_app import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -41,10 +46,6 @@ from testkit.browser_app import (
     running_app,
 )
 from training.config import CXR4_DATA
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent
 
 RESULT_TIMEOUT_MS = 60_000
 PASSWORD = "bench reader password"
@@ -99,7 +100,7 @@ def audit_figures(data_dir: Path, plan: dict[str, list[Path]]) -> dict:
         with database.session() as session:
             rows = session.execute(select(AuditEvent.username, AuditEvent.image_sha256,
                                           AuditEvent.latency_ms)
-                                   .where(AuditEvent.action == audit.ANALYSIS)).all()
+                                   .where(AuditEvent.action == actions.ANALYSIS)).all()
         chain = audit.verify_chain(database)
     finally:
         database.engine.dispose()
@@ -120,9 +121,9 @@ def audit_figures(data_dir: Path, plan: dict[str, list[Path]]) -> dict:
 def audit_insert_ms(scratch: Path, inserts: int = 200) -> float:
     """Median time of one audit append (its own transaction) on a fresh SQLite database."""
     database = open_database(f"sqlite:///{scratch / 'insert-bench.db'}")
-    event = audit.Event("bench", "radiologist", audit.ANALYSIS, image_sha256="0" * 64,
-                        image_bytes=1, model_version="bench", label="NORMAL",
-                        probabilities={"NORMAL": 1.0}, latency_ms=1.0)
+    event = audit.Event("bench", "radiologist", actions.ANALYSIS, image_sha256="0" * 64,
+                        image_bytes=1, model_version="bench", label=NORMAL,
+                        probabilities={NORMAL: 1.0}, latency_ms=1.0)
     seconds = []
     for _ in range(inserts):
         start = time.perf_counter()

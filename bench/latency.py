@@ -23,15 +23,16 @@ import numpy as np
 from PIL import Image
 
 from model.decode import decode_image
-from model.predict import collect_files, predict_files
+from model.labels import COVID
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.run_dir import LATENCY_FILE, write_json
+from pipeline.predict import collect_files, predict_files
 from training.config import CXR4_DATA
 
 
 def large_jpeg(data_dir: Path) -> bytes:
     """A real X-ray scaled up to 2000x2000 (or a synthetic one), as a radiology export would be."""
-    sources = sorted((data_dir / "val" / "COVID19").glob("*.jpg"))
+    sources = sorted((data_dir / "val" / COVID).glob("*.jpg"))
     if sources:
         gray = Image.open(sources[0]).convert("L")
     else:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.predict import predict_studies
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from pacs.client import PacsClient
 from pacs.settings import settings_for
 from pacs.studies import StudyQuery
+from pipeline.predict import predict_studies
 from testkit.orthanc import missing_reason, running_orthanc
 from testkit.pacs_studies import PacsArchive, bulk_studies, xray_images
 from training.config import CXR4_DATA

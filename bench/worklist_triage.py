@@ -22,7 +22,8 @@ from PIL import Image
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from testkit.dicom_factory import make_dicom
 from training.config import CXR4_DATA
-from webapp.worklist import Upload, triage_uploads
+from webapp.worklist import triage_uploads
+from webapp.worklist_uploads import Upload
 
 TARGET = 25.0
 
@@ -56,7 +57,7 @@ def measure(label: str, uploads: list[Upload], predictor: Predictor) -> float:
     start = time.perf_counter()
     rows = triage_uploads(uploads, predictor)
     seconds = time.perf_counter() - start
-    refused = sum(row.probabilities is None for row in rows)
+    refused = sum(row.prediction.refusal is not None for row in rows)
     rate = len(rows) / seconds
     verdict = "meets" if rate >= TARGET else "misses"
     print(f"{label}: {len(rows)} images in {seconds:.2f} s = {rate:.1f} images/s "

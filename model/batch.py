@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
-from model.age_groups import AgeReading
 from model.decode import DecodedImage
 from model.errors import ImageError
+from model.prediction import Prediction
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -27,19 +27,11 @@ Item = TypeVar("Item")
 
 @dataclass(frozen=True)
 class Classified(Generic[Item]):
-    """One item's outcome: calibrated probabilities by class, or the message saying why not."""
+    """One item's outcome: its prediction, or the message saying why there is none."""
 
     item: Item
     image: DecodedImage | None  # None when it could not be loaded or decoded
-    probabilities: dict[str, float] | None = None
-    error: str | None = None
-    age: AgeReading | None = None  # the age group read for (model.populations)
-
-    @property
-    def label(self) -> str | None:
-        if self.probabilities is None:
-            return None
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+    prediction: Prediction
 
 
 def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predictor: Predictor,
@@ -79,7 +71,6 @@ def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.nd
     outcomes = predictor.gated(admitted, known)
     for item, (image, _), (outcome, age) in zip(chunk, loaded, outcomes, strict=True):
         if isinstance(outcome, ImageError):
-            yield Classified(item, image, error=str(outcome))
+            yield Classified(item, image, Prediction.refused(str(outcome), predictor.version))
         else:
-            probabilities = dict(zip(predictor.classes, outcome.tolist(), strict=True))
-            yield Classified(item, image, probabilities=probabilities, age=age)
+            yield Classified(item, image, predictor.prediction(outcome, age))

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.age_groups import AgeReading
+from model.prediction import Prediction
 
 
 @dataclass(frozen=True)
 class Explanation:
     """A prediction and where the model looked for one class, from the same forward pass."""
 
-    probabilities: dict[str, float]  # calibrated, by class name, in metadata order, sum 1
+    prediction: Prediction  # calibrated probabilities by class name (metadata order), age group
     class_name: str  # the class explained
     heatmap: np.ndarray  # float32 (H, W) in [0, 1] at the original image size, never NaN
-    age: AgeReading | None = None  # the age group read for; None: a model without age heads

@@ -1,12 +1,20 @@
-"""Class names as the data and the models spell them, and how people read them."""
+"""Class names as the data and the models spell them, and how people read them.
 
-CLASS_NAMES: tuple[str, ...] = ("NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19")
+The one place they are spelled: everything else imports these names.
+"""
+
+NORMAL = "NORMAL"
+BACTERIAL = "BACTERIAL_PNEUMONIA"
+VIRAL = "VIRAL_PNEUMONIA"
+COVID = "COVID19"
+
+CLASS_NAMES: tuple[str, ...] = (NORMAL, BACTERIAL, VIRAL, COVID)
 
 DISPLAY_NAMES: dict[str, str] = {
-    "NORMAL": "Normal",
-    "BACTERIAL_PNEUMONIA": "Bacterial pneumonia",
-    "VIRAL_PNEUMONIA": "Viral pneumonia",
-    "COVID19": "COVID-19",
+    NORMAL: "Normal",
+    BACTERIAL: "Bacterial pneumonia",
+    VIRAL: "Viral pneumonia",
+    COVID: "COVID-19",
 }
 
 

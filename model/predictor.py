@@ -26,6 +26,7 @@ from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
+from model.prediction import Prediction
 from model.preprocess import resize_gray
 from model.run_dir import (
     DEFAULT_RUN_DIR,
@@ -249,10 +250,9 @@ class Predictor:
         if isinstance(outcome, ImageError):
             raise outcome
         return Explanation(
-            probabilities=self._by_class(outcome),
+            prediction=self.prediction(outcome, self._age_reading(given, ages[0])),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
-            age=self._age_reading(given, ages[0]),
         )
 
     def warm_up(self) -> None:
@@ -301,6 +301,11 @@ class Predictor:
             else:
                 outcomes.append(probabilities)
         return outcomes
+
+    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None
+                   ) -> Prediction:
+        """One image's row of calibrated probabilities as the value every caller passes on."""
+        return Prediction.of(self._by_class(probabilities), self.version, age)
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

@@ -21,8 +21,9 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model.decode import DecodedImage
-from model.labels import display_name
+from model.labels import BACTERIAL, COVID, NORMAL, VIRAL, display_name
 from model.overlay import overlay
+from model.prediction import Prediction
 from pacs.errors import PacsError
 from pacs.studies import ImageRef
 
@@ -39,10 +40,10 @@ HEATMAP_OPACITY = 0.4
 DEVICE_UID = generate_uid(entropy_srcs=[ALGORITHM_NAME])  # the same for every report
 PRIVATE_SCHEME = "99CXRAI"  # our own coding scheme, for what SNOMED CT has no code for
 FINDING_CODES = {
-    "NORMAL": hd.sr.CodedConcept("17621005", "SCT", "Normal"),
-    "BACTERIAL_PNEUMONIA": hd.sr.CodedConcept("53084003", "SCT", "Bacterial pneumonia"),
-    "VIRAL_PNEUMONIA": hd.sr.CodedConcept("75570004", "SCT", "Viral pneumonia"),
-    "COVID19": hd.sr.CodedConcept("840539006", "SCT", "COVID-19"),
+    NORMAL: hd.sr.CodedConcept("17621005", "SCT", display_name(NORMAL)),
+    BACTERIAL: hd.sr.CodedConcept("53084003", "SCT", display_name(BACTERIAL)),
+    VIRAL: hd.sr.CodedConcept("75570004", "SCT", display_name(VIRAL)),
+    COVID: hd.sr.CodedConcept("840539006", "SCT", display_name(COVID)),
 }
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY_UNIT = codes.UCUM.NoUnits
@@ -65,30 +66,30 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
                               f"Probability of {display_name(class_name)}")
 
 
-def structured_report(source: Dataset, probabilities: dict[str, float],
-                      model_version: str) -> hd.sr.ComprehensiveSR:
+def structured_report(source: Dataset, prediction: Prediction) -> hd.sr.ComprehensiveSR:
     """The SR of one analysed image, in the source's study."""
     # named once, for the whole group: it made the finding and every probability
-    algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=model_version)
-    predicted = max(probabilities, key=probabilities.__getitem__)
+    algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME,
+                                              version=prediction.model_version)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
                                                      identifier="Chest X-ray classification"),
         algorithm_id=algorithm,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(name=codes.DCM.Finding, value=finding_code(predicted))],
+            hd.sr.QualitativeEvaluation(name=codes.DCM.Finding,
+                                        value=finding_code(prediction.label))],
         measurements=[
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
                               unit=PROBABILITY_UNIT)
-            for name, probability in probabilities.items()
+            for name, probability in prediction.probabilities.items()
         ],
     )
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=DEVICE_UID, name=ALGORITHM_NAME, manufacturer_name=MANUFACTURER,
-            model_name=model_version),
+            model_name=prediction.model_version),
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
@@ -159,16 +160,15 @@ def with_empty_type2(source: Dataset) -> Dataset:
 
 
 def send_results(client: PacsClient, image: ImageRef, decoded: DecodedImage,
-                 probabilities: dict[str, float], predictor: Predictor) -> None:
+                 prediction: Prediction, predictor: Predictor) -> None:
     """Build the SR and the heatmap capture of one analysed image and STOW them to its study.
 
     Raises PacsError with the archive's answer when they could not be stored.
     """
     source = with_empty_type2(client.metadata(image))
-    predicted = max(probabilities, key=probabilities.__getitem__)
-    heatmap = heatmap_overlay(decoded, predictor, predicted)
+    heatmap = heatmap_overlay(decoded, predictor, prediction.label)
     try:
-        objects = [structured_report(source, probabilities, predictor.version),
+        objects = [structured_report(source, prediction),
                    heatmap_capture(source, heatmap)]
     except (AttributeError, TypeError, ValueError) as error:  # a header highdicom rejects
         raise PacsError(f"The results for image {image.key} could not be built: its header "

@@ -24,6 +24,7 @@ from model.age_groups import AgeReading, age_group_index, known_age
 from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
+from model.prediction import Prediction
 from model.run_dir import RunFileError, parse_metadata
 from serving.wire import (
     AGE_GROUP_PARAM,
@@ -100,6 +101,12 @@ class ModelClient:
         with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
             return list(pool.map(outcome, admitted, known))
 
+    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None
+                   ) -> Prediction:
+        """As Predictor.prediction: one image's probabilities as the value callers pass on."""
+        return Prediction.of(dict(zip(self.classes, probabilities.tolist(), strict=True)),
+                             self.version, age)
+
     def explain(self, image: DecodedImage, class_name: str | None = None,
                 age_group: str | None = None) -> Explanation:
         """Probabilities and the Grad-CAM of ``class_name`` (default: the predicted class)."""
@@ -108,10 +115,10 @@ class ModelClient:
         answer = self._predict(image, {"heatmap": "1",
                                        **({"class": class_name} if class_name else {}),
                                        **_given(self.known_age(image, age_group))})
-        return Explanation(probabilities=answer["probabilities"],
+        return Explanation(prediction=Prediction.of(answer["probabilities"], self.version,
+                                                    age_reading(answer)),
                            class_name=answer[HEATMAP_CLASS_KEY],
-                           heatmap=heatmap_from_text(answer[HEATMAP_KEY]),
-                           age=age_reading(answer))
+                           heatmap=heatmap_from_text(answer[HEATMAP_KEY]))
 
     def _predict(self, image: DecodedImage, query: dict[str, str] | None = None) -> dict:
         """POST the decoded image; ImageError with the server's message if it refuses it."""

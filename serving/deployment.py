@@ -23,7 +23,8 @@ from model.batch import Classified
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.limits import DEFAULT_LIMITS, check_upload_size
-from model.predict import write_record
+from model.prediction import Prediction
+from pipeline.predict import write_record
 from serving.wire import (
     AGE_GROUP_PARAM,
     DECODED_HEADER,
@@ -102,8 +103,8 @@ class ModelServer:
             return _answer(422, {ERROR_KEY: str(refusal)})
         if isinstance(outcome, ImageError):
             return _answer(422, {ERROR_KEY: str(outcome)})
-        return _answer(200, self._fields(Classified(None, image, probabilities=outcome,
-                                                    age=age)))
+        return _answer(200, self._fields(Classified(
+            None, image, Prediction.of(outcome, self.predictor.version, age))))
 
     def _known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         try:
@@ -141,16 +142,14 @@ class ModelServer:
 
     def _explain(self, image: DecodedImage, class_name: str | None, given: str | None) -> dict:
         explanation = self.predictor.explain(image, class_name, given)
-        fields = self._fields(Classified(None, image,
-                                         probabilities=dict(explanation.probabilities),
-                                         age=explanation.age))
+        fields = self._fields(Classified(None, image, explanation.prediction))
         return {**fields, HEATMAP_KEY: heatmap_text(explanation.heatmap),
                 HEATMAP_CLASS_KEY: explanation.class_name}
 
     def _fields(self, outcome: Classified) -> dict:
         """The fields of the CLI's JSON line for this outcome, written by the CLI's own code."""
         line = io.StringIO()
-        write_record({}, outcome, self.predictor, line)
+        write_record({}, outcome, line)
         return json.loads(line.getvalue())
 
 

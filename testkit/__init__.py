@@ -1,1 +1,6 @@
-"""Generated inputs that tests and benchmarks share: bad files, DICOM, non-X-rays, a live app."""
+"""What tests and benchmarks share: generated inputs (bad files, DICOM, non-X-rays, synthetic
+X-rays, factory-built models and reports), real servers, a live app, AppTest helpers."""
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]

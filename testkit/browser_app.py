@@ -5,6 +5,7 @@ Shared by the end-to-end test and bench/e2e_latency.py.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,13 +19,12 @@ from model.decode import decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predictor import Predictor
+from records.accounts import CLI_ACTOR, add_account
+from records.db import open_database
+from records.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV, MODEL_DIR_ENV
+from testkit import REPO_ROOT
 from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
-from webapp.accounts import CLI_ACTOR, add_account
-from webapp.db import open_database
-from webapp.resources import MODEL_DIR_ENV
-from webapp.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -156,3 +156,20 @@ def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
         if len(accepted) == count:
             return accepted
     raise SystemExit(f"only {len(accepted)} accepted X-rays in {data_dir / 'val'}; need {count}")
+
+
+def cli_record(run_dir: Path, path: Path) -> dict:
+    """What `python -m model.predict` says of the file: the reference the page must match."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "model.predict", str(path), "--model", str(run_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    return json.loads(completed.stdout.splitlines()[0])
+
+
+def cli_prediction(run_dir: Path, path: Path) -> str:
+    return cli_record(run_dir, path)["label"]
+
+
+def first_xray(cxr4_dir: Path, class_name: str) -> Path:
+    return sorted((cxr4_dir / "val" / class_name).glob("*.jpg"))[0]

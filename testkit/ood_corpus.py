@@ -279,14 +279,3 @@ def ood_corpus(seed: int = 0) -> list[OodSample]:
     """The whole non-chest-X-ray set, in a fixed order."""
     rng = np.random.default_rng(seed)
     return [*photos(rng), *medical(rng), *rendered(rng), *synthetic(rng)]
-
-
-def write_corpus(folder: Path, samples: list[OodSample]) -> list[Path]:
-    """Write the samples as files (category_name) for tools that take paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for sample in samples:
-        path = folder / f"{sample.category}_{sample.name}"
-        path.write_bytes(sample.data)
-        paths.append(path)
-    return paths

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from testkit.apptest import ADMIN, RADIOLOGIST
 from training.config import CXR4_DATA
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Each test reads the settings of its own environment (load_settings caches them)."""
+    from records.settings import load_settings
+
+    load_settings.cache_clear()
+    yield
+    load_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -47,32 +57,46 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def database(database_url):
-    from webapp.db import open_database
+    from records.db import open_database
 
     opened = open_database(database_url)
     yield opened
     opened.engine.dispose()
 
 
-ADMIN = ("ada", "admin password")
-RADIOLOGIST = ("rita", "reader password")
+@pytest.fixture(scope="session")
+def factory_model_dir(tmp_path_factory) -> Path:
+    """A small factory-built model without reports, built once per session: tests only read
+    it (a test that changes a run directory builds its own)."""
+    from testkit.model_factory import make_run_dir
+
+    return make_run_dir(tmp_path_factory.mktemp("factory-model"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def factory_predictor(factory_model_dir):
+    """The factory model loaded once per session, for tests that only call it."""
+    from model.predictor import Predictor
+
+    return Predictor.load(factory_model_dir)
+
+
+@pytest.fixture(scope="session")
 def factory_run_dir(tmp_path_factory) -> Path:
-    """A small factory-built model with its reports, for page tests that need no real one."""
-    from tests.model_factory import make_run_dir
-    from tests.report_factory import write_reports
+    """A small factory-built model with its reports, for page tests that need no real one;
+    built once per session, read only."""
+    from testkit.model_factory import make_run_dir
+    from testkit.report_factory import write_reports
 
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+    return write_reports(make_run_dir(tmp_path_factory.mktemp("factory-run")))
 
 
 @pytest.fixture
 def app_database_url(tmp_path, monkeypatch) -> str:
     """A SQLite database with an admin and a radiologist, handed over as $CXR_DATABASE_URL."""
-    from webapp.accounts import CLI_ACTOR, add_account
-    from webapp.db import open_database
-    from webapp.settings import DATABASE_URL_ENV
+    from records.accounts import CLI_ACTOR, add_account
+    from records.db import open_database
+    from records.settings import DATABASE_URL_ENV
 
     url = f"sqlite:///{tmp_path / 'data' / 'cxr.db'}"
     database = open_database(url)

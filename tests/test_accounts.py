@@ -9,13 +9,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import REPO_ROOT
-from webapp import accounts
-from webapp.accounts import CLI_ACTOR, AccountError, Actor
-from webapp.audit import FAILED_SIGN_IN, SIGN_IN, now_utc
-from webapp.db import open_database
-from webapp.settings import DATABASE_URL_ENV, Settings
-from webapp.tables import AuditEvent, User
+from records import accounts
+from records.accounts import CLI_ACTOR, AccountError, Actor
+from records.actions import ADD_ACCOUNT, FAILED_SIGN_IN, RESET_PASSWORD, SIGN_IN
+from records.audit import now_utc
+from records.db import open_database
+from records.settings import DATABASE_URL_ENV, Settings
+from records.tables import AuditEvent, User
+from testkit import REPO_ROOT
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 ADMIN = Actor("ada", "admin")
@@ -37,7 +38,7 @@ def test_the_first_admin_is_created_once_and_can_sign_in(database):
     with pytest.raises(AccountError, match="exists already"):
         accounts.create_first_admin(database, "eve", "long enough 1", "long enough 1")
     assert accounts.sign_in(database, SETTINGS, "ada", "long enough 1") == ADMIN
-    assert actions(database) == ["admin:add-account", SIGN_IN]
+    assert actions(database) == [ADD_ACCOUNT, SIGN_IN]
 
 
 def test_passwords_are_stored_as_argon2_hashes(database):
@@ -110,7 +111,7 @@ def test_bad_roles_short_passwords_and_duplicates_are_refused(database):
 
 def users_cli(database_url: str, *arguments: str, password: str = ""
               ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webapp.users", *arguments], input=password,
+    return subprocess.run([sys.executable, "-m", "records.users", *arguments], input=password,
                           cwd=REPO_ROOT, env={DATABASE_URL_ENV: database_url, "PATH": ""},
                           capture_output=True, text=True, timeout=120)
 
@@ -131,7 +132,7 @@ def test_the_users_cli_adds_lists_disables_and_resets(database_url):
         assert "rita\tradiologist\tdisabled" in users_cli(database_url, "list").stdout
         missing = users_cli(database_url, "disable", "nobody-here")
         assert missing.returncode == 1 and "No account named" in missing.stderr
-        assert actions(database)[:2] == ["admin:add-account", "admin:reset-password"]
+        assert actions(database)[:2] == [ADD_ACCOUNT, RESET_PASSWORD]
         assert users_cli(database_url, "add", "sam@hospital.example", "--role", "admin",
                          "--sso").returncode == 0
         assert accounts.sso_sign_in(database, "sam@hospital.example").role == "admin"

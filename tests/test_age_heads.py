@@ -23,8 +23,8 @@ from model.dicom import age_group
 from model.populations import block_targets, class_logits
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import smooth_xray
+from testkit.model_factory import make_run_dir
+from testkit.synthetic_data import smooth_xray
 
 RAW = np.array([[1.0, 2.0, 0.5, -1.0, 0.0, 3.0, 1.0, -4.0]], np.float32)
 
@@ -79,7 +79,10 @@ def test_a_persons_choice_wins_over_the_header():
 
 @pytest.fixture(scope="module")
 def age_head_run(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("age-heads"), age_heads=list(AGE_GROUPS))
+    # Uncalibrated (temperature 1): the marginal is then exactly the mixture of the two
+    # conditionals that the predictor test checks.
+    return make_run_dir(tmp_path_factory.mktemp("age-heads"), temperature=None,
+                        age_heads=list(AGE_GROUPS))
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +99,15 @@ def test_the_predictor_reads_the_given_group_or_estimates_it(age_head_predictor)
     estimated = age_head_predictor.explain(image)
     as_child = age_head_predictor.explain(image, age_group="child")
     as_adult = age_head_predictor.explain(image, age_group="adult")
-    assert estimated.age.source == "estimated" and 0.5 <= estimated.age.probability <= 1.0
-    assert as_child.age == AgeReading("child", "given")
-    assert as_adult.age == AgeReading("adult", "given")
+    assert estimated.prediction.age.source == "estimated"
+    assert 0.5 <= estimated.prediction.age.probability <= 1.0
+    assert as_child.prediction.age == AgeReading("child", "given")
+    assert as_adult.prediction.age == AgeReading("adult", "given")
     # The marginal lies between the two conditionals, class by class.
-    for name, p in estimated.probabilities.items():
-        low, high = sorted((as_child.probabilities[name], as_adult.probabilities[name]))
+    for name, p in estimated.prediction.probabilities.items():
+        low, high = sorted((as_child.prediction.probabilities[name], as_adult.prediction.probabilities[name]))
         assert low - 1e-6 <= p <= high + 1e-6
-    assert as_child.probabilities != as_adult.probabilities
+    assert as_child.prediction.probabilities != as_adult.prediction.probabilities
 
 
 def test_an_unknown_age_group_name_is_refused(age_head_predictor):
@@ -115,9 +119,9 @@ def test_a_dicom_headers_age_is_used_and_a_person_overrides_it(age_head_predicto
     data = make_dicom(_xray(), patient={**FAKE_PATIENT, "PatientAge": "007Y"})
     image = decode_image(data, "film.dcm")
     assert image.age_group == "pediatric"
-    assert age_head_predictor.explain(image).age == AgeReading("child", "dicom")
-    assert age_head_predictor.explain(image, age_group="adult").age == AgeReading("adult",
-                                                                                  "given")
+    assert age_head_predictor.explain(image).prediction.age == AgeReading("child", "dicom")
+    overridden = age_head_predictor.explain(image, age_group="adult")
+    assert overridden.prediction.age == AgeReading("adult", "given")
 
 
 def test_the_cli_prints_the_age_group_and_how_it_was_known(age_head_run, tmp_path):

@@ -16,8 +16,7 @@ from model.errors import ImageError
 from model.labels import display_name
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.synthetic_data import synthetic_xray
 from webapp.analysis import (
     NOTICE,
     DiagnoseState,
@@ -35,8 +34,8 @@ SIZE = (150, 210)  # (H, W): not square, to catch a swapped axis
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_analyse_gives_the_predictors_probabilities_and_a_map_of_the_predicted_c
     assert list(analysis.heatmaps) == [analysis.predicted_class]
     assert analysis.heatmaps[analysis.predicted_class].shape == SIZE
     assert np.array_equal(analysis.image.gray, gray)
-    assert analysis.model_version == predictor.version
+    assert analysis.prediction.model_version == predictor.version
     assert 0 < analysis.seconds < 60
 
 
@@ -150,7 +149,7 @@ def test_result_json_holds_the_answer_and_its_context(analysis):
     assert record["predicted_display_name"] == display_name(analysis.predicted_class)
     assert record["probabilities"] == pytest.approx(analysis.probabilities)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert record["model_version"] == analysis.model_version
+    assert record["model_version"] == analysis.prediction.model_version
     assert record["analysed_at"] == analysis.analysed_at
     assert (record["image"]["height"], record["image"]["width"]) == SIZE
     assert record["notice"] == NOTICE

@@ -6,14 +6,12 @@ in model/artifacts with real val X-rays from ../shared (skipped when either is a
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from model.coverage import coverage
@@ -22,14 +20,12 @@ from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_metadata, read_metrics, read_model_card
+from records.settings import MODEL_DIR_ENV
+from testkit.apptest import open_page, png_bytes, result_text, synthetic_png, upload
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.conftest import ADMIN
-from tests.model_factory import shipped_run_dir
-from tests.synthetic_data import synthetic_xray
-from webapp.resources import MODEL_DIR_ENV
-
-APP = Path(__file__).resolve().parents[1] / "app.py"
-
+from testkit.model_factory import shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
+from webapp.page_state import DIAGNOSE_RESULT
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
 
@@ -45,16 +41,6 @@ def run_dir(request, factory_run_dir, monkeypatch) -> Path:
 @pytest.fixture
 def predictor(run_dir) -> Predictor:
     return Predictor.load(run_dir)
-
-
-def png_bytes(gray: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(gray).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def synthetic_png(label: int, seed: int = 0, size: tuple[int, int] = (180, 150)) -> bytes:
-    return png_bytes(synthetic_xray(label, np.random.default_rng(seed), size))
 
 
 @pytest.fixture
@@ -77,47 +63,6 @@ def xray_png(xray_gray) -> Callable[[int, int], bytes]:
     return lambda label, seed=0: png_bytes(xray_gray(label, seed))
 
 
-def text_input(at: AppTest, label: str):
-    return next(widget for widget in at.text_input if widget.label == label)
-
-
-def sign_in(at: AppTest, username: str, password: str) -> AppTest:
-    """Through the real sign-in form, as a person would."""
-    text_input(at, "Username").input(username)
-    text_input(at, "Password").input(password)
-    next(button for button in at.button if button.label == "Sign in").click()
-    at.run()
-    return at
-
-
-def open_page(page: str = "pages/diagnose.py", account: tuple[str, str] = ADMIN) -> AppTest:
-    """Sign in, then open ``page``. AppTest runs a page file on its own after the first run
-    (Streamlit's pages/ folder mode), so each page's own role check is what is tested."""
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    sign_in(at, *account)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
-    return at
-
-
-def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
-    at.file_uploader(key="upload").set_value((name, data, mime))
-    at.run()
-    assert not at.exception, [item.value for item in at.exception]
-    return at
-
-
-def result_text(at: AppTest) -> str:
-    """Everything the result container says: metric labels and values, captions."""
-    block = at.get_by_key("result")
-    return " ".join(
-        [f"{metric.label} {metric.value}" for metric in block.metric]
-        + [caption.value for caption in block.caption]
-    )
-
-
 TEXT_ELEMENTS = ("title", "header", "subheader", "markdown", "caption", "text", "info",
                  "success", "warning", "error", "exception", "code")
 
@@ -136,7 +81,7 @@ def plotly_spec(at: AppTest, key: str) -> dict:
 
 
 def stored_analysis(at: AppTest):
-    return at.session_state["diagnose_result"].analysis
+    return at.session_state[DIAGNOSE_RESULT].analysis
 
 
 def test_diagnose_is_the_default_page_and_waits_for_an_upload(run_dir):
@@ -249,7 +194,7 @@ def test_dicom_shows_acquisition_facts_and_no_patient_identifiers(xray_gray):
 
 def test_performance_page_shows_the_run_files(run_dir):
     metrics = read_metrics(run_dir)
-    at = open_page("pages/performance.py")
+    at = open_page("views/performance.py")
 
     counts = plotly_spec(at, "confusion_matrix")["data"][0]["z"]
     assert np.array_equal(np.asarray(counts), np.asarray(metrics["confusion_matrix"]))
@@ -273,7 +218,7 @@ def test_performance_page_shows_the_run_files(run_dir):
 
 def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
     metadata, card = read_metadata(run_dir), read_model_card(run_dir)
-    at = open_page("pages/model_card.py")
+    at = open_page("views/model_card.py")
 
     values = {metric.label: metric.value for metric in at.metric}
     assert values["Model version"] == metadata.version
@@ -285,6 +230,6 @@ def test_model_card_page_shows_version_backbone_date_and_card(run_dir):
 
 def test_admin_pages_explain_a_folder_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
-    for page in ("pages/performance.py", "pages/model_card.py"):
+    for page in ("views/performance.py", "views/model_card.py"):
         at = open_page(page)
         assert str(tmp_path) in at.warning[0].value

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
 
+from records import actions, audit
+from records.audit import Event, export_csv, record, verify_chain
+from records.settings import DATABASE_URL_ENV
+from records.tables import AuditEvent, AuditHead
+from testkit import REPO_ROOT
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.conftest import REPO_ROOT
-from webapp import audit
-from webapp.audit import Event, export_csv, record, verify_chain
-from webapp.settings import DATABASE_URL_ENV
-from webapp.tables import AuditEvent, AuditHead
 
-ANALYSIS_EVENT = Event("rita", "radiologist", audit.ANALYSIS, image_sha256="ab" * 32,
+ANALYSIS_EVENT = Event("rita", "radiologist", actions.ANALYSIS, image_sha256="ab" * 32,
                        image_bytes=1234, model_version="v1", label="NORMAL",
                        probabilities={"NORMAL": 0.9, "COVID19": 0.1}, latency_ms=42.5)
 
@@ -31,7 +31,7 @@ def rows(database) -> list[AuditEvent]:
 
 
 def test_an_event_is_one_row_with_its_fields_and_a_chained_hash(database):
-    first = record(database, Event("ada", "admin", audit.SIGN_IN))
+    first = record(database, Event("ada", "admin", actions.SIGN_IN))
     second = record(database, ANALYSIS_EVENT)
 
     stored = rows(database)
@@ -50,7 +50,7 @@ def test_an_event_is_one_row_with_its_fields_and_a_chained_hash(database):
 def test_the_check_names_the_first_changed_or_removed_row(database, tamper, first_broken):
     """A forged row with a recomputed hash still breaks the link to the row after it."""
     for label in ("NORMAL", "COVID19", "VIRAL_PNEUMONIA", "NORMAL"):
-        record(database, Event("rita", "radiologist", audit.ANALYSIS, label=label))
+        record(database, Event("rita", "radiologist", actions.ANALYSIS, label=label))
     with database.session() as session, session.begin():
         if tamper == "edit":
             session.execute(update(AuditEvent).where(AuditEvent.seq == 2)
@@ -113,16 +113,16 @@ def test_a_failed_write_raises_audit_unavailable(database):
 def test_the_audit_cli_verifies_and_exports(database, database_url):
     record(database, ANALYSIS_EVENT)
     env = {DATABASE_URL_ENV: database_url, "PATH": ""}
-    verified = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+    verified = subprocess.run([sys.executable, "-m", "records.audit", "verify"], cwd=REPO_ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0 and "intact: 1 rows" in verified.stdout
     today = str(audit.now_utc().date())
-    exported = subprocess.run([sys.executable, "-m", "webapp.audit", "export", "--start", today,
+    exported = subprocess.run([sys.executable, "-m", "records.audit", "export", "--start", today,
                                "--end", today], cwd=REPO_ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
     assert exported.returncode == 0 and exported.stdout.count("\n") == 3  # header, 2 rows
     with database.session() as session, session.begin():
         session.execute(update(AuditEvent).where(AuditEvent.seq == 1).values(label="COVID19"))
-    broken = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
+    broken = subprocess.run([sys.executable, "-m", "records.audit", "verify"], cwd=REPO_ROOT,
                             env=env, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and "broken at row 1" in broken.stdout

@@ -17,10 +17,16 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
+from records import actions, audit
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent, Feedback
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
     RESULT,
+    cli_prediction,
+    first_xray,
     prepare_data_dir,
     running_app,
     sign_in,
@@ -28,11 +34,6 @@ from testkit.browser_app import (
     wait_for_result,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.test_browser_e2e import cli_prediction, first_xray
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent, Feedback
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
@@ -90,7 +91,7 @@ def test_first_start_creates_the_admin_and_lands_on_diagnose(page, factory_run_d
 def failed_sign_ins(database, username: str) -> int:
     with database.session() as session:
         return len(session.scalars(select(AuditEvent.id).where(
-            AuditEvent.action == audit.FAILED_SIGN_IN, AuditEvent.username == username)).all())
+            AuditEvent.action == actions.FAILED_SIGN_IN, AuditEvent.username == username)).all())
 
 
 def wait_until(condition, seconds: float = 60.0) -> None:
@@ -141,7 +142,7 @@ def test_an_upload_writes_exactly_one_audit_row_with_its_fields(page, app_url, d
 
     with database.session() as session:
         rows = list(session.scalars(select(AuditEvent).where(AuditEvent.seq > before)))
-    analyses = [row for row in rows if row.action == audit.ANALYSIS]
+    analyses = [row for row in rows if row.action == actions.ANALYSIS]
     assert len(analyses) == 1, [row.action for row in rows]
     row = analyses[0]
     assert (row.username, row.role) == (READER[0], READER[2])
@@ -165,7 +166,7 @@ def test_a_pdf_report_download_is_audited_and_is_a_pdf(page, app_url, database, 
     def downloads() -> list[AuditEvent]:
         with database.session() as session:
             return list(session.scalars(select(AuditEvent).where(
-                AuditEvent.seq > before, AuditEvent.action == audit.DOWNLOAD)))
+                AuditEvent.seq > before, AuditEvent.action == actions.DOWNLOAD)))
 
     wait_until(lambda: downloads())
     (row,) = downloads()

@@ -6,9 +6,6 @@ is trained); the X-rays are real ones from ../shared/data/cxr4.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +24,10 @@ from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
     OVERLAY_IMAGE,
-    REPO_ROOT,
     RESULT,
+    cli_prediction,
+    cli_record,
+    first_xray,
     prepare_data_dir,
     running_app,
     sign_in,
@@ -36,8 +35,7 @@ from testkit.browser_app import (
     wait_for_result,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.report_factory import write_reports
+from testkit.model_factory import shipped_run_dir
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
@@ -47,10 +45,10 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module", params=["factory", "shipped"])
-def run_dir(request, tmp_path_factory) -> Path:
+def run_dir(request) -> Path:
     if request.param == "shipped":
         return shipped_run_dir()
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+    return request.getfixturevalue("factory_run_dir")
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +67,6 @@ def diagnose(page, app_url):
     sign_in(page, *BROWSER_ADMIN)
     page.get_by_test_id("stFileUploader").wait_for()
     return page
-
-
-def cli_record(run_dir: Path, path: Path) -> dict:
-    """What `python -m model.predict` says of the file: the reference the page must match."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "model.predict", str(path), "--model", str(run_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )
-    return json.loads(completed.stdout.splitlines()[0])
-
-
-def cli_prediction(run_dir: Path, path: Path) -> str:
-    return cli_record(run_dir, path)["label"]
-
-
-def first_xray(cxr4_dir: Path, class_name: str) -> Path:
-    return sorted((cxr4_dir / "val" / class_name).glob("*.jpg"))[0]
 
 
 def test_an_xray_gets_the_clis_class_and_a_visible_overlay(diagnose, run_dir, cxr4_dir):

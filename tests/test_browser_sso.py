@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from records import actions
+from records.db import open_database
+from records.settings import DATABASE_FILE
+from records.tables import AuditEvent
 from testkit.browser_app import (
     BROWSER_ADMIN,
     CHROMIUM,
@@ -17,10 +21,6 @@ from testkit.browser_app import (
     running_app,
 )
 from testkit.servers import free_port
-from webapp import audit
-from webapp.db import open_database
-from webapp.settings import DATABASE_FILE
-from webapp.tables import AuditEvent
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
@@ -77,7 +77,7 @@ def test_a_vouched_identity_gets_its_role_from_the_database(page, app_url, data_
     database = open_database(f"sqlite:///{data_dir / DATABASE_FILE}")
     try:
         with database.session() as session:
-            row = session.scalar(select(AuditEvent).where(AuditEvent.action == audit.SIGN_IN,
+            row = session.scalar(select(AuditEvent).where(AuditEvent.action == actions.SIGN_IN,
                                                           AuditEvent.username == SSO_READER))
         assert row is not None and row.detail == '{"method":"single sign-on"}'
     finally:

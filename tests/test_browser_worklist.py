@@ -23,7 +23,6 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.pacs_studies import identifiers
-from tests.model_factory import make_run_dir
 
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
@@ -33,8 +32,8 @@ TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def served(pacs_archive, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    run_dir = make_run_dir(tmp_path_factory.mktemp("run"))
+def served(pacs_archive, factory_model_dir, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    run_dir = factory_model_dir
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     data_dir = tmp_path_factory.mktemp("data")

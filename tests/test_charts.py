@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES, display_name
+from model.prediction import Prediction
 from model.run_dir import METRICS_FILE, RunFileError
-from tests.model_factory import make_run_dir
-from tests.report_factory import FROZEN_EPOCHS, history_records, write_reports
+from testkit.report_factory import FROZEN_EPOCHS, history_records
 from webapp.charts import (
     PRIMARY,
     confusion_matrix_figure,
@@ -27,8 +27,8 @@ from webapp.reports import read_reports
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
+def run_dir(factory_run_dir):
+    return factory_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def reports(run_dir):
 def test_probability_bars_show_every_class_and_highlight_the_most_likely():
     probabilities = {"NORMAL": 0.1, "BACTERIAL_PNEUMONIA": 0.6, "VIRAL_PNEUMONIA": 0.25,
                      "COVID19": 0.05}
-    bars = probability_chart(probabilities).data[0]
+    bars = probability_chart(Prediction.of(probabilities, "v1")).data[0]
     assert list(bars.x) == list(probabilities.values())
     assert list(bars.y) == [display_name(name) for name in probabilities]
     assert [colour == PRIMARY for colour in bars.marker.color] == [False, True, False, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from testkit import REPO_ROOT
 
 
 def test_ruff_finds_nothing():

@@ -18,15 +18,15 @@ from model.run_dir import (
     read_metadata,
     write_json,
 )
-from tests.model_factory import (
+from testkit.model_factory import (
     IMAGE_SIZE,
     build_model,
     make_run_dir,
     metadata,
     shipped_run_dir,
 )
-from tests.shipped_probabilities import outcomes_by_name, read_expected
-from tests.synthetic_data import synthetic_xray
+from testkit.shipped_probabilities import outcomes_by_name, read_expected
+from testkit.synthetic_data import synthetic_xray
 from training.backbones import get_backbone
 from training.classifier import build_classifier
 from training.config import SHARED_DATA
@@ -83,7 +83,7 @@ def test_a_converted_run_is_not_converted_again(tmp_path):
 
 def test_the_shipped_model_gives_the_old_pipelines_probabilities_on_real_xrays():
     """tests/fixtures/shipped_val_probabilities.json holds what the format-1 model and code gave
-    (tests/shipped_probabilities.py, commit 05e025e); the converted model must agree."""
+    (testkit/shipped_probabilities.py, commit 05e025e); the converted model must agree."""
     expected = read_expected()
     files = [SHARED_DATA / name for name in expected["outcomes"]]
     if not all(path.is_file() for path in files):

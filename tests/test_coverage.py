@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from model.coverage import coverage, not_validated, validation_warning
-from tests.model_factory import metadata
+from testkit.model_factory import metadata
 
 METADATA = replace(
     metadata(),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.labels import CLASS_NAMES
-from tests.synthetic_data import make_dataset
+from testkit.synthetic_data import make_dataset
 from training.data import (
     DatasetError,
     LabelSpace,

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from webapp.db import migrate, normalised_url, open_database
-from webapp.tables import Base
+from records.db import migrate, normalised_url, open_database
+from records.tables import Base
 
 
 def test_the_migrations_build_exactly_the_tables_the_models_describe(database):

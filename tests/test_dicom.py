@@ -28,6 +28,7 @@ from model.dicom import codestream_size, looks_like_dicom
 from model.errors import ImageError
 from model.limits import DecodeLimits
 from model.predictor import Predictor
+from testkit import REPO_ROOT
 from testkit.bad_inputs import (
     GARBAGE_JPEG,
     dicom_with_transfer_syntax,
@@ -35,8 +36,7 @@ from testkit.bad_inputs import (
     noisy_gray,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dataset, make_dicom, to_bytes
-from tests.conftest import REPO_ROOT
-from tests.model_factory import shipped_run_dir
+from testkit.model_factory import shipped_run_dir
 
 SYNTAXES = [ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless]
 

@@ -16,10 +16,10 @@ from model.decode import decode_file
 from model.errors import ImageError
 from model.predictor import Predictor
 from model.run_dir import read_metadata, read_metrics, write_metadata
-from tests.conftest import ADMIN
-from tests.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
-from tests.report_factory import write_reports
-from tests.synthetic_data import smooth_xray
+from testkit.apptest import ADMIN
+from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
+from testkit.report_factory import write_reports
+from testkit.synthetic_data import smooth_xray
 from training import evaluate
 from training.config import SHARED_DATA, TrainConfig
 from training.data import DatasetError
@@ -158,10 +158,10 @@ def test_model_card_shows_each_external_set_and_what_it_is(gated_run):
 
 @pytest.mark.usefixtures("app_database_url")
 def test_performance_page_shows_the_external_checks(gated_run, monkeypatch):
-    from tests.test_app_pages import open_page
+    from testkit.apptest import open_page
 
     monkeypatch.setenv(MODEL_DIR_ENV, str(gated_run))
-    at = open_page("pages/performance.py", ADMIN)
+    at = open_page("views/performance.py", ADMIN)
     external = read_metrics(gated_run)["external"]
     (table,) = [frame.value for frame in at.dataframe if "What it is" in frame.value.columns]
     assert list(table["Set"]) == list(external)

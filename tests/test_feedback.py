@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import REPO_ROOT
+from records import actions, audit
+from records.accounts import Actor
+from records.feedback import FeedbackError, reading_for, save_reading
+from records.image_store import store_image
+from records.settings import Settings
+from records.tables import AuditEvent
+from testkit import REPO_ROOT
 from training.data import find_classes, scan_split
 from training.export_feedback import export
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.feedback import FeedbackError, reading_for, save_reading
-from webapp.image_store import store_image
-from webapp.settings import Settings
-from webapp.tables import AuditEvent
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 RITA = Actor("rita", "radiologist")
@@ -24,7 +24,7 @@ ROB = Actor("rob", "radiologist")
 
 
 def analysis(database, label: str = "NORMAL", sha256: str = "ab" * 32) -> int:
-    return audit.record(database, audit.Event(RITA.username, RITA.role, audit.ANALYSIS,
+    return audit.record(database, audit.Event(RITA.username, RITA.role, actions.ANALYSIS,
                                               image_sha256=sha256, label=label))
 
 
@@ -36,7 +36,7 @@ def test_agreeing_reads_the_models_class_and_is_audited(database):
     assert reading_for(database, analysis_id, "rob") is None
     with database.session() as session:
         last = session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()))
-    assert (last.action, last.label, last.username) == (audit.FEEDBACK, "COVID19", "rita")
+    assert (last.action, last.label, last.username) == (actions.FEEDBACK, "COVID19", "rita")
     assert "clear case" not in (last.detail or "")
 
 
@@ -63,7 +63,7 @@ def test_the_author_can_change_it_for_24_hours_and_not_after(database):
 
 
 def test_feedback_needs_an_analysis(database):
-    refusal = audit.record(database, audit.Event("rita", "radiologist", audit.REFUSAL))
+    refusal = audit.record(database, audit.Event("rita", "radiologist", actions.REFUSAL))
     with pytest.raises(FeedbackError, match="no analysis"):
         save_reading(database, SETTINGS, RITA, refusal, True, None)
 

@@ -10,15 +10,15 @@ from model.gradcam import gradcam_heatmap
 from model.labels import CLASS_NAMES
 from model.overlay import overlay
 from model.predictor import Predictor
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import make_run_dir, shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 ORIGINAL_SHAPE = (300, 200)  # (H, W): not square, not the model's size
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +64,16 @@ def test_heatmap_changes_with_the_class(predictor, xray):
 
 def test_default_class_is_the_predicted_one(predictor, xray):
     explanation = predictor.explain(xray)
-    assert explanation.class_name == max(explanation.probabilities,
-                                         key=explanation.probabilities.get)
+    probabilities = explanation.prediction.probabilities
+    assert explanation.class_name == max(probabilities, key=probabilities.get)
+    assert explanation.prediction.label == explanation.class_name
 
 
 @pytest.mark.parametrize("class_name", [None, CLASS_NAMES[2]])
 def test_explain_and_predict_give_the_same_probabilities_from_one_graph(
     predictor, xray, class_name
 ):
-    explained = predictor.explain(xray, class_name).probabilities
+    explained = predictor.explain(xray, class_name).prediction.probabilities
     predicted = predictor.predict(xray)
     assert list(explained) == list(predicted)
     np.testing.assert_allclose(list(explained.values()), list(predicted.values()),

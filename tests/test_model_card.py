@@ -19,8 +19,8 @@ from model.run_dir import (
     write_json,
     write_metadata,
 )
-from tests.model_factory import fit_synthetic_gate, make_run_dir
-from tests.report_factory import write_reports
+from testkit.model_factory import fit_synthetic_gate, make_run_dir
+from testkit.report_factory import write_reports
 from training.config import TrainConfig
 from training.model_card import render
 

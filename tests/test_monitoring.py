@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.feedback import save_reading
-from webapp.monitoring import (
+from records import actions, audit
+from records.accounts import Actor
+from records.feedback import save_reading
+from records.monitoring import (
     agreement_matrix,
     agreement_rows,
     class_mix_drift,
@@ -18,7 +17,8 @@ from webapp.monitoring import (
     uploads,
     validation_mix,
 )
-from webapp.settings import Settings
+from records.settings import Settings
+from testkit import REPO_ROOT
 
 CLASSES = ["NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19"]
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
@@ -28,7 +28,7 @@ METRICS = {"classes": CLASSES,
 
 
 def upload(database, label: str | None, latency_ms: float) -> int:
-    action = audit.ANALYSIS if label else audit.REFUSAL
+    action = actions.ANALYSIS if label else actions.REFUSAL
     return audit.record(database, audit.Event("rita", "radiologist", action, label=label,
                                               latency_ms=latency_ms))
 

@@ -19,7 +19,7 @@ import pytest
 from model import normalization  # noqa: F401  (registers the layer the saved models use)
 from model.run_dir import MODEL_FILE
 from testkit.servers import free_port, stop_process
-from tests.synthetic_data import make_dataset
+from testkit.synthetic_data import make_dataset
 
 WORKERS = 2
 

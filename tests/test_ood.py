@@ -35,9 +35,9 @@ from model.run_dir import (
     RunFileError,
     read_metadata,
 )
+from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
 from testkit.ood_corpus import encode, ood_corpus
-from tests.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
-from tests.synthetic_data import smooth_xray
+from testkit.synthetic_data import smooth_xray
 from training.fit_ood import cross_validated_refusal, fit_gaussians
 from webapp.analysis import analyse
 

@@ -14,11 +14,11 @@ from PIL import Image
 from model.decode import decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
-from model.predict import collect_files
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
-from tests.model_factory import make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from pipeline.predict import collect_files
+from testkit.model_factory import shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"file", "label", "probabilities", "model"}
@@ -32,8 +32,8 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir) -> Path:
+    return factory_model_dir
 
 
 @pytest.fixture(scope="module")

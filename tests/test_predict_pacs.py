@@ -19,22 +19,13 @@ from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from pacs.keys import opaque_key
 from pacs.results import HEATMAP_NOTICE, finding_code, probability_code
-from testkit.pacs_studies import identifiers
+from testkit.pacs_studies import SECRET, identifiers, run_pacs_cli
 from testkit.servers import free_port
-from tests.model_factory import make_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECRET = "test-key-secret"
 RESULT_KEYS = {"file", "study", "series", "label", "probabilities", "model"}
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
-
-
-def run_pacs_cli(archive, *args: str | Path, **environment: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **archive.environment(CXR_PACS_KEY_SECRET=SECRET), **environment}
-    return subprocess.run(
-        [sys.executable, "-m", "model.predict", "--pacs", archive.orthanc.dicomweb_url,
-         *map(str, args)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def key(kind: str, uid: str) -> str:
@@ -42,8 +33,8 @@ def key(kind: str, uid: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir) -> Path:
+    return factory_model_dir
 
 
 def _source(study, sop_uid: str) -> bytes:

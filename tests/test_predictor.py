@@ -24,13 +24,13 @@ from model.run_dir import (
     write_json,
     write_metadata,
 )
-from tests.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.model_factory import TEMPERATURE, make_run_dir, shipped_run_dir
+from testkit.synthetic_data import synthetic_xray
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run_dir(tmp_path_factory.mktemp("run"))
+def run_dir(factory_model_dir):
+    return factory_model_dir
 
 
 @pytest.fixture(scope="module")

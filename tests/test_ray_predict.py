@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.predict import collect_files, predict_files
 from model.predictor import Predictor
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
-from tests.test_predict_pacs import SECRET, run_pacs_cli
+from pipeline.predict import collect_files, predict_files
+from testkit.model_factory import make_run_dir
+from testkit.pacs_studies import SECRET, run_pacs_cli
+from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBABILITY_TOLERANCE = 1e-6

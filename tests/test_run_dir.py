@@ -35,8 +35,8 @@ from model.run_dir import (
     write_json,
     write_metadata,
 )
-from tests.model_factory import metadata
-from tests.report_factory import synthetic_scores
+from testkit.model_factory import metadata
+from testkit.report_factory import synthetic_scores
 
 READERS = [(read_metadata, METADATA_FILE), (read_calibration, CALIBRATION_FILE),
            (read_gate_settings, OOD_FILE), (read_metrics, METRICS_FILE),

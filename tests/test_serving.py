@@ -22,22 +22,22 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
+from webapp.tables import AuditEvent
 
 from model.batch import classify
 from model.decode import decode_file, decode_image
 from model.errors import ImageError
-from model.predict import write_record
 from model.predictor import Predictor
+from pipeline.predict import write_record
+from records.actions import ANALYSIS, REFUSAL
+from records.db import open_database
 from serving.client import ModelClient, ModelUnavailable
 from serving.wire import DECODED_HEADER
+from testkit.apptest import open_page, result_text, upload
+from testkit.model_factory import shipped_run_dir
 from testkit.model_server import REPO_ROOT, model_server
 from testkit.servers import free_port
-from tests.model_factory import shipped_run_dir
-from tests.test_app_pages import open_page, result_text, upload
-from webapp.audit import ANALYSIS, REFUSAL
-from webapp.db import open_database
 from webapp.resources import MODEL_URL_ENV
-from webapp.tables import AuditEvent
 
 PROBABILITY_TOLERANCE = 1e-6
 HEATMAP_TOLERANCE = 1 / 255 + 1e-6  # the heatmap travels as an 8-bit PNG
@@ -83,7 +83,7 @@ def cli_fields(files: list[Path], predictor: Predictor) -> list[dict]:
     """What python -m model.predict prints for ``files``, less "file"."""
     out = io.StringIO()
     for outcome in classify(files, decode_file, predictor):
-        write_record({}, outcome, predictor, out)
+        write_record({}, outcome, out)
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -120,8 +120,8 @@ def test_the_client_gives_the_embedded_probabilities_and_heatmaps(server, embedd
     assert served.class_name == local.class_name == "COVID19"
     assert served.heatmap.shape == local.heatmap.shape == images[0].gray.shape
     assert np.abs(served.heatmap - local.heatmap).max() <= HEATMAP_TOLERANCE
-    assert max(abs(served.probabilities[name] - p) for name, p in local.probabilities.items()
-               ) <= PROBABILITY_TOLERANCE
+    assert max(abs(served.prediction.probabilities[name] - p)
+               for name, p in local.prediction.probabilities.items()) <= PROBABILITY_TOLERANCE
 
 
 def test_a_refused_image_is_422_with_the_apps_message(server, embedded):
@@ -161,13 +161,14 @@ def test_the_app_as_a_client_never_imports_tensorflow(server, embedded, val_file
         "from pathlib import Path\n"
         "from webapp.analysis import state_for_upload\n"
         "from webapp.resources import load_predictor, run_dir\n"
-        "from webapp.worklist import Upload, triage_uploads\n"
+        "from webapp.worklist import triage_uploads\n"
+        "from webapp.worklist_uploads import Upload\n"
         "data = Path(sys.argv[1]).read_bytes()\n"
         "predictor = load_predictor(run_dir())\n"
         "state = state_for_upload('1', data, 'xray.png', predictor)\n"
         "rows = triage_uploads([Upload('xray.png', data)], predictor)\n"
         "print(json.dumps({'upload': state.analysis.probabilities,\n"
-        "                  'worklist': rows[0].probabilities,\n"
+        "                  'worklist': rows[0].prediction.probabilities,\n"
         "                  'loaded': [name for name in ('tensorflow', 'keras', 'ray')\n"
         "                             if name in sys.modules]}))\n"
     )

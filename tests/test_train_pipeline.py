@@ -31,7 +31,7 @@ from model.run_dir import (
     read_metrics,
     write_calibration,
 )
-from tests.synthetic_data import make_dataset, synthetic_xray
+from testkit.synthetic_data import make_dataset, synthetic_xray
 from training import export_backbone
 from training.backbones import BackboneWeightsError, get_backbone
 from training.base_model import (

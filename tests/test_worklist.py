@@ -22,31 +22,26 @@ from pacs.settings import settings_for
 from pacs.studies import StudyQuery
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.pacs_studies import identifiers
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
+from testkit.synthetic_data import synthetic_xray
 from webapp.pdf_report import pdf_report
-from webapp.worklist import (
+from webapp.worklist import open_row, triage_pacs, triage_uploads
+from webapp.worklist_results import send_study_results, sendable_studies
+from webapp.worklist_table import (
     NOT_NORMAL,
-    Upload,
-    expand_uploads,
-    open_row,
-    send_study_results,
-    sendable_studies,
     sort_score,
     sorted_rows,
     table,
     to_csv,
-    triage_pacs,
-    triage_uploads,
     viewer_link,
 )
+from webapp.worklist_uploads import Upload, expand_uploads
 
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor.load(make_run_dir(tmp_path_factory.mktemp("run")))
+def predictor(factory_predictor) -> Predictor:
+    return factory_predictor
 
 
 def png(label: int, seed: int) -> bytes:
@@ -94,12 +89,13 @@ def test_a_bad_zip_gets_a_message_and_the_rest_goes_on():
 
 
 def test_a_zip_over_the_limits_is_refused_before_it_is_read(monkeypatch):
-    monkeypatch.setattr("webapp.worklist.DEFAULT_LIMITS", DecodeLimits(max_upload_bytes=1000))
+    monkeypatch.setattr("webapp.worklist_uploads.DEFAULT_LIMITS",
+                        DecodeLimits(max_upload_bytes=1000))
     found, messages = expand_uploads([("big.zip", zip_of({"a.png": bytes(5000),
                                                           "b.png": png(0, 0)[:900]}))])
     assert [upload.name for upload in found] == ["big.zip/b.png"]
     assert messages == ["big.zip/a.png is 0 MB, over the 0 MB limit; it was not read."]
-    monkeypatch.setattr("webapp.worklist.MAX_ZIP_MEMBERS", 1)
+    monkeypatch.setattr("webapp.worklist_uploads.MAX_ZIP_MEMBERS", 1)
     found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))])
     assert found == [] and messages == ["many.zip holds 2 images; at most 1 per batch."]
 
@@ -114,12 +110,12 @@ def test_triage_gives_each_upload_the_predictors_answer(uploads, predictor):
         try:
             expected = predictor.predict(decode_image(upload.data, upload.name))
         except ImageError as refusal:
-            assert row.error == str(refusal) and row.probabilities is None
+            assert row.prediction.refusal == str(refusal) and row.prediction.probabilities is None
             continue
-        np.testing.assert_allclose(list(row.probabilities.values()), list(expected.values()),
-                                   atol=1e-5)
+        np.testing.assert_allclose(list(row.prediction.probabilities.values()),
+                                   list(expected.values()), atol=1e-5)
         assert row.thumbnail.startswith("data:image/png;base64,")
-    assert rows[4].error is not None and "empty" in rows[4].error
+    assert rows[4].prediction.refusal is not None and "empty" in rows[4].prediction.refusal
 
 
 @pytest.mark.parametrize("class_name", [NOT_NORMAL, *CLASS_NAMES])
@@ -127,9 +123,9 @@ def test_rows_are_sorted_most_suspicious_first_refusals_last(uploads, predictor,
     ordered = sorted_rows(triage_uploads(uploads, predictor), class_name)
     scores = [sort_score(row, class_name) for row in ordered]
     assert scores == sorted(scores, reverse=True)
-    assert ordered[-1].probabilities is None
+    assert ordered[-1].prediction.probabilities is None
     if class_name == NOT_NORMAL:
-        assert scores[0] == pytest.approx(1 - ordered[0].probabilities["NORMAL"])
+        assert scores[0] == pytest.approx(1 - ordered[0].prediction.probabilities["NORMAL"])
 
 
 def test_the_table_and_csv_hold_the_labels_and_no_identifiers(uploads, predictor):
@@ -137,13 +133,13 @@ def test_the_table_and_csv_hold_the_labels_and_no_identifiers(uploads, predictor
     records = table(rows, predictor.classes)
     assert [record["image"] for record in records] == [row.key for row in rows]
     for record, row in zip(records, rows, strict=True):
-        assert record["label"] == (row.label and display_name(row.label))
-        assert record["refusal"] == row.error
+        assert record["label"] == (row.prediction.label and display_name(row.prediction.label))
+        assert record["refusal"] == row.prediction.refusal
     exported = list(csv.DictReader(io.StringIO(to_csv(rows, predictor.classes).decode())))
     assert [line["image"] for line in exported] == [row.key for row in rows]
     assert "thumbnail" not in exported[0]
     assert float(exported[0][display_name("NORMAL")]) == pytest.approx(
-        rows[0].probabilities["NORMAL"], abs=1e-4)
+        rows[0].prediction.probabilities["NORMAL"], abs=1e-4)
     text = repr(records) + to_csv(rows, predictor.classes).decode()
     assert not any(value in text for value in identifiers_of_factory())
 
@@ -154,19 +150,19 @@ def identifiers_of_factory() -> list[str]:
 
 
 def test_opening_a_row_gives_the_diagnose_view_with_a_heatmap(uploads, predictor):
-    row = next(row for row in triage_uploads(uploads, predictor) if row.probabilities)
+    row = next(row for row in triage_uploads(uploads, predictor) if row.prediction.probabilities)
     state = open_row(row, predictor)
     assert state.error is None
     analysis = state.analysis
-    assert analysis.probabilities == row.probabilities
-    assert analysis.heatmaps[row.label].shape == row.image.gray.shape
-    pdf = pdf_report(analysis, row.label, 0.4)
+    assert analysis.probabilities == row.prediction.probabilities
+    assert analysis.heatmaps[row.prediction.label].shape == row.image.gray.shape
+    pdf = pdf_report(analysis, row.prediction.label, 0.4)
     assert pdf.startswith(b"%PDF") and b"/Count 1" in pdf  # one page
 
 
 def test_opening_a_refused_row_gives_its_message(uploads, predictor):
-    row = next(row for row in triage_uploads(uploads, predictor) if row.error)
-    assert open_row(row, predictor).error == row.error
+    row = next(row for row in triage_uploads(uploads, predictor) if row.prediction.refusal)
+    assert open_row(row, predictor).error == row.prediction.refusal
 
 
 def test_a_pacs_worklist_sends_results_back_to_the_study(pacs_archive, predictor):
@@ -204,9 +200,9 @@ def test_a_lateral_only_study_is_a_row_saying_so(pacs_archive, predictor):
     study = pacs_archive.study("lateral-only")
     (row,) = triage_pacs(client, StudyQuery(since=study.study_date, until=study.study_date),
                          predictor)
-    assert row.probabilities is None and "lateral only" in row.error
+    assert row.prediction.probabilities is None and "lateral only" in row.prediction.refusal
     assert sendable_studies([row]) == []
-    assert open_row(row, predictor).error == row.error
+    assert open_row(row, predictor).error == row.prediction.refusal
 
 
 def pydicom_class(data: bytes) -> str:

@@ -13,25 +13,18 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from model.labels import display_name
+from records.db import open_database
+from records.settings import MODEL_DIR_ENV
+from records.tables import AuditEvent
+from testkit.apptest import RADIOLOGIST, open_page
 from testkit.pacs_studies import identifiers
-from tests.conftest import RADIOLOGIST
-from tests.model_factory import make_run_dir
-from tests.synthetic_data import synthetic_xray
-from tests.test_app_pages import open_page
-from webapp.db import open_database
-from webapp.resources import MODEL_DIR_ENV
-from webapp.tables import AuditEvent
+from testkit.synthetic_data import synthetic_xray
 
 
 @pytest.fixture(autouse=True)
 def accounts(app_database_url) -> str:
     """Every test signs in as a radiologist to a fresh database ($CXR_DATABASE_URL)."""
     return app_database_url
-
-
-@pytest.fixture(scope="module")
-def factory_run_dir(tmp_path_factory) -> Path:
-    return make_run_dir(tmp_path_factory.mktemp("run"))
 
 
 def png(label: int, seed: int) -> bytes:
@@ -45,7 +38,7 @@ def worklist_page(monkeypatch, run_dir: Path, environment: dict[str, str]) -> Ap
     monkeypatch.setenv(MODEL_DIR_ENV, str(run_dir))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return open_page("pages/worklist.py", RADIOLOGIST)
+    return open_page("views/worklist.py", RADIOLOGIST)
 
 
 def press(at: AppTest, label: str) -> AppTest:

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.labels import BACTERIAL, VIRAL
+
 # The data folder beside this checkout (../shared/data): the default data roots, and the real
 # X-rays the benchmarks and tests use.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -68,7 +70,7 @@ class TrainConfig:
     class_weighting: bool = True  # sample each class equally often (label sets shared out)
     # Folders that hold a set of classes, not one: NAME=CLASS+CLASS[;NAME=...]. Trained with the
     # likelihood of the set (log of its summed probabilities), scored as "any of these".
-    label_sets: str = "PNEUMONIA=BACTERIAL_PNEUMONIA+VIRAL_PNEUMONIA"
+    label_sets: str = f"PNEUMONIA={BACTERIAL}+{VIRAL}"
     # Sources whose patients are children (the manifest's patient-id namespace); others adult.
     pediatric_sources: str = "kermany"
     # One block of class logits per age group (model.populations): within a block age is
@@ -103,7 +105,7 @@ class TrainConfig:
 
 
 def parse_label_sets(text: str) -> dict[str, tuple[str, ...]]:
-    """'PNEUMONIA=BACTERIAL_PNEUMONIA+VIRAL_PNEUMONIA;X=A+B' -> {'PNEUMONIA': (...), ...}."""
+    """'PNEUMONIA=A+B;X=C+D' -> {'PNEUMONIA': ('A', 'B'), 'X': ('C', 'D')}."""
     sets: dict[str, tuple[str, ...]] = {}
     for entry in filter(None, (part.strip() for part in text.split(";"))):
         name, _, members = entry.partition("=")

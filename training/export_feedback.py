@@ -15,10 +15,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from webapp.db import Database, open_database
-from webapp.feedback import labelled_images
-from webapp.image_store import image_path
-from webapp.settings import load_settings
+from records.db import Database, open_database
+from records.feedback import labelled_images
+from records.image_store import image_path
+from records.settings import load_settings
 
 SPLIT = "train"
 

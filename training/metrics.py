@@ -19,12 +19,8 @@ from sklearn.metrics import (
 
 from model.calibration import checked_scores, reliability_bins
 from model.formatting import label_scores, score
-from model.labels import display_name
+from model.labels import BACTERIAL, COVID, NORMAL, VIRAL, display_name
 
-NORMAL = "NORMAL"
-BACTERIAL = "BACTERIAL_PNEUMONIA"
-VIRAL = "VIRAL_PNEUMONIA"
-COVID = "COVID19"
 PNEUMONIA_THRESHOLD = 0.5
 MAX_CURVE_POINTS = 200
 

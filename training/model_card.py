@@ -15,7 +15,7 @@ from pathlib import Path
 
 from model.coverage import AGE_GROUP_NAMES, coverage
 from model.formatting import label_scores, score, share
-from model.labels import display_name
+from model.labels import COVID, NORMAL, display_name
 from model.run_dir import (
     LATENCY_FILE,
     LEAVE_ONE_SOURCE_OUT_FILE,
@@ -148,7 +148,7 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     calibration, history = read_calibration(run_dir), read_history(run_dir)
     config = metadata.config
     pvn = metrics["pneumonia_vs_normal"]
-    covid = metrics["per_class"].get("COVID19", {})
+    covid = metrics["per_class"].get(COVID, {})
     roots = metadata.data_roots or config["data"]
     data = "+".join(Path(root).name for root in ([roots] if isinstance(roots, str) else roots))
     stages = _epochs_run(history)
@@ -163,7 +163,7 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
             f"{score(metrics['macro_f1'])} | {score(pvn['auc'])} | "
             f"{score(covid.get('recall'), 2)} / {score(covid.get('precision'), 2)} | "
             f"{score(calibration.ece_after_cross_validated)} | "
-            f"{score(adult.get('recall', {}).get('NORMAL'), 2)} | "
+            f"{score(adult.get('recall', {}).get(NORMAL), 2)} | "
             f"{score(adult.get('called_covid_among_non_covid'), 2)} | "
             f"{score(adult.get('pneumonia_vs_normal_auc'))} | "
             f"{score(child.get('pneumonia_vs_normal_auc'))} | "

@@ -1,1 +1,2 @@
-"""What only the Streamlit pages use: Diagnose logic, charts, report readers, page resources."""
+"""What the Streamlit pages use: Diagnose logic, charts, report readers, page resources, the
+Worklist. The records they keep live in records/."""

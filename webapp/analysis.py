@@ -22,6 +22,7 @@ from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.labels import display_name
 from model.overlay import overlay
+from model.prediction import Prediction
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -38,20 +39,24 @@ class Analysis:
 
     file_name: str
     image: DecodedImage
-    probabilities: dict[str, float]  # calibrated, by class name, in the model's order
+    prediction: Prediction  # never a refusal: a refused upload has no Analysis
     heatmaps: dict[str, np.ndarray]  # Grad-CAM by explained class, at the original size
     seconds: float
-    model_version: str
     analysed_at: str  # ISO 8601, UTC
+
+    # Shorthands for the page, read from the one prediction.
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return self.prediction.probabilities
 
     @property
     def predicted_class(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+        return self.prediction.label
 
     @property
     def probability(self) -> float:
         """The calibrated probability of the predicted class."""
-        return self.probabilities[self.predicted_class]
+        return self.prediction.probability
 
 
 def analyse(
@@ -65,10 +70,9 @@ def analyse(
     return Analysis(
         file_name=name,
         image=image,
-        probabilities=dict(explanation.probabilities),
+        prediction=explanation.prediction,
         heatmaps={explanation.class_name: explanation.heatmap},
         seconds=time.perf_counter() - start,
-        model_version=predictor.version,
         analysed_at=analysed_at,
     )
 
@@ -86,16 +90,18 @@ class DiagnoseState:
     """What the Diagnose page keeps between reruns: one upload's analysis, or the message saying
     why it could not be analysed (exactly one of the two)."""
 
-    upload_id: str
+    upload_id: str  # the upload's file id, or the worklist row's key
     analysis: Analysis | None = None
     error: str | None = None
+    from_worklist: bool = False  # opened from a Worklist row rather than uploaded on Diagnose
 
     def __post_init__(self) -> None:
         if (self.analysis is None) == (self.error is None):
             raise ValueError("a DiagnoseState holds an analysis or an error, not both or neither")
 
     def is_for(self, upload_id: str) -> bool:
-        return self.upload_id == upload_id
+        """Whether this is the state of the Diagnose upload with this file id."""
+        return not self.from_worklist and self.upload_id == upload_id
 
 
 def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor
@@ -151,7 +157,7 @@ def result_record(analysis: Analysis) -> dict:
         "predicted_display_name": display_name(analysis.predicted_class),
         "probability": analysis.probability,
         "probabilities": analysis.probabilities,
-        "model_version": analysis.model_version,
+        "model_version": analysis.prediction.model_version,
         "analysis_seconds": round(analysis.seconds, 4),
         "image": {
             "format": analysis.image.source_format,

@@ -10,17 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from webapp import audit
-from webapp.accounts import Actor
+from model.prediction import Prediction
+from records import actions, audit
+from records.accounts import Actor
+from records.db import Database
+from records.image_store import keep_images, store_image
+from records.settings import Settings
 from webapp.analysis import DiagnoseState, state_for_upload
-from webapp.db import Database
-from webapp.image_store import keep_images, store_image
-from webapp.settings import Settings
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
-
-AUDIT_ID = "diagnose_audit_id"  # session state: the audit row of the result Diagnose shows
 
 
 @dataclass(frozen=True)
@@ -31,29 +30,31 @@ class AuditedState:
     audit_id: int
 
 
-def image_event(actor: Actor, probabilities: dict[str, float] | None, refusal: str | None,
-                name: str | None, image_sha256: str | None, image_bytes: int | None,
-                sop_uid_hash: str | None, model_version: str, latency_ms: float,
-                detail: dict | None = None) -> audit.Event:
+def image_event(actor: Actor, prediction: Prediction, name: str | None,
+                image_sha256: str | None, image_bytes: int | None, sop_uid_hash: str | None,
+                latency_ms: float, detail: dict | None = None) -> audit.Event:
     """The audit row of one analysed image (an upload, a worklist image): the image by hash and
     size, what the model said or why it refused. The file name is left out, of the refusal
     reason too: hospitals name files after patients."""
     common = dict(username=actor.username, role=actor.role, image_sha256=image_sha256,
-                  image_bytes=image_bytes, sop_uid_hash=sop_uid_hash, model_version=model_version,
-                  latency_ms=round(latency_ms, 3), detail=detail)
-    if probabilities is None:
-        reason = refusal.replace(name, "the file") if name and refusal else refusal
-        return audit.Event(action=audit.REFUSAL, refusal_reason=reason, **common)
-    return audit.Event(action=audit.ANALYSIS, probabilities=probabilities,
-                       label=max(probabilities, key=probabilities.__getitem__), **common)
+                  image_bytes=image_bytes, sop_uid_hash=sop_uid_hash,
+                  model_version=prediction.model_version, latency_ms=round(latency_ms, 3),
+                  detail=detail)
+    refusal = prediction.refusal
+    if refusal is not None:
+        reason = refusal.replace(name, "the file") if name else refusal
+        return audit.Event(action=actions.REFUSAL, refusal_reason=reason, **common)
+    return audit.Event(action=actions.ANALYSIS, probabilities=prediction.probabilities,
+                       label=prediction.label, **common)
 
 
 def upload_event(actor: Actor, state: DiagnoseState, data: bytes, name: str, latency_ms: float,
                  sop_uid_hash: str | None, model_version: str) -> audit.Event:
     """The audit row of one Diagnose upload."""
-    return image_event(actor, state.analysis and state.analysis.probabilities, state.error, name,
-                       audit.image_sha256(data), len(data), sop_uid_hash, model_version,
-                       latency_ms)
+    prediction = (state.analysis.prediction if state.analysis is not None
+                  else Prediction.refused(state.error, model_version))
+    return image_event(actor, prediction, name, audit.image_sha256(data), len(data),
+                       sop_uid_hash, latency_ms)
 
 
 def analyse_and_record(database: Database, settings: Settings, actor: Actor, upload_id: str,

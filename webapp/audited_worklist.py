@@ -13,27 +13,27 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from pacs.studies import ImageRef
-from webapp import audit
-from webapp.accounts import Actor
+from records import actions, audit
+from records.accounts import Actor
+from records.db import Database
 from webapp.audited_analysis import image_event
-from webapp.db import Database
-from webapp.worklist import Upload, WorklistRow
+from webapp.worklist import WorklistRow
+from webapp.worklist_uploads import Upload
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
-SENT_TO_PACS = "results sent to PACS"
 WORKLIST_UPLOAD = "worklist upload"
 WORKLIST_PACS = "worklist PACS"
 
 
-def row_event(actor: Actor, row: WorklistRow, model_version: str, source: str,
-              name: str | None, image_sha256: str | None, image_bytes: int | None,
+def row_event(actor: Actor, row: WorklistRow, source: str, name: str | None,
+              image_sha256: str | None, image_bytes: int | None,
               sop_uid_hash: str | None) -> audit.Event:
     """One worklist image as an audit row, as an upload's; a PACS study by its opaque key."""
     detail = {"source": source, **({"study": row.study_key} if row.study_key else {})}
-    return image_event(actor, row.probabilities, row.error, name, image_sha256, image_bytes,
-                       sop_uid_hash, model_version, row.seconds * 1000, detail)
+    return image_event(actor, row.prediction, name, image_sha256, image_bytes, sop_uid_hash,
+                       row.seconds * 1000, detail)
 
 
 def _pixel_sha256(row: WorklistRow) -> str | None:
@@ -53,7 +53,7 @@ def record_upload_batch(database: Database, actor: Actor, uploads: list[Upload],
                         rows: list[WorklistRow], predictor: Predictor) -> list[WorklistRow]:
     """Audit rows for a batch of uploads (``rows`` in the uploads' order); AuditUnavailable
     if they cannot be written."""
-    events = [row_event(actor, row, predictor.version, WORKLIST_UPLOAD, upload.name,
+    events = [row_event(actor, row, WORKLIST_UPLOAD, upload.name,
                         audit.image_sha256(upload.data), len(upload.data),
                         audit.sop_uid_hash(database, upload.data, upload.name))
               for upload, row in zip(uploads, rows, strict=True)]
@@ -64,7 +64,7 @@ def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
                       predictor: Predictor) -> list[WorklistRow]:
     """Audit rows for a PACS query's images; the archive's image is known by the salted hash
     of its SOP Instance UID, never the UID itself."""
-    events = [row_event(actor, row, predictor.version, WORKLIST_PACS, None, _pixel_sha256(row),
+    events = [row_event(actor, row, WORKLIST_PACS, None, _pixel_sha256(row),
                         None, audit.salted_uid_hash(database, row.pacs_item.sop_uid)
                         if isinstance(row.pacs_item, ImageRef) else None)
               for row in rows]
@@ -74,12 +74,12 @@ def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
 def record_sent(database: Database, actor: Actor, study_key: str, stored: bool,
                 message: str) -> None:
     """Results sent to the PACS for one study (opaque key), and what the archive answered."""
-    audit.record(database, audit.Event(actor.username, actor.role, SENT_TO_PACS,
+    audit.record(database, audit.Event(actor.username, actor.role, actions.SENT_TO_PACS,
                                        detail={"study": study_key, "stored": stored,
                                                "message": message}))
 
 
 def record_export(database: Database, actor: Actor, rows: int) -> None:
     """The worklist table downloaded as CSV."""
-    audit.record(database, audit.Event(actor.username, actor.role, audit.DOWNLOAD,
+    audit.record(database, audit.Event(actor.username, actor.role, actions.DOWNLOAD,
                                        detail={"file": "worklist csv", "rows": rows}))

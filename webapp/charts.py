@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from model.coverage import coverage
 from model.formatting import label_scores, score
 from model.labels import display_name
+from model.prediction import Prediction
 from model.run_dir import Calibration, Metadata
 
 PRIMARY = "#1d5fa8"
@@ -30,10 +31,10 @@ def _layout(figure: go.Figure, **layout) -> go.Figure:
     return figure
 
 
-def probability_chart(probabilities: dict[str, float]) -> go.Figure:
+def probability_chart(prediction: Prediction) -> go.Figure:
     """Horizontal bars of every class's calibrated probability, the most likely one highlighted."""
+    probabilities, top = prediction.probabilities, prediction.label
     names = list(probabilities)
-    top = max(names, key=probabilities.__getitem__)
     figure = go.Figure(
         go.Bar(
             x=[probabilities[name] for name in names],

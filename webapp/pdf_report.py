@@ -59,7 +59,7 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
 
     pdf.ln(3)
     facts = " | ".join(f"{key}: {value}" for key, value in analysis.image.facts.items())
-    for line in (f"Model version: {analysis.model_version}",
+    for line in (f"Model version: {analysis.prediction.model_version}",
                  f"Analysed at: {analysis.analysed_at} (UTC)", f"Image: {facts}"):
         pdf.multi_cell(width, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)

@@ -1,9 +1,9 @@
 """What every page shares: the run directory it serves, its one predictor, the database.
 
-The run directory comes from one place: $CXR_MODEL_DIR when set (tests, a new model
-on trial), else the shipped model in model/artifacts. With $CXR_MODEL_URL set, the model
-is a model server's (python -m serving) and the predictor is its client (serving.client):
-this process then never imports TensorFlow.
+The run directory comes from the settings (records/settings.py): $CXR_MODEL_DIR when set
+(tests, a new model on trial), else the shipped model in model/artifacts. With $CXR_MODEL_URL
+set, the model is a model server's (python -m serving) and the predictor is its client
+(serving.client): this process then never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from model.run_dir import DEFAULT_RUN_DIR
-from webapp.db import Database, open_database
-from webapp.settings import load_settings
+from records.db import Database, open_database
+from records.settings import load_settings
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
     from serving.client import ModelClient
 
-MODEL_DIR_ENV = "CXR_MODEL_DIR"
 MODEL_URL_ENV = "CXR_MODEL_URL"
 
 
 def run_dir() -> Path:
     """The run directory this server shows and predicts with."""
-    configured = os.environ.get(MODEL_DIR_ENV, "").strip()
-    return Path(configured) if configured else DEFAULT_RUN_DIR
+    return load_settings().model_dir or DEFAULT_RUN_DIR
 
 
 def model_url() -> str | None:

@@ -13,16 +13,14 @@ from datetime import datetime
 
 import streamlit as st
 
-from webapp import accounts
-from webapp.accounts import AccountError, Actor
-from webapp.audit import AuditUnavailable, now_utc
+from records import accounts
+from records.accounts import AccountError, Actor
+from records.audit import AuditUnavailable, now_utc
+from records.roles import ADMIN
+from records.settings import load_settings
+from webapp.page_state import EXPIRED, SIGNED_IN, SSO_REFUSED
 from webapp.resources import app_database
-from webapp.roles import ADMIN
-from webapp.settings import load_settings
 
-SIGNED_IN = "signed_in"  # session state: the SignedIn of this browser session
-EXPIRED = "session_expired"  # session state: set when idle expiry signed the user out
-SSO_REFUSED = "sso_refused"  # session state: why a single-sign-on identity was not let in
 PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
           "Your upload is kept; try again in a moment or call IT.")
 

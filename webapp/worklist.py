@@ -1,58 +1,37 @@
-"""The worklist: many images at once (uploads, a .zip, or a PACS query), sorted so the most
-suspicious film is read first. Plain functions, tested without Streamlit.
+"""The worklist: many images at once (uploads, a .zip, or a PACS query) through the model, as
+rows. Plain functions, tested without Streamlit.
 
-Each person's action is one function here (``triage_uploads``, ``triage_pacs``, ``open_row``,
-``send_study_results``), so an audit record can be added at one place per action. Rows show
-opaque keys and the study's date and description, never a patient identifier.
+Each person's action is one function (``triage_uploads``, ``triage_pacs``, ``open_row`` here;
+``worklist_results.send_study_results``), so an audit record can be added at one place per
+action. Beside it: ``worklist_uploads`` (files and zips), ``worklist_table`` (sort, table, CSV).
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from PIL import Image
 
 from model.batch import Classified, classify
-from model.decode import IMAGE_SUFFIXES, DecodedImage, decode_image
-from model.labels import display_name
-from model.limits import DEFAULT_LIMITS
+from model.decode import DecodedImage, decode_image
+from model.prediction import Prediction
 from pacs.client import PacsClient
-from pacs.errors import PacsError
-from pacs.results import send_results
-from pacs.settings import PacsSettings
-from pacs.studies import ImageRef, StudyQuery
+from pacs.studies import StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
-from serving.client import ModelUnavailable
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
+from webapp.worklist_uploads import Upload
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
-NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
-NORMAL_CLASS = "NORMAL"
-OPENED_FROM_WORKLIST = "worklist_opened"  # session key: the DiagnoseState a row opened
-WORKLIST_ID_PREFIX = "worklist:"
 THUMBNAIL_SIDE = 96
-MAX_ZIP_MEMBERS = 2000
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One image to analyse from the browser: its name (inside a .zip: archive/member) and bytes."""
-
-    name: str
-    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -60,8 +39,7 @@ class WorklistRow:
     """One line of the worklist; ``pacs_item`` stays on the server (it holds the UIDs)."""
 
     key: str  # the upload's name, or the PACS image key (the study key for a study's problem)
-    probabilities: dict[str, float] | None
-    error: str | None
+    prediction: Prediction  # the probabilities, or why this image or study has none
     image: DecodedImage | None = field(default=None, repr=False)
     thumbnail: str | None = None  # PNG data URI
     study_key: str | None = None
@@ -70,67 +48,6 @@ class WorklistRow:
     seconds: float = 0.0  # the batch's mean time per image
     pacs_item: WorkItem | None = field(default=None, repr=False)
     audit_id: int | None = None  # the row's analysis or refusal in the audit trail
-
-    @property
-    def label(self) -> str | None:
-        if self.probabilities is None:
-            return None
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-
-def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[Upload], list[str]]:
-    """Browser files -> images to analyse; a .zip gives its image and DICOM members.
-
-    Returns (uploads, messages about what could not be read); nothing here raises.
-    """
-    uploads: list[Upload] = []
-    messages: list[str] = []
-    for name, data in files:
-        if name.lower().endswith(".zip"):
-            found, problems = _zip_members(name, data)
-            uploads += found
-            messages += problems
-        else:
-            uploads.append(Upload(name, data))
-    return uploads, messages
-
-
-def _zip_members(name: str, data: bytes) -> tuple[list[Upload], list[str]]:
-    """Image members of a zip, each checked against the upload limit before it is read."""
-    limit = DEFAULT_LIMITS.max_upload_bytes
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [member for member in archive.infolist() if _is_image_member(member)]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
-        return [], [f"{name} is not a readable .zip archive."]
-    if len(members) > MAX_ZIP_MEMBERS:
-        return [], [f"{name} holds {len(members)} images; at most {MAX_ZIP_MEMBERS} per batch."]
-    uploads, problems = [], []
-    with archive:
-        for member in members:
-            label = f"{name}/{member.filename}"
-            if member.file_size > limit:
-                problems.append(f"{label} is {member.file_size / 1e6:.0f} MB, over the "
-                                f"{limit / 1e6:.0f} MB limit; it was not read.")
-                continue
-            try:
-                with archive.open(member) as stream:
-                    content = stream.read(limit + 1)  # a lying header cannot make this grow
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError):
-                problems.append(f"{label} could not be extracted (damaged or encrypted).")
-                continue
-            uploads.append(Upload(label, content))
-    if not uploads and not problems:
-        problems.append(f"{name} holds no PNG, JPEG, TIFF or DICOM files.")
-    return uploads, problems
-
-
-def _is_image_member(member: zipfile.ZipInfo) -> bool:
-    path = PurePosixPath(member.filename)
-    hidden = any(part.startswith((".", "__MACOSX")) for part in path.parts)
-    dicom_without_suffix = path.suffix == "" and not member.is_dir()
-    return not member.is_dir() and not hidden and (
-        path.suffix.lower() in IMAGE_SUFFIXES or dicom_without_suffix)
 
 
 def thumbnail(image: DecodedImage, side: int = THUMBNAIL_SIDE) -> str:
@@ -161,8 +78,8 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
         classify(uploads, lambda upload: decode_image(upload.data, upload.name), predictor,
                  batch_size), len(uploads), progress)
     return [
-        WorklistRow(key=outcome.item.name, probabilities=outcome.probabilities,
-                    error=outcome.error, image=outcome.image, seconds=seconds,
+        WorklistRow(key=outcome.item.name, prediction=outcome.prediction,
+                    image=outcome.image, seconds=seconds,
                     thumbnail=None if outcome.image is None else thumbnail(outcome.image))
         for outcome in outcomes
     ]
@@ -180,7 +97,7 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
         study = item.study
         rows.append(WorklistRow(
             key=study.key if isinstance(item, StudyProblem) else item.key,
-            probabilities=outcome.probabilities, error=outcome.error, image=outcome.image,
+            prediction=outcome.prediction, image=outcome.image,
             thumbnail=None if outcome.image is None else thumbnail(outcome.image),
             study_key=study.key, study_date=study.date, study_description=study.description,
             seconds=seconds, pacs_item=item,
@@ -188,114 +105,17 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
     return rows
 
 
-def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
-    """How suspicious a row is: P(not normal), or P(class_name); refused rows score -1."""
-    if row.probabilities is None:
-        return -1.0
-    if class_name == NOT_NORMAL:
-        return 1.0 - row.probabilities.get(NORMAL_CLASS, 0.0)
-    return row.probabilities[class_name]
-
-
-def sorted_rows(rows: list[WorklistRow], class_name: str = NOT_NORMAL) -> list[WorklistRow]:
-    """Most suspicious first; refused rows last, in their original order."""
-    return sorted(rows, key=lambda row: -sort_score(row, class_name))
-
-
-def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
-    """The study in the PACS viewer (where identity lives), when a viewer URL is configured."""
-    if not viewer_url or row.pacs_item is None:
-        return None
-    return viewer_url.replace("{study_uid}", quote(row.pacs_item.study.uid, safe=""))
-
-
-def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL,
-          viewer_url: str | None = None) -> list[dict[str, object]]:
-    """The rows as the page shows them, in the given order: no identifiers, no UIDs in text."""
-    records = []
-    for row in rows:
-        record: dict[str, object] = {
-            "thumbnail": row.thumbnail,
-            "image": row.key,
-            "score": None if row.probabilities is None else round(sort_score(row, class_name), 4),
-            "label": None if row.label is None else display_name(row.label),
-        }
-        for name in classes:
-            record[display_name(name)] = None if row.probabilities is None else round(
-                row.probabilities[name], 4)
-        record.update({
-            "refusal": row.error,
-            "study date": _formatted_date(row.study_date),
-            "study description": row.study_description or None,
-            "study": row.study_key,
-        })
-        if viewer_url:
-            record["viewer"] = viewer_link(row, viewer_url)
-        records.append(record)
-    return records
-
-
-def _formatted_date(date: str) -> str | None:
-    try:
-        return datetime.strptime(date, "%Y%m%d").date().isoformat()
-    except ValueError:
-        return date or None
-
-
-def to_csv(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL) -> bytes:
-    """The table as CSV (without thumbnails or viewer links), for download."""
-    records = table(rows, classes, class_name)
-    buffer = io.StringIO()
-    columns = [column for column in records[0] if column != "thumbnail"] if records else []
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue().encode("utf-8")
-
-
 def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
     """The full Diagnose view of a row: its analysis with the predicted class's heatmap.
 
     The probabilities are the batch's; only the heatmap is computed now.
     """
-    if row.image is None or row.probabilities is None:
-        return DiagnoseState(WORKLIST_ID_PREFIX + row.key, error=row.error or "Not analysed.")
+    if row.image is None or row.prediction.refusal is not None:
+        return DiagnoseState(row.key, error=row.prediction.refusal or "Not analysed.",
+                             from_worklist=True)
     analysis = Analysis(
-        file_name=row.key, image=row.image, probabilities=dict(row.probabilities), heatmaps={},
-        seconds=row.seconds, model_version=predictor.version,
-        analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        file_name=row.key, image=row.image, prediction=row.prediction, heatmaps={},
+        seconds=row.seconds, analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    analysis = with_explanation(analysis, predictor, row.label)
-    return DiagnoseState(WORKLIST_ID_PREFIX + row.key, analysis=analysis)
-
-
-def is_from_worklist(state: DiagnoseState) -> bool:
-    return state.upload_id.startswith(WORKLIST_ID_PREFIX)
-
-
-def sendable_studies(rows: list[WorklistRow]) -> list[str]:
-    """Study keys with at least one analysed PACS image, in worklist order."""
-    keys = [row.study_key for row in rows
-            if isinstance(row.pacs_item, ImageRef) and row.probabilities is not None]
-    return list(dict.fromkeys(keys))
-
-
-def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_key: str,
-                       predictor: Predictor) -> tuple[bool, str]:
-    """Store an SR and a heatmap capture for each analysed image of one study.
-
-    Returns (success, a message for the page): the count stored, or the archive's error.
-    """
-    images = [row for row in rows if row.study_key == study_key
-              and isinstance(row.pacs_item, ImageRef) and row.probabilities is not None]
-    if not images:
-        return False, f"Study {study_key} has no analysed image to report."
-    try:
-        client = PacsClient(settings)
-        for row in images:
-            send_results(client, row.pacs_item, row.image, row.probabilities, predictor)
-    except (PacsError, ModelUnavailable) as error:
-        return False, str(error)
-    count = "1 image" if len(images) == 1 else f"{len(images)} images"
-    return True, (f"Stored the AI report (SR) and heatmap of {count} in study {study_key}; "
-                  "they appear in the PACS viewer with the study.")
+    analysis = with_explanation(analysis, predictor, row.prediction.label)
+    return DiagnoseState(row.key, analysis=analysis, from_worklist=True)

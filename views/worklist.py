@@ -9,35 +9,23 @@ from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.settings import PacsSettings, from_environment
 from pacs.studies import StudyQuery
+from records.accounts import Actor
+from records.audit import AuditUnavailable
 from serving.client import ModelUnavailable
-from webapp.accounts import Actor
 from webapp.analysis import NOTICE
-from webapp.audit import AuditUnavailable
-from webapp.audited_analysis import AUDIT_ID
 from webapp.audited_worklist import (
     record_export,
     record_pacs_batch,
     record_sent,
     record_upload_batch,
 )
+from webapp.page_state import WORKLIST_MESSAGES, WORKLIST_OPENED, WORKLIST_ROWS, OpenedRow
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.worklist import (
-    NOT_NORMAL,
-    OPENED_FROM_WORKLIST,
-    expand_uploads,
-    open_row,
-    send_study_results,
-    sendable_studies,
-    sorted_rows,
-    table,
-    to_csv,
-    triage_pacs,
-    triage_uploads,
-)
-
-ROWS = "worklist_rows"  # session state: the current batch's WorklistRows
-MESSAGES = "worklist_messages"  # what could not be read from the uploads
+from webapp.worklist import open_row, triage_pacs, triage_uploads
+from webapp.worklist_results import send_study_results, sendable_studies
+from webapp.worklist_table import NOT_NORMAL, sorted_rows, table, to_csv
+from webapp.worklist_uploads import expand_uploads
 
 
 def progress_bar(label: str):
@@ -57,13 +45,13 @@ def from_uploads(predictor, actor: Actor) -> None:
                      icon=":material/pause_circle:")
             return
         try:
-            st.session_state[ROWS] = record_upload_batch(app_database(), actor, uploads, rows,
-                                                         predictor)
+            st.session_state[WORKLIST_ROWS] = record_upload_batch(app_database(), actor, uploads,
+                                                                  rows, predictor)
         except AuditUnavailable:
-            st.session_state.pop(ROWS, None)
+            st.session_state.pop(WORKLIST_ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
             st.stop()
-        st.session_state[MESSAGES] = messages
+        st.session_state[WORKLIST_MESSAGES] = messages
 
 
 def send_and_record(settings: PacsSettings, rows, study_key: str, predictor,
@@ -107,13 +95,13 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
         try:
             rows = record_pacs_batch(app_database(), actor, rows, predictor)
         except AuditUnavailable:
-            st.session_state.pop(ROWS, None)
+            st.session_state.pop(WORKLIST_ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
             st.stop()
-        st.session_state[ROWS], st.session_state[MESSAGES] = rows, []
+        st.session_state[WORKLIST_ROWS], st.session_state[WORKLIST_MESSAGES] = rows, []
         if automatic:
             for study_key in sendable_studies(rows):
-                st.session_state[MESSAGES].append(
+                st.session_state[WORKLIST_MESSAGES].append(
                     send_and_record(settings, rows, study_key, predictor, actor)[1])
 
 
@@ -135,8 +123,8 @@ if source == "PACS":
 else:
     from_uploads(predictor, actor)
 
-rows = st.session_state.get(ROWS)
-for message in st.session_state.get(MESSAGES, []):
+rows = st.session_state.get(WORKLIST_ROWS)
+for message in st.session_state.get(WORKLIST_MESSAGES, []):
     st.warning(message, icon=":material/warning:")
 if not rows:
     st.info(NOTICE, icon=":material/info:")
@@ -162,12 +150,12 @@ if selection.selection.rows:
     with st.spinner("Opening the image…"):
         opened = ordered[selection.selection.rows[0]]
         try:
-            st.session_state[OPENED_FROM_WORKLIST] = open_row(opened, predictor)
+            st.session_state[WORKLIST_OPENED] = OpenedRow(open_row(opened, predictor),
+                                                          opened.audit_id)
         except ModelUnavailable as error:
             st.error(f"{error} Select the row again to retry.", icon=":material/pause_circle:")
             st.stop()
-        st.session_state[AUDIT_ID] = opened.audit_id
-    st.switch_page("pages/diagnose.py")
+    st.switch_page("views/diagnose.py")
 
 st.download_button("Worklist (CSV)", data=to_csv(ordered, predictor.classes, sort_by),
                    file_name="worklist.csv", mime="text/csv", icon=":material/download:",

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from webapp.accounts import Actor, create_first_admin, sign_in
+from records.accounts import Actor, create_first_admin, sign_in
+from records.settings import load_settings
 from webapp.resources import app_database
 from webapp.session import sign_in_with
-from webapp.settings import load_settings
 
 
 def create_and_sign_in(username: str, password: str, repeat: str) -> Actor:

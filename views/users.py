@@ -5,21 +5,20 @@ Changes run as button callbacks, before the page draws, so the table shows them 
 
 import streamlit as st
 
-from webapp.accounts import (
+from records.accounts import (
     AccountError,
     add_account,
     list_accounts,
     reset_password,
     set_disabled,
 )
-from webapp.audit import AuditUnavailable
-from webapp.image_store import keep_images, set_keep_images
+from records.audit import AuditUnavailable
+from records.image_store import keep_images, set_keep_images
+from records.roles import ROLES
+from records.settings import load_settings
+from webapp.page_state import USERS_OUTCOME
 from webapp.resources import app_database
-from webapp.roles import ROLES
 from webapp.session import PAUSED, require_admin
-from webapp.settings import load_settings
-
-OUTCOME = "users_outcome"  # session state: (ok, message) of the last change
 
 actor = require_admin()
 database = app_database()
@@ -33,11 +32,11 @@ def attempt(change, keys: tuple[str, ...], *constants, done: str) -> None:
     try:
         change(database, actor, *values)
     except AccountError as error:
-        state[OUTCOME] = (False, str(error))
+        state[USERS_OUTCOME] = (False, str(error))
     except AuditUnavailable:
-        state[OUTCOME] = (False, PAUSED)
+        state[USERS_OUTCOME] = (False, PAUSED)
     else:
-        state[OUTCOME] = (True, done.format(*values))
+        state[USERS_OUTCOME] = (True, done.format(*values))
 
 
 def add_from_form(database, actor, username: str, password: str, role: str) -> None:
@@ -46,8 +45,8 @@ def add_from_form(database, actor, username: str, password: str, role: str) -> N
 
 
 st.title("Users")
-if OUTCOME in st.session_state:
-    ok, message = st.session_state.pop(OUTCOME)
+if USERS_OUTCOME in st.session_state:
+    ok, message = st.session_state.pop(USERS_OUTCOME)
     (st.success if ok else st.error)(message)
 
 accounts = list_accounts(database)

@@ -1,6 +1,6 @@
 """The shipped model's calibrated probabilities on a fixed list of real val X-rays, as a file.
 
-    python -m tests.shipped_probabilities [--per-folder 6] [--out PATH]
+    python -m testkit.shipped_probabilities [--per-folder 6] [--out PATH]
 
 The list: the first ``per_folder`` files (by name) of every class folder of every data root's
 val split. The committed file (``EXPECTED_FILE``) was written by this script with the model and
@@ -20,7 +20,8 @@ from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import read_json, write_json
 from training.config import SHARED_DATA, TrainConfig
 
-EXPECTED_FILE = Path(__file__).resolve().parent / "fixtures" / "shipped_val_probabilities.json"
+EXPECTED_FILE = (Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+                 / "shipped_val_probabilities.json")
 PER_FOLDER = 6
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.db import Database
-from webapp.tables import AppSetting
+from records import actions, audit
+from records.accounts import Actor
+from records.db import Database
+from records.tables import AppSetting
 
 KEEP_IMAGES_KEY = "keep_images"
 
@@ -30,7 +30,7 @@ def set_keep_images(database: Database, actor: Actor, keep: bool) -> None:
     with audit.audited(database) as session:
         session.merge(AppSetting(key=KEEP_IMAGES_KEY, value="on" if keep else "off"))
         audit.append(session, audit.Event(actor.username, actor.role,
-                                          audit.ADMIN + "keep-images", detail={"keep": keep}))
+                                          actions.KEEP_IMAGES, detail={"keep": keep}))
 
 
 def image_path(images_dir: Path, sha256: str) -> Path:

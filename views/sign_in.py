@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from webapp.accounts import sign_in
+from records.accounts import sign_in
+from records.settings import load_settings
+from webapp.page_state import EXPIRED, SSO_REFUSED
 from webapp.resources import app_database
-from webapp.session import EXPIRED, SSO_REFUSED, sign_in_with, sso_enabled
-from webapp.settings import load_settings
+from webapp.session import sign_in_with, sso_enabled
 
 st.title("Sign in")
 if st.session_state.get(EXPIRED):

@@ -1,7 +1,7 @@
 """The one database: engine, sessions, and the schema brought up to date on every start.
 
 SQLite (the default) runs in WAL mode so readers never block the writer; PostgreSQL is chosen
-by a ``postgresql+psycopg://`` URL. Alembic's migrations in webapp/migrations are the only
+by a ``postgresql+psycopg://`` URL. Alembic's migrations in records/migrations are the only
 thing that creates or changes tables.
 """
 
@@ -17,10 +17,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-
-class StorageError(RuntimeError):
-    """The database cannot be reached or written; the message is for a person."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ hold no patient identifier: an image is named by the SHA-256 of its bytes, a DIC
 Instance UID only as a salted hash. A row that cannot be written raises AuditUnavailable,
 and the callers show nothing they could not record (fail closed).
 
-CLI: ``python -m webapp.audit verify`` and ``python -m webapp.audit export --start D --end D``.
+CLI: ``python -m records.audit verify`` and ``python -m records.audit export --start D --end D``.
 """
 
 from __future__ import annotations
@@ -28,20 +28,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.dicom import looks_like_dicom
-from webapp.db import Database, open_database
-from webapp.roles import ADMIN as ADMIN_ROLE
-from webapp.settings import load_settings
-from webapp.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
+from records.actions import EXPORT_AUDIT, VERIFY_AUDIT
+from records.db import Database, open_database
+from records.roles import ADMIN as ADMIN_ROLE
+from records.settings import load_settings
+from records.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
 
-SIGN_IN = "sign-in"
-FAILED_SIGN_IN = "failed sign-in"
-SIGN_OUT = "sign-out"
-ANALYSIS = "analysis"
-REFUSAL = "refusal"
-HEATMAP_VIEWED = "heatmap class viewed"
-DOWNLOAD = "download"
-FEEDBACK = "feedback"
-ADMIN = "admin:"  # prefix of every admin action: "admin:create-account", ...
 SALT_KEY = "audit_salt"
 CLI_USER = "command line"  # who the admin CLIs act as; the OS account is IT's business
 # The columns that are hashed and exported, in this order.
@@ -219,8 +211,18 @@ def export_csv(database: Database, start: date, end: date) -> str:
     return buffer.getvalue()
 
 
+def verification_event(username: str, role: str, check: ChainCheck) -> Event:
+    """The audit row of a chain check, from the page or the CLI alike."""
+    return Event(username, role, VERIFY_AUDIT, detail={"intact": check.intact})
+
+
+def export_event(username: str, role: str, start: date, end: date) -> Event:
+    """The audit row of an export of ``start`` to ``end``, from the page or the CLI alike."""
+    return Event(username, role, EXPORT_AUDIT, detail={"start": str(start), "end": str(end)})
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webapp.audit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m records.audit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("verify", help="check the hash chain; name the first broken row")
     export = commands.add_parser("export", help="write a date range as CSV to stdout")
@@ -231,16 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     database = open_database(settings.database_url, settings.sqlite_busy_seconds)
     if arguments.command == "verify":
         check = verify_chain(database)
-        record(database, Event(CLI_USER, ADMIN_ROLE, ADMIN + "verify-audit",
-                               detail={"intact": check.intact}))
+        record(database, verification_event(CLI_USER, ADMIN_ROLE, check))
         if check.intact:
             print(f"The audit trail is intact: {check.rows_checked} rows.")
             return 0
         print(f"The audit trail is broken at row {check.first_broken_seq}: {check.reason}.")
         return 1
     sys.stdout.write(export_csv(database, arguments.start, arguments.end))
-    record(database, Event(CLI_USER, ADMIN_ROLE, ADMIN + "export-audit",
-                           detail={"start": str(arguments.start), "end": str(arguments.end)}))
+    record(database, export_event(CLI_USER, ADMIN_ROLE, arguments.start, arguments.end))
     return 0
 
 

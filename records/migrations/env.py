@@ -1,8 +1,8 @@
-"""Alembic's entry point: run the migrations on the connection webapp.db.migrate hands over."""
+"""Alembic's entry point: run the migrations on the connection records.db.migrate hands over."""
 
 from alembic import context
 
-from webapp.tables import Base
+from records.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

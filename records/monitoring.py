@@ -16,10 +16,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from model.labels import display_name
-from webapp.audit import ANALYSIS, REFUSAL
-from webapp.db import Database
-from webapp.settings import Settings
-from webapp.tables import AuditEvent, Feedback
+from records.actions import ANALYSIS, REFUSAL
+from records.db import Database
+from records.settings import Settings
+from records.tables import AuditEvent, Feedback
 
 UPLOAD_COLUMNS = ["at", "action", "label", "latency_ms"]
 READING_COLUMNS = ["model_class", "read_class", "agrees"]

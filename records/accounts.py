@@ -13,11 +13,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
-from webapp import audit
-from webapp.db import Database
-from webapp.roles import ADMIN, ROLES
-from webapp.settings import Settings
-from webapp.tables import User
+from records import actions, audit
+from records.db import Database
+from records.roles import ADMIN, ROLES
+from records.settings import Settings
+from records.tables import User
 
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher()
@@ -84,7 +84,7 @@ def add_account(database: Database, actor: Actor, username: str, password: str |
                          password_hash=None if password is None else _hasher.hash(password),
                          created_at=audit.now_utc()))
         audit.append(session, audit.Event(actor.username, actor.role,
-                                          audit.ADMIN + "add-account",
+                                          actions.ADD_ACCOUNT,
                                           detail={"account": username, "role": role}))
 
 
@@ -125,9 +125,9 @@ def sign_in(database: Database, settings: Settings, username: str, password: str
                 outcome = "wrong password; account locked"
         else:
             user.failed_sign_ins, user.locked_until = 0, None
-            audit.append(session, audit.Event(username, user.role, audit.SIGN_IN))
+            audit.append(session, audit.Event(username, user.role, actions.SIGN_IN))
             return Actor(username, user.role)
-        audit.append(session, audit.Event(username[:150], "", audit.FAILED_SIGN_IN,
+        audit.append(session, audit.Event(username[:150], "", actions.FAILED_SIGN_IN,
                                           detail={"reason": outcome}))
     raise error
 
@@ -138,10 +138,10 @@ def sso_sign_in(database: Database, identity: str) -> Actor:
     with audit.audited(database) as session:
         user = session.scalar(select(User).where(User.username == identity))
         if user is not None and not user.disabled:
-            audit.append(session, audit.Event(identity, user.role, audit.SIGN_IN,
+            audit.append(session, audit.Event(identity, user.role, actions.SIGN_IN,
                                               detail={"method": "single sign-on"}))
             return Actor(identity, user.role)
-        audit.append(session, audit.Event(identity[:150], "", audit.FAILED_SIGN_IN, detail={
+        audit.append(session, audit.Event(identity[:150], "", actions.FAILED_SIGN_IN, detail={
             "method": "single sign-on", "reason": "no active account"}))
     raise AccountError(f"{identity} signed in through single sign-on but has no active account "
                        "here: ask an admin to add it.")
@@ -155,7 +155,7 @@ def _password_matches(password_hash: str, password: str) -> bool:
 
 
 def sign_out(database: Database, actor: Actor, reason: str = "signed out") -> None:
-    audit.record(database, audit.Event(actor.username, actor.role, audit.SIGN_OUT,
+    audit.record(database, audit.Event(actor.username, actor.role, actions.SIGN_OUT,
                                        detail={"reason": reason}))
 
 
@@ -185,7 +185,7 @@ def _change(database: Database, actor: Actor, username: str, action: str, **valu
             raise AccountError(f"No account named {username!r}.")
         for name, value in values.items():
             setattr(user, name, value)
-        audit.append(session, audit.Event(actor.username, actor.role, audit.ADMIN + action,
+        audit.append(session, audit.Event(actor.username, actor.role, action,
                                           detail={"account": username}))
 
 
@@ -193,12 +193,12 @@ def set_disabled(database: Database, actor: Actor, username: str, disabled: bool
     """Disable (or enable again) an account; a disabled account cannot sign in."""
     if disabled and username == actor.username:
         raise AccountError("You cannot disable your own account.")
-    _change(database, actor, username, "disable-account" if disabled else "enable-account",
-            disabled=disabled)
+    action = actions.DISABLE_ACCOUNT if disabled else actions.ENABLE_ACCOUNT
+    _change(database, actor, username, action, disabled=disabled)
 
 
 def reset_password(database: Database, actor: Actor, username: str, password: str) -> None:
     """A new password, and the lockout lifted."""
     _check_password(password)
-    _change(database, actor, username, "reset-password", password_hash=_hasher.hash(password),
+    _change(database, actor, username, actions.RESET_PASSWORD, password_hash=_hasher.hash(password),
             failed_sign_ins=0, locked_until=None)

@@ -1,10 +1,10 @@
 """Account administration for hospital IT, on the database the app uses ($CXR_DATABASE_URL).
 
-    python -m webapp.users add NAME --role radiologist|admin   (password from stdin)
-    python -m webapp.users add EMAIL --role radiologist --sso  (single sign-on only)
-    python -m webapp.users list
-    python -m webapp.users disable NAME
-    python -m webapp.users reset-password NAME                  (password from stdin)
+    python -m records.users add NAME --role radiologist|admin   (password from stdin)
+    python -m records.users add EMAIL --role radiologist --sso  (single sign-on only)
+    python -m records.users list
+    python -m records.users disable NAME
+    python -m records.users reset-password NAME                  (password from stdin)
 
 Each change is written to the audit trail as done by the command line.
 """
@@ -15,7 +15,7 @@ import argparse
 import getpass
 import sys
 
-from webapp.accounts import (
+from records.accounts import (
     CLI_ACTOR,
     AccountError,
     add_account,
@@ -23,9 +23,9 @@ from webapp.accounts import (
     reset_password,
     set_disabled,
 )
-from webapp.db import open_database
-from webapp.roles import ROLES
-from webapp.settings import load_settings
+from records.db import open_database
+from records.roles import ROLES
+from records.settings import load_settings
 
 
 def read_password() -> str:
@@ -36,7 +36,7 @@ def read_password() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m webapp.users", description=__doc__,
+    cli = argparse.ArgumentParser(prog="python -m records.users", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = cli.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="create an account (password from stdin)")

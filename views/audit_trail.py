@@ -4,7 +4,15 @@ from datetime import timedelta
 
 import streamlit as st
 
-from webapp.audit import ADMIN, AuditUnavailable, Event, export_csv, now_utc, record, verify_chain
+from records.audit import (
+    AuditUnavailable,
+    export_csv,
+    export_event,
+    now_utc,
+    record,
+    verification_event,
+    verify_chain,
+)
 from webapp.resources import app_database
 from webapp.session import PAUSED, require_admin
 
@@ -25,8 +33,7 @@ if st.button("Verify the chain", icon=":material/verified:", key="verify"):
         st.error(f"The audit trail is broken at row {check.first_broken_seq}: {check.reason}.",
                  icon=":material/gpp_bad:")
     try:
-        record(database, Event(actor.username, actor.role, ADMIN + "verify-audit",
-                               detail={"intact": check.intact}))
+        record(database, verification_event(actor.username, actor.role, check))
     except AuditUnavailable:
         st.error(PAUSED, icon=":material/error:")
 
@@ -39,8 +46,7 @@ last_day = end.date_input("To (UTC)", today, key="export_end")
 
 def record_export() -> None:
     try:
-        record(database, Event(actor.username, actor.role, ADMIN + "export-audit",
-                               detail={"start": str(first_day), "end": str(last_day)}))
+        record(database, export_event(actor.username, actor.role, first_day, last_day))
     except AuditUnavailable:
         st.toast(PAUSED, icon=":material/error:")
 

@@ -4,14 +4,8 @@ import streamlit as st
 
 from model.labels import display_name
 from model.run_dir import METRICS_FILE, RunFileError
-from webapp.audit import now_utc
-from webapp.charts import (
-    class_mix_figure,
-    confusion_matrix_figure,
-    daily_volume_figure,
-    latency_figure,
-)
-from webapp.monitoring import (
+from records.audit import now_utc
+from records.monitoring import (
     agreement_matrix,
     agreement_rows,
     class_mix_by_day,
@@ -21,10 +15,16 @@ from webapp.monitoring import (
     uploads,
     validation_mix,
 )
+from records.settings import load_settings
+from webapp.charts import (
+    class_mix_figure,
+    confusion_matrix_figure,
+    daily_volume_figure,
+    latency_figure,
+)
 from webapp.reports import read_reports
 from webapp.resources import app_database, run_dir
 from webapp.session import require_admin
-from webapp.settings import load_settings
 
 CHART_CONFIG = {"displaylogo": False}
 

@@ -20,7 +20,7 @@ from model.run_dir import (
     write_calibration,
     write_metadata,
 )
-from tests.synthetic_data import smooth_xray
+from testkit.synthetic_data import smooth_xray
 from training.data import LoadedSplit
 from training.fit_ood import fit_gate
 

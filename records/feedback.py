@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from webapp import audit
-from webapp.accounts import Actor
-from webapp.db import Database
-from webapp.settings import Settings
-from webapp.tables import AuditEvent, Feedback
+from records import actions, audit
+from records.accounts import Actor
+from records.db import Database
+from records.settings import Settings
+from records.tables import AuditEvent, Feedback
 
 
 class FeedbackError(ValueError):
@@ -61,7 +61,7 @@ def save_reading(database: Database, settings: Settings, actor: Actor, analysis_
     now = now or audit.now_utc()
     with audit.audited(database) as session:
         analysis = session.get(AuditEvent, analysis_id)
-        if analysis is None or analysis.action != audit.ANALYSIS:
+        if analysis is None or analysis.action != actions.ANALYSIS:
             raise FeedbackError("There is no analysis to give feedback on.")
         if agrees:
             read_class = analysis.label
@@ -78,7 +78,7 @@ def save_reading(database: Database, settings: Settings, actor: Actor, analysis_
         row.agrees, row.read_class, row.note, row.updated_at = agrees, read_class, note, now
         session.flush()
         audit.append(session, audit.Event(
-            actor.username, actor.role, audit.FEEDBACK, image_sha256=analysis.image_sha256,
+            actor.username, actor.role, actions.FEEDBACK, image_sha256=analysis.image_sha256,
             model_version=analysis.model_version, label=read_class,
             detail={"analysis_id": analysis_id, "agrees": agrees, "note_chars": len(note)}))
         return _reading(row)

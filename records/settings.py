@@ -1,11 +1,13 @@
-"""Every setting of the department's deployment in one place, read from the environment.
+"""Every setting of the department's deployment in one place, read from the environment once.
 
-Defaults run out of the box: a SQLite file in the data folder beside the code. Hospital IT
-points ``CXR_DATABASE_URL`` at PostgreSQL and ``CXR_DATA_DIR`` at a backed-up disk.
+Defaults run out of the box: a SQLite file in the data folder beside the code, the shipped
+model. Hospital IT points ``CXR_DATABASE_URL`` at PostgreSQL and ``CXR_DATA_DIR`` at a
+backed-up disk; ``CXR_MODEL_DIR`` serves another run directory (a new model on trial).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ DATABASE_URL_ENV = "CXR_DATABASE_URL"
 DATA_DIR_ENV = "CXR_DATA_DIR"
 IDLE_MINUTES_ENV = "CXR_SESSION_IDLE_MINUTES"
 SQLITE_BUSY_ENV = "CXR_SQLITE_BUSY_SECONDS"
+MODEL_DIR_ENV = "CXR_MODEL_DIR"
 DATABASE_FILE = "cxr.db"
 IMAGES_FOLDER = "images"
 
@@ -35,6 +38,8 @@ class Settings:
     drift_min_analyses: int = 30  # fewer analyses say too little to warn on
     # SQLite waits this long for another writer before the write (and so the analysis) fails.
     sqlite_busy_seconds: float = 10.0
+    # The run directory the app serves; None: the shipped model (model/artifacts).
+    model_dir: Path | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -42,8 +47,14 @@ class Settings:
         return self.data_dir / IMAGES_FOLDER
 
 
+@functools.cache
 def load_settings() -> Settings:
-    """The settings from the environment, with defaults a newcomer can run."""
+    """The settings from the environment, with defaults a newcomer can run.
+
+    Read once per process: a server's environment does not change under it. A test that
+    changes the environment calls ``load_settings.cache_clear()``.
+    """
+    model_dir = os.environ.get(MODEL_DIR_ENV, "").strip()
     data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or REPO_ROOT / "data")
     database_url = (os.environ.get(DATABASE_URL_ENV, "").strip()
                     or f"sqlite:///{data_dir / DATABASE_FILE}")
@@ -51,4 +62,5 @@ def load_settings() -> Settings:
                (("session_idle_minutes", IDLE_MINUTES_ENV),
                 ("sqlite_busy_seconds", SQLITE_BUSY_ENV))
                if os.environ.get(env, "").strip()}
-    return Settings(data_dir=data_dir, database_url=database_url, **numbers)
+    return Settings(data_dir=data_dir, database_url=database_url,
+                    model_dir=Path(model_dir) if model_dir else None, **numbers)

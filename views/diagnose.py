@@ -10,8 +10,12 @@ from model.coverage import not_validated, validation_warning
 from model.errors import ModelLoadError
 from model.labels import display_name
 from model.run_dir import Metadata
+from records.accounts import Actor
+from records.actions import DOWNLOAD, HEATMAP_VIEWED
+from records.audit import AuditUnavailable, now_utc
+from records.feedback import FeedbackError, editable, reading_for, save_reading
+from records.settings import load_settings
 from serving.client import ModelUnavailable
-from webapp.accounts import Actor
 from webapp.analysis import (
     NOTICE,
     Analysis,
@@ -22,22 +26,23 @@ from webapp.analysis import (
     result_json,
     with_heatmap,
 )
-from webapp.audit import DOWNLOAD, HEATMAP_VIEWED, AuditUnavailable, now_utc
-from webapp.audited_analysis import AUDIT_ID, analyse_and_record, record_view
+from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
-from webapp.feedback import FeedbackError, editable, reading_for, save_reading
+from webapp.page_state import (
+    DIAGNOSE_AUDIT_ID,
+    DIAGNOSE_RESULT,
+    EXPLAINED_CLASS,
+    WORKLIST_OPENED,
+    OpenedRow,
+)
 from webapp.pdf_report import pdf_report
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.settings import load_settings
-from webapp.worklist import OPENED_FROM_WORKLIST, is_from_worklist
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
-RESULT = "diagnose_result"  # session state: the DiagnoseState of the current upload
-EXPLAINED_CLASS = "explained_class"
 
 
 def try_again_later(message: str) -> None:
@@ -54,7 +59,7 @@ def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
     Without its audit row, or without an answer from the model server, there is no result:
     the page says why and keeps the upload, so the next click tries again.
     """
-    stored = st.session_state.get(RESULT)
+    stored = st.session_state.get(DIAGNOSE_RESULT)
     if stored is not None and stored.is_for(upload.file_id):
         return stored
     try:
@@ -68,29 +73,30 @@ def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
     state = audited.state
     if state.analysis is not None:
         st.session_state[EXPLAINED_CLASS] = state.analysis.predicted_class
-    st.session_state[RESULT] = state
-    st.session_state[AUDIT_ID] = audited.audit_id
+    st.session_state[DIAGNOSE_RESULT] = state
+    st.session_state[DIAGNOSE_AUDIT_ID] = audited.audit_id
     return state
 
 
 def record(action: str, **detail: str) -> None:
     """Audit a view or download of the current result (a widget callback)."""
     try:
-        record_view(app_database(), require_signed_in(), st.session_state[AUDIT_ID], action,
-                    **detail)
+        record_view(app_database(), require_signed_in(), st.session_state[DIAGNOSE_AUDIT_ID],
+                    action, **detail)
     except AuditUnavailable:
         st.toast(PAUSED, icon=":material/error:")
 
 
 def opened_from_worklist() -> DiagnoseState | None:
     """The image a worklist row opened, kept across reruns until an upload replaces it."""
-    opened = st.session_state.pop(OPENED_FROM_WORKLIST, None)
+    opened: OpenedRow | None = st.session_state.pop(WORKLIST_OPENED, None)
     if opened is not None:
-        st.session_state[RESULT] = opened
-        if opened.analysis is not None:
-            st.session_state[EXPLAINED_CLASS] = opened.analysis.predicted_class
-    stored = st.session_state.get(RESULT)
-    return stored if stored is not None and is_from_worklist(stored) else None
+        st.session_state[DIAGNOSE_RESULT] = opened.state
+        st.session_state[DIAGNOSE_AUDIT_ID] = opened.audit_id
+        if opened.state.analysis is not None:
+            st.session_state[EXPLAINED_CLASS] = opened.state.analysis.predicted_class
+    stored = st.session_state.get(DIAGNOSE_RESULT)
+    return stored if stored is not None and stored.from_worklist else None
 
 
 def show_headline(analysis: Analysis) -> None:
@@ -103,13 +109,13 @@ def show_headline(analysis: Analysis) -> None:
             help="Calibrated: of images given this probability, about this share are this class.",
         )
         st.plotly_chart(
-            probability_chart(analysis.probabilities),
+            probability_chart(analysis.prediction),
             config={"displayModeBar": False},
             key="probabilities",
         )
         st.caption(
             f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
-            f"model version {analysis.model_version}"
+            f"model version {analysis.prediction.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
 
@@ -144,10 +150,10 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     if class_name not in analysis.heatmaps:
         with st.spinner(f"Explaining {display_name(class_name)}…"):
             try:
-                state = with_heatmap(st.session_state[RESULT], predictor, class_name)
+                state = with_heatmap(st.session_state[DIAGNOSE_RESULT], predictor, class_name)
             except ModelUnavailable as error:
                 try_again_later(str(error))
-        st.session_state[RESULT] = state
+        st.session_state[DIAGNOSE_RESULT] = state
         analysis = state.analysis
     original, explained = st.columns(2)
     with original:
@@ -238,7 +244,7 @@ upload = st.file_uploader(
 state = (current_state(upload, predictor, actor) if upload is not None
          else opened_from_worklist())
 if state is None:
-    st.session_state.pop(RESULT, None)
+    st.session_state.pop(DIAGNOSE_RESULT, None)
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 if state.error is not None:
@@ -254,4 +260,4 @@ with summary:
     show_validation(predictor.metadata, result.predicted_class)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)
-    show_feedback(actor, st.session_state[AUDIT_ID], result)
+    show_feedback(actor, st.session_state[DIAGNOSE_AUDIT_ID], result)

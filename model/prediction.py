@@ -1,0 +1,53 @@
+"""What the model said about one image, as every caller passes it on.
+
+The predictor, the batch path, the CLI, the Worklist, the PACS results, the charts and the
+Diagnose page all carry a ``Prediction``: calibrated probabilities by class (or the reason the
+image was refused) and the model version. The label, the class with the highest probability,
+is computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from model.age_groups import AgeReading
+
+
+def top_class(probabilities: Mapping[str, float]) -> str:
+    """The class with the highest probability; a tie goes to the earlier class (model order)."""
+    return max(probabilities, key=probabilities.__getitem__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Calibrated probabilities by class name (in the model's order) and their label, or the
+    message saying why the image was refused (exactly one of the two)."""
+
+    probabilities: dict[str, float] | None
+    model_version: str
+    refusal: str | None = None
+    label: str | None = field(init=False)
+    # The age group the probabilities were read for (model.age_groups); None for a refusal or a
+    # model without age heads.
+    age: AgeReading | None = None
+
+    def __post_init__(self) -> None:
+        if (self.probabilities is None) == (self.refusal is None):
+            raise ValueError("a Prediction holds probabilities or a refusal, not both or neither")
+        label = None if self.probabilities is None else top_class(self.probabilities)
+        object.__setattr__(self, "label", label)
+
+    @classmethod
+    def of(cls, probabilities: Mapping[str, float], model_version: str,
+           age: AgeReading | None = None) -> Prediction:
+        return cls(dict(probabilities), model_version, age=age)
+
+    @classmethod
+    def refused(cls, refusal: str, model_version: str) -> Prediction:
+        return cls(None, model_version, refusal)
+
+    @property
+    def probability(self) -> float | None:
+        """The calibrated probability of the label; None when refused."""
+        return None if self.probabilities is None else self.probabilities[self.label]

@@ -1,0 +1,31 @@
+"""The one prediction type: the label is the most probable class, and a refusal has none."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.labels import BACTERIAL, CLASS_NAMES, COVID, NORMAL, VIRAL
+from model.prediction import Prediction
+
+
+def test_the_label_is_the_class_with_the_highest_probability():
+    prediction = Prediction.of({NORMAL: 0.1, BACTERIAL: 0.2, VIRAL: 0.6, COVID: 0.1}, "v1")
+    assert (prediction.label, prediction.probability) == (VIRAL, 0.6)
+    assert prediction.refusal is None and prediction.model_version == "v1"
+
+
+def test_a_tie_goes_to_the_earlier_class_in_the_models_order():
+    prediction = Prediction.of(dict.fromkeys(CLASS_NAMES, 0.25), "v1")
+    assert prediction.label == CLASS_NAMES[0]
+
+
+def test_a_refusal_has_no_label_and_no_probabilities():
+    refused = Prediction.refused("not a chest X-ray", "v1")
+    assert (refused.label, refused.probabilities, refused.probability) == (None, None, None)
+
+
+@pytest.mark.parametrize("probabilities, refusal", [(None, None), ({NORMAL: 1.0}, "refused")])
+def test_a_prediction_holds_probabilities_or_a_refusal_never_both_or_neither(probabilities,
+                                                                            refusal):
+    with pytest.raises(ValueError):
+        Prediction(probabilities, "v1", refusal)

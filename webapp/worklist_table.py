@@ -1,0 +1,83 @@
+"""The worklist as the page shows it: rows sorted most suspicious first, the table, its CSV.
+
+Opaque keys, the study's date and description, never a patient identifier or a UID in text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from urllib.parse import quote
+
+from model.labels import NORMAL, display_name
+from webapp.worklist import WorklistRow
+
+NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
+
+
+def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
+    """How suspicious a row is: P(not normal), or P(class_name); refused rows score -1."""
+    probabilities = row.prediction.probabilities
+    if probabilities is None:
+        return -1.0
+    if class_name == NOT_NORMAL:
+        return 1.0 - probabilities.get(NORMAL, 0.0)
+    return probabilities[class_name]
+
+
+def sorted_rows(rows: list[WorklistRow], class_name: str = NOT_NORMAL) -> list[WorklistRow]:
+    """Most suspicious first; refused rows last, in their original order."""
+    return sorted(rows, key=lambda row: -sort_score(row, class_name))
+
+
+def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
+    """The study in the PACS viewer (where identity lives), when a viewer URL is configured."""
+    if not viewer_url or row.pacs_item is None:
+        return None
+    return viewer_url.replace("{study_uid}", quote(row.pacs_item.study.uid, safe=""))
+
+
+def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL,
+          viewer_url: str | None = None) -> list[dict[str, object]]:
+    """The rows as the page shows them, in the given order: no identifiers, no UIDs in text."""
+    records = []
+    for row in rows:
+        probabilities, label = row.prediction.probabilities, row.prediction.label
+        record: dict[str, object] = {
+            "thumbnail": row.thumbnail,
+            "image": row.key,
+            "score": None if probabilities is None else round(sort_score(row, class_name), 4),
+            "label": None if label is None else display_name(label),
+        }
+        for name in classes:
+            record[display_name(name)] = None if probabilities is None else round(
+                probabilities[name], 4)
+        record.update({
+            "refusal": row.prediction.refusal,
+            "study date": _formatted_date(row.study_date),
+            "study description": row.study_description or None,
+            "study": row.study_key,
+        })
+        if viewer_url:
+            record["viewer"] = viewer_link(row, viewer_url)
+        records.append(record)
+    return records
+
+
+def _formatted_date(date: str) -> str | None:
+    try:
+        return datetime.strptime(date, "%Y%m%d").date().isoformat()
+    except ValueError:
+        return date or None
+
+
+def to_csv(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL) -> bytes:
+    """The table as CSV (without thumbnails or viewer links), for download."""
+    records = table(rows, classes, class_name)
+    buffer = io.StringIO()
+    columns = [column for column in records[0] if column != "thumbnail"] if records else []
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue().encode("utf-8")
