@@ -105,7 +105,8 @@ def test_the_predictor_reads_the_given_group_or_estimates_it(age_head_predictor)
     assert as_adult.prediction.age == AgeReading("adult", "given")
     # The marginal lies between the two conditionals, class by class.
     for name, p in estimated.prediction.probabilities.items():
-        low, high = sorted((as_child.prediction.probabilities[name], as_adult.prediction.probabilities[name]))
+        low, high = sorted((as_child.prediction.probabilities[name],
+                            as_adult.prediction.probabilities[name]))
         assert low - 1e-6 <= p <= high + 1e-6
     assert as_child.prediction.probabilities != as_adult.prediction.probabilities
 
