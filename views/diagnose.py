@@ -17,9 +17,12 @@ from records.feedback import FeedbackError, editable, reading_for, save_reading
 from records.settings import load_settings
 from serving.client import ModelUnavailable
 from webapp.analysis import (
+    AGE_CHOICE_HELP,
+    AGE_CHOICES,
     NOTICE,
     Analysis,
     DiagnoseState,
+    age_caption,
     display_image,
     overlay_image,
     overlay_png,
@@ -29,6 +32,7 @@ from webapp.analysis import (
 from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
 from webapp.page_state import (
+    DIAGNOSE_AGE_GROUP,
     DIAGNOSE_AUDIT_ID,
     DIAGNOSE_RESULT,
     EXPLAINED_CLASS,
@@ -53,19 +57,29 @@ def try_again_later(message: str) -> None:
     st.stop()
 
 
-def current_state(upload, predictor: Predictor, actor: Actor) -> DiagnoseState:
+def chosen_age_group(predictor: Predictor) -> str | None:
+    """The patient's age group as chosen above the upload; only for a model with age heads."""
+    if not predictor.metadata.age_heads:
+        return None
+    choice = st.radio("Patient", list(AGE_CHOICES), horizontal=True, key=DIAGNOSE_AGE_GROUP,
+                      help=AGE_CHOICE_HELP)
+    return AGE_CHOICES[choice]
+
+
+def current_state(upload, predictor: Predictor, actor: Actor,
+                  age_group: str | None) -> DiagnoseState:
     """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state.
 
     Without its audit row, or without an answer from the model server, there is no result:
     the page says why and keeps the upload, so the next click tries again.
     """
     stored = st.session_state.get(DIAGNOSE_RESULT)
-    if stored is not None and stored.is_for(upload.file_id):
+    if stored is not None and stored.is_for(upload.file_id, age_group):
         return stored
     try:
         with st.spinner("Analysing the image…"):
             audited = analyse_and_record(app_database(), load_settings(), actor, upload.file_id,
-                                         upload.getvalue(), upload.name, predictor)
+                                         upload.getvalue(), upload.name, predictor, age_group)
     except AuditUnavailable:
         try_again_later(PAUSED)
     except ModelUnavailable as error:
@@ -113,6 +127,9 @@ def show_headline(analysis: Analysis) -> None:
             config={"displayModeBar": False},
             key="probabilities",
         )
+        how_read = age_caption(analysis.prediction)
+        if how_read:
+            st.caption(how_read)
         st.caption(
             f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
             f"model version {analysis.prediction.model_version}"
@@ -236,12 +253,13 @@ except ModelLoadError as error:
     st.error(f"The model could not be loaded, so no image can be analysed. {error}")
     st.stop()
 
+age_group = chosen_age_group(predictor)
 upload = st.file_uploader(
     "Chest X-ray (PNG, JPEG or DICOM)",
     key="upload",
     help="One image at a time; uploading another replaces the result.",
 )
-state = (current_state(upload, predictor, actor) if upload is not None
+state = (current_state(upload, predictor, actor, age_group) if upload is not None
          else opened_from_worklist())
 if state is None:
     st.session_state.pop(DIAGNOSE_RESULT, None)

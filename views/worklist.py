@@ -12,14 +12,20 @@ from pacs.studies import StudyQuery
 from records.accounts import Actor
 from records.audit import AuditUnavailable
 from serving.client import ModelUnavailable
-from webapp.analysis import NOTICE
+from webapp.analysis import AGE_CHOICE_HELP, AGE_CHOICES, NOTICE
 from webapp.audited_worklist import (
     record_export,
     record_pacs_batch,
     record_sent,
     record_upload_batch,
 )
-from webapp.page_state import WORKLIST_MESSAGES, WORKLIST_OPENED, WORKLIST_ROWS, OpenedRow
+from webapp.page_state import (
+    WORKLIST_AGE_GROUP,
+    WORKLIST_MESSAGES,
+    WORKLIST_OPENED,
+    WORKLIST_ROWS,
+    OpenedRow,
+)
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import open_row, triage_pacs, triage_uploads
@@ -28,18 +34,28 @@ from webapp.worklist_table import NOT_NORMAL, sorted_rows, table, to_csv
 from webapp.worklist_uploads import expand_uploads
 
 
+def chosen_age_group(predictor) -> str | None:
+    """The patients' age group for the whole batch; only for a model with age heads."""
+    if not predictor.metadata.age_heads:
+        return None
+    choice = st.radio("Patients", list(AGE_CHOICES), horizontal=True, key=WORKLIST_AGE_GROUP,
+                      help=AGE_CHOICE_HELP)
+    return AGE_CHOICES[choice]
+
+
 def progress_bar(label: str):
     bar = st.progress(0.0, text=label)
     return lambda done, total: bar.progress(done / max(1, total), text=f"{label} {done}/{total}")
 
 
-def from_uploads(predictor, actor: Actor) -> None:
+def from_uploads(predictor, actor: Actor, age_group: str | None) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
         uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
         try:
-            rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"))
+            rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"),
+                                  age_group=age_group)
         except ModelUnavailable as error:
             st.error(f"{error} The files stay selected: press Analyse the batch again.",
                      icon=":material/pause_circle:")
@@ -73,7 +89,7 @@ def export(rows: int) -> None:
         st.toast(PAUSED, icon=":material/error:")
 
 
-def from_pacs(predictor, settings, actor: Actor) -> None:
+def from_pacs(predictor, settings, actor: Actor, age_group: str | None) -> None:
     if settings is None:
         st.info("No PACS is configured: set CXR_PACS_URL (and the login) to query one.",
                 icon=":material/info:")
@@ -88,7 +104,8 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
         try:
             client = PacsClient(settings)
-            rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
+            rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"),
+                               age_group=age_group)
         except (PacsError, ModelUnavailable) as error:
             st.error(str(error), icon=":material/error:")
             return
@@ -115,13 +132,14 @@ except ModelLoadError as error:
     st.error(f"The model could not be loaded, so no image can be analysed. {error}")
     st.stop()
 settings = from_environment()
+age_group = chosen_age_group(predictor)
 
 source = st.segmented_control("Images from", ["Upload", "PACS"], default="Upload",
                               key="worklist_source")
 if source == "PACS":
-    from_pacs(predictor, settings, actor)
+    from_pacs(predictor, settings, actor, age_group)
 else:
-    from_uploads(predictor, actor)
+    from_uploads(predictor, actor, age_group)
 
 rows = st.session_state.get(WORKLIST_ROWS)
 for message in st.session_state.get(WORKLIST_MESSAGES, []):

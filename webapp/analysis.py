@@ -60,13 +60,17 @@ class Analysis:
 
 
 def analyse(
-    data: bytes, name: str, predictor: Predictor, class_name: str | None = None
+    data: bytes, name: str, predictor: Predictor, class_name: str | None = None,
+    age_group: str | None = None,
 ) -> Analysis:
-    """Decode and analyse one upload, timed; raises ImageError for what cannot be analysed."""
+    """Decode and analyse one upload, timed; raises ImageError for what cannot be analysed.
+
+    ``age_group``: the person's choice ("adult", "child"); None: the DICOM header's, else the
+    model's estimate (model.age_groups)."""
     analysed_at = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     image = decode_image(data, name)
-    explanation = predictor.explain(image, class_name)
+    explanation = predictor.explain(image, class_name, age_group)
     return Analysis(
         file_name=name,
         image=image,
@@ -81,8 +85,34 @@ def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) 
     """The same analysis with a Grad-CAM for ``class_name``; the probabilities stay as they were."""
     if class_name in analysis.heatmaps:
         return analysis
-    explanation = predictor.explain(analysis.image, class_name)
+    explanation = predictor.explain(analysis.image, class_name, given_age(analysis.prediction))
     return replace(analysis, heatmaps={**analysis.heatmaps, class_name: explanation.heatmap})
+
+
+# The patient's age group as a person chooses it on the pages -> model.age_groups' word.
+AGE_CHOICES: dict[str, str | None] = {"Not known": None, "Adult": "adult", "Child": "child"}
+AGE_CHOICE_HELP = ("The model reads a film with the head for the patient's age group. Not known: "
+                   "the DICOM header's age, else the model's own estimate (shown with the result).")
+
+
+def given_age(prediction: Prediction) -> str | None:
+    """The age group a person chose for this prediction, to explain another class the same way
+    (a header's or an estimated group comes out the same again by itself)."""
+    age = prediction.age
+    return age.group if age is not None and age.source == "given" else None
+
+
+def age_caption(prediction: Prediction) -> str | None:
+    """How the film was read, in words; None for a model without age heads."""
+    age = prediction.age
+    if age is None:
+        return None
+    words = f"Read as the film of {'a child' if age.group == 'child' else 'an adult'}"
+    how = {"given": "as chosen above", "dicom": "from the DICOM header's age"}.get(
+        age.source, f"estimated by the model, {age.probability:.0%} sure")
+    note = (" COVID-19 is not assessed for children: no child's COVID-19 film was in "
+            "training." if age.group == "child" else "")
+    return f"{words} ({how}).{note}"
 
 
 @dataclass(frozen=True)
@@ -94,23 +124,28 @@ class DiagnoseState:
     analysis: Analysis | None = None
     error: str | None = None
     from_worklist: bool = False  # opened from a Worklist row rather than uploaded on Diagnose
+    age_group: str | None = None  # the age group a person chose for it (None: not known)
 
     def __post_init__(self) -> None:
         if (self.analysis is None) == (self.error is None):
             raise ValueError("a DiagnoseState holds an analysis or an error, not both or neither")
 
-    def is_for(self, upload_id: str) -> bool:
-        """Whether this is the state of the Diagnose upload with this file id."""
-        return not self.from_worklist and self.upload_id == upload_id
+    def is_for(self, upload_id: str, age_group: str | None = None) -> bool:
+        """Whether this is the state of the Diagnose upload with this file id, read for this
+        age group."""
+        return (not self.from_worklist and self.upload_id == upload_id
+                and self.age_group == age_group)
 
 
-def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor
-                     ) -> DiagnoseState:
+def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor,
+                     age_group: str | None = None) -> DiagnoseState:
     """Analyse one upload; an image that cannot be analysed gives its message instead."""
     try:
-        return DiagnoseState(upload_id, analysis=analyse(data, name, predictor))
+        return DiagnoseState(upload_id, analysis=analyse(data, name, predictor,
+                                                         age_group=age_group),
+                             age_group=age_group)
     except ImageError as error:
-        return DiagnoseState(upload_id, error=str(error))
+        return DiagnoseState(upload_id, error=str(error), age_group=age_group)
 
 
 def with_heatmap(state: DiagnoseState, predictor: Predictor, class_name: str) -> DiagnoseState:

@@ -58,10 +58,11 @@ def upload_event(actor: Actor, state: DiagnoseState, data: bytes, name: str, lat
 
 
 def analyse_and_record(database: Database, settings: Settings, actor: Actor, upload_id: str,
-                       data: bytes, name: str, predictor: Predictor) -> AuditedState:
+                       data: bytes, name: str, predictor: Predictor,
+                       age_group: str | None = None) -> AuditedState:
     """Analyse one upload and append its audit row; keep its pixels when an admin chose to."""
     start = time.perf_counter()
-    state = state_for_upload(upload_id, data, name, predictor)
+    state = state_for_upload(upload_id, data, name, predictor, age_group)
     latency_ms = (time.perf_counter() - start) * 1000
     event = upload_event(actor, state, data, name, latency_ms,
                          audit.sop_uid_hash(database, data, name), predictor.version)

@@ -21,11 +21,13 @@ SSO_REFUSED = "sso_refused"  # why a single-sign-on identity was not let in
 DIAGNOSE_RESULT = "diagnose_result"  # the DiagnoseState of the current upload or opened row
 DIAGNOSE_AUDIT_ID = "diagnose_audit_id"  # the audit row of the result Diagnose shows
 EXPLAINED_CLASS = "explained_class"  # the class whose Grad-CAM is shown (a widget's key)
+DIAGNOSE_AGE_GROUP = "diagnose_age_group"  # the patient's age group as chosen (a widget's key)
 
 # Worklist (views/worklist.py)
 WORKLIST_ROWS = "worklist_rows"  # the current batch's WorklistRows
 WORKLIST_MESSAGES = "worklist_messages"  # what could not be read from the uploads
 WORKLIST_OPENED = "worklist_opened"  # the OpenedRow on its way to Diagnose
+WORKLIST_AGE_GROUP = "worklist_age_group"  # the patients' age group as chosen (a widget's key)
 
 # Users (views/users.py)
 USERS_OUTCOME = "users_outcome"  # (ok, message) of the last change

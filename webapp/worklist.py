@@ -72,11 +72,13 @@ def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | No
 
 
 def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int = 32,
-                   progress: Progress | None = None) -> list[WorklistRow]:
-    """Decode, gate and classify every upload (no heatmaps: those come when a row is opened)."""
+                   progress: Progress | None = None, age_group: str | None = None,
+                   ) -> list[WorklistRow]:
+    """Decode, gate and classify every upload (no heatmaps: those come when a row is opened);
+    ``age_group`` for all of them, None: each header's or the model's estimate."""
     outcomes, seconds = _collect(
         classify(uploads, lambda upload: decode_image(upload.data, upload.name), predictor,
-                 batch_size), len(uploads), progress)
+                 batch_size, age_group=age_group), len(uploads), progress)
     return [
         WorklistRow(key=outcome.item.name, prediction=outcome.prediction,
                     image=outcome.image, seconds=seconds,
@@ -86,11 +88,12 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
 
 
 def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
-                batch_size: int = 32, progress: Progress | None = None) -> list[WorklistRow]:
+                batch_size: int = 32, progress: Progress | None = None,
+                age_group: str | None = None) -> list[WorklistRow]:
     """The query's chest studies through the model; PacsError if the archive cannot be searched."""
     items = work_items(client, query)
-    outcomes, seconds = _collect(triage(client, items, predictor, batch_size), len(items),
-                                 progress)
+    outcomes, seconds = _collect(triage(client, items, predictor, batch_size, age_group),
+                                 len(items), progress)
     rows = []
     for outcome in outcomes:
         item = outcome.item

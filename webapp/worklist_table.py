@@ -53,7 +53,10 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
         for name in classes:
             record[display_name(name)] = None if probabilities is None else round(
                 probabilities[name], 4)
+        age = row.prediction.age
         record.update({
+            "age group": None if age is None else (
+                f"{age.group} (estimated)" if age.source == "estimated" else age.group),
             "refusal": row.prediction.refusal,
             "study date": _formatted_date(row.study_date),
             "study description": row.study_description or None,
