@@ -16,6 +16,7 @@ from model.decode import decode_file
 from model.errors import ImageError
 from model.predictor import Predictor
 from model.run_dir import read_metadata, read_metrics, write_metadata
+from records.settings import MODEL_DIR_ENV
 from testkit.apptest import ADMIN
 from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
 from testkit.report_factory import write_reports
@@ -25,7 +26,6 @@ from training.config import SHARED_DATA, TrainConfig
 from training.data import DatasetError
 from training.external import KNOWN_SETS, read_external
 from training.model_card import render
-from webapp.resources import MODEL_DIR_ENV
 
 README_LINE = "Synthetic adults from a hospital no model has seen"
 

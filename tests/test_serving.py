@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from webapp.tables import AuditEvent
 
 from model.batch import classify
 from model.decode import decode_file, decode_image
@@ -31,6 +30,7 @@ from model.predictor import Predictor
 from pipeline.predict import write_record
 from records.actions import ANALYSIS, REFUSAL
 from records.db import open_database
+from records.tables import AuditEvent
 from serving.client import ModelClient, ModelUnavailable
 from serving.wire import DECODED_HEADER
 from testkit.apptest import open_page, result_text, upload
