@@ -20,9 +20,11 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from model.attention import share
 from model.decode import DecodedImage
 from model.gradcam import overlay
 from model.labels import display_name
+from model.lungs import shipped_segmenter
 from pacs.errors import PacsError
 from pacs.studies import ImageRef
 
@@ -46,6 +48,9 @@ FINDING_CODES = {
 }
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY_UNIT = codes.UCUM.NoUnits
+# The share (0..1) of the predicted class's Grad-CAM heat inside the segmented lung fields.
+HEAT_IN_LUNGS_CODE = hd.sr.CodedConcept("HEAT-IN-LUNGS", PRIVATE_SCHEME,
+                                        "Share of heatmap inside the lungs")
 # General Study attributes highdicom does not copy; an archive may show the study's
 # description from any of its instances, so ours must repeat it.
 STUDY_COPIED = ("StudyDescription",)
@@ -66,8 +71,10 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
 
 
 def structured_report(source: Dataset, probabilities: dict[str, float],
-                      model_version: str) -> hd.sr.ComprehensiveSR:
-    """The SR of one analysed image, in the source's study."""
+                      model_version: str, heat_in_lungs: float | None = None
+                      ) -> hd.sr.ComprehensiveSR:
+    """The SR of one analysed image, in the source's study; with ``heat_in_lungs``, that share
+    is one more measurement (its own code in the private scheme)."""
     # named once, for the whole group: it made the finding and every probability
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=model_version)
     predicted = max(probabilities, key=probabilities.__getitem__)
@@ -82,7 +89,9 @@ def structured_report(source: Dataset, probabilities: dict[str, float],
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
                               unit=PROBABILITY_UNIT)
             for name, probability in probabilities.items()
-        ],
+        ] + ([] if heat_in_lungs is None else [
+            hd.sr.Measurement(name=HEAT_IN_LUNGS_CODE, value=float(heat_in_lungs),
+                              unit=PROBABILITY_UNIT)]),
     )
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -138,9 +147,8 @@ def heatmap_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
     return capture
 
 
-def heatmap_overlay(image: DecodedImage, predictor: Predictor, class_name: str) -> np.ndarray:
-    """The Grad-CAM overlay of ``class_name`` at most HEATMAP_SIDE pixels on its longest side."""
-    heatmap = predictor.explain(image, class_name).heatmap
+def heatmap_overlay(image: DecodedImage, heatmap: np.ndarray) -> np.ndarray:
+    """A Grad-CAM overlay at most HEATMAP_SIDE pixels on its longest side."""
     scale = min(1.0, HEATMAP_SIDE / max(image.gray.shape))
     size = (max(1, round(image.gray.shape[1] * scale)), max(1, round(image.gray.shape[0] * scale)))
     gray = np.asarray(Image.fromarray(image.gray).resize(size, Image.Resampling.BILINEAR))
@@ -166,10 +174,13 @@ def send_results(client: PacsClient, image: ImageRef, decoded: DecodedImage,
     """
     source = with_empty_type2(client.metadata(image))
     predicted = max(probabilities, key=probabilities.__getitem__)
-    heatmap = heatmap_overlay(decoded, predictor, predicted)
+    heatmap = predictor.explain(decoded, predicted).heatmap
+    segmenter = shipped_segmenter()
+    heat_share = None if segmenter is None else share(
+        segmenter.segment(decoded.gray), heatmap, predicted).heat_in_lungs
     try:
-        objects = [structured_report(source, probabilities, predictor.version),
-                   heatmap_capture(source, heatmap)]
+        objects = [structured_report(source, probabilities, predictor.version, heat_share),
+                   heatmap_capture(source, heatmap_overlay(decoded, heatmap))]
     except (AttributeError, TypeError, ValueError) as error:  # a header highdicom rejects
         raise PacsError(f"The results for image {image.key} could not be built: its header "
                         f"is incomplete or malformed ({type(error).__name__}).") from None

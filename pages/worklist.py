@@ -4,6 +4,7 @@ suspicious first; open a row in the Diagnose view; export CSV; send results to t
 import streamlit as st
 
 from model.labels import display_name
+from model.lungs import shipped_segmenter
 from model.predictor import ModelLoadError
 from pacs.client import PacsClient
 from pacs.errors import PacsError
@@ -22,9 +23,11 @@ from webapp.audited_worklist import (
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import (
+    HEAT_IN_LUNGS,
     NOT_NORMAL,
     OPENED_FROM_WORKLIST,
     expand_uploads,
+    looked_outside_lungs,
     open_row,
     send_study_results,
     sendable_studies,
@@ -136,10 +139,15 @@ if not rows:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 
-choices = [NOT_NORMAL, *predictor.classes]
-sort_by = st.selectbox("Sort by the probability of", choices, key="worklist_sort",
-                       format_func=lambda name: name if name == NOT_NORMAL else display_name(name))
+lungs_shown = shipped_segmenter() is not None
+choices = [NOT_NORMAL, *predictor.classes, *([HEAT_IN_LUNGS] if lungs_shown else [])]
+sort_by = st.selectbox("Sort by", choices, key="worklist_sort",
+                       format_func=lambda name: name if name in (NOT_NORMAL, HEAT_IN_LUNGS)
+                       else display_name(name))
 ordered = sorted_rows(rows, sort_by)
+if lungs_shown and st.checkbox("Only films where the model looked mostly outside the lungs",
+                               key="worklist_outside_lungs"):
+    ordered = looked_outside_lungs(ordered)
 viewer_url = settings.viewer_url if settings else None
 with st.container(key="worklist"):
     selection = st.dataframe(
@@ -147,7 +155,12 @@ with st.container(key="worklist"):
         on_select="rerun", selection_mode="single-row", hide_index=True, row_height=64,
         column_config={
             "thumbnail": st.column_config.ImageColumn("X-ray"),
-            "score": st.column_config.ProgressColumn(f"P({sort_by})", min_value=0, max_value=1),
+            "score": st.column_config.ProgressColumn(
+                "1 - heat in lungs" if sort_by == HEAT_IN_LUNGS else f"P({sort_by})",
+                min_value=0, max_value=1),
+            "heat in lungs": st.column_config.NumberColumn(
+                "Heat in lungs", format="percent",
+                help="Share of the model's attention (Grad-CAM) inside the lung fields"),
             "viewer": st.column_config.LinkColumn("PACS viewer", display_text="Open"),
         },
     )

@@ -18,10 +18,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from model.attention import Attention, share
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.gradcam import overlay
 from model.labels import display_name
+from model.lungs import LungMask, shipped_segmenter
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -43,6 +45,13 @@ class Analysis:
     seconds: float
     model_version: str
     analysed_at: str  # ISO 8601, UTC
+    lungs: LungMask | None = None  # None where no lung segmenter ships
+
+    def attention(self, class_name: str) -> Attention | None:
+        """The share of an explained class's heat inside the lungs (None without a segmenter)."""
+        if self.lungs is None:
+            return None
+        return share(self.lungs, self.heatmaps[class_name], class_name)
 
     @property
     def predicted_class(self) -> str:
@@ -63,6 +72,7 @@ def analyse(
     image = decode_image(data, name)
     explanation = predictor.explain(image, class_name)
     return Analysis(
+        lungs=lung_fields(image),
         file_name=name,
         image=image,
         probabilities=dict(explanation.probabilities),
@@ -71,6 +81,12 @@ def analyse(
         model_version=predictor.version,
         analysed_at=analysed_at,
     )
+
+
+def lung_fields(image: DecodedImage) -> LungMask | None:
+    """The image's lung fields from the shipped segmenter, or None where none ships."""
+    segmenter = shipped_segmenter()
+    return None if segmenter is None else segmenter.segment(image.gray)
 
 
 def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) -> Analysis:
@@ -129,11 +145,26 @@ def display_image(analysis: Analysis, max_side: int | None = None) -> np.ndarray
 
 
 def overlay_image(
-    analysis: Analysis, class_name: str, opacity: float, max_side: int | None = None
+    analysis: Analysis, class_name: str, opacity: float, max_side: int | None = None,
+    outline: bool = False,
 ) -> np.ndarray:
-    """RGB uint8 Grad-CAM overlay for an explained class, optionally shrunk to ``max_side``."""
+    """RGB uint8 Grad-CAM overlay for an explained class, optionally shrunk to ``max_side``
+    and with the lung outline drawn (where a segmenter found one)."""
     heatmap = analysis.heatmaps[class_name]
-    return overlay(_fit(analysis.image.gray, max_side), _fit(heatmap, max_side), opacity)
+    image = overlay(_fit(analysis.image.gray, max_side), _fit(heatmap, max_side), opacity)
+    return with_outline(image, analysis.lungs) if outline else image
+
+
+def with_outline(image: np.ndarray, lungs: LungMask | None) -> np.ndarray:
+    """The image (grey or RGB) as RGB with the lung fields' border in white over a dark edge."""
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
+    if lungs is None or not lungs.found:
+        return rgb
+    thickness = max(2, round(max(rgb.shape[:2]) / 300))
+    drawn = rgb.copy()
+    drawn[lungs.outline(rgb.shape[:2], thickness + 2)] = (0, 0, 0)
+    drawn[lungs.outline(rgb.shape[:2], thickness)] = (255, 255, 255)
+    return drawn
 
 
 def overlay_png(analysis: Analysis, class_name: str, opacity: float) -> bytes:
@@ -161,7 +192,12 @@ def result_record(analysis: Analysis) -> dict:
         },
         "analysed_at": analysis.analysed_at,
         "notice": NOTICE,
-    }
+    } | _heat_in_lungs(analysis)
+
+
+def _heat_in_lungs(analysis: Analysis) -> dict:
+    attention = analysis.attention(analysis.predicted_class)
+    return {} if attention is None else {"heat_in_lungs": attention.heat_in_lungs}
 
 
 def result_json(analysis: Analysis) -> bytes:

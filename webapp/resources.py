@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from model.lungs import shipped_segmenter
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from webapp.db import Database, open_database
 from webapp.settings import load_settings
@@ -30,6 +31,9 @@ def load_predictor(model_dir: Path) -> Predictor:
     """Load and warm the model once per server process: the first upload is as fast as the rest."""
     predictor = Predictor.load(model_dir)
     predictor.warm_up()
+    segmenter = shipped_segmenter()  # the lung fields: loaded and traced once, too
+    if segmenter is not None:
+        segmenter.warm_up()
     # Streamlit collects garbage after every run (runner.postScriptGC); walking TensorFlow's
     # few hundred thousand long-lived objects each time cost ~0.2 s per run. Freeze them.
     gc.collect()

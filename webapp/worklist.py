@@ -26,18 +26,21 @@ from model.batch import Classified, classify
 from model.decode import IMAGE_SUFFIXES, DecodedImage, decode_image
 from model.labels import display_name
 from model.limits import DEFAULT_LIMITS
+from model.lungs import LOW_HEAT_IN_LUNGS
 from pacs.client import PacsClient
 from pacs.errors import PacsError
 from pacs.results import send_results
 from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
-from webapp.analysis import Analysis, DiagnoseState, with_explanation
+from webapp.analysis import Analysis, DiagnoseState, lung_fields, with_explanation
+from webapp.lung_attention import heat_share
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
 NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
+HEAT_IN_LUNGS = "heat in lungs (least first)"  # the maps to read with most care first
 NORMAL_CLASS = "NORMAL"
 OPENED_FROM_WORKLIST = "worklist_opened"  # session key: the DiagnoseState a row opened
 WORKLIST_ID_PREFIX = "worklist:"
@@ -69,6 +72,7 @@ class WorklistRow:
     seconds: float = 0.0  # the batch's mean time per image
     pacs_item: WorkItem | None = field(default=None, repr=False)
     audit_id: int | None = None  # the row's analysis or refusal in the audit trail
+    heat_in_lungs: float | None = None  # the predicted class's heat share in the lungs
 
     @property
     def label(self) -> str | None:
@@ -162,7 +166,8 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
     return [
         WorklistRow(key=outcome.item.name, probabilities=outcome.probabilities,
                     error=outcome.error, image=outcome.image, seconds=seconds,
-                    thumbnail=None if outcome.image is None else thumbnail(outcome.image))
+                    thumbnail=None if outcome.image is None else thumbnail(outcome.image),
+                    heat_in_lungs=heat_share(outcome, predictor))
         for outcome in outcomes
     ]
 
@@ -182,15 +187,18 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
             probabilities=outcome.probabilities, error=outcome.error, image=outcome.image,
             thumbnail=None if outcome.image is None else thumbnail(outcome.image),
             study_key=study.key, study_date=study.date, study_description=study.description,
-            seconds=seconds, pacs_item=item,
+            seconds=seconds, pacs_item=item, heat_in_lungs=heat_share(outcome, predictor),
         ))
     return rows
 
 
 def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
-    """How suspicious a row is: P(not normal), or P(class_name); refused rows score -1."""
+    """How suspicious a row is: P(not normal), or P(class_name), or how little of its map is in
+    the lungs (1 - share; 1 where no lung field was found); refused rows score -1."""
     if row.probabilities is None:
         return -1.0
+    if class_name == HEAT_IN_LUNGS:
+        return 1.0 if row.heat_in_lungs is None else 1.0 - row.heat_in_lungs
     if class_name == NOT_NORMAL:
         return 1.0 - row.probabilities.get(NORMAL_CLASS, 0.0)
     return row.probabilities[class_name]
@@ -199,6 +207,12 @@ def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
 def sorted_rows(rows: list[WorklistRow], class_name: str = NOT_NORMAL) -> list[WorklistRow]:
     """Most suspicious first; refused rows last, in their original order."""
     return sorted(rows, key=lambda row: -sort_score(row, class_name))
+
+
+def looked_outside_lungs(rows: list[WorklistRow]) -> list[WorklistRow]:
+    """Analysed rows whose map put less than half its heat in the lungs, or found no lungs."""
+    return [row for row in rows if row.probabilities is not None
+            and (row.heat_in_lungs is None or row.heat_in_lungs < LOW_HEAT_IN_LUNGS)]
 
 
 def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
@@ -218,6 +232,7 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
             "image": row.key,
             "score": None if row.probabilities is None else round(sort_score(row, class_name), 4),
             "label": None if row.label is None else display_name(row.label),
+            "heat in lungs": row.heat_in_lungs,
         }
         for name in classes:
             record[display_name(name)] = None if row.probabilities is None else round(
@@ -262,7 +277,7 @@ def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
     analysis = Analysis(
         file_name=row.key, image=row.image, probabilities=dict(row.probabilities), heatmaps={},
         seconds=row.seconds, model_version=predictor.version,
-        analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        analysed_at=datetime.now(UTC).isoformat(timespec="seconds"), lungs=lung_fields(row.image),
     )
     analysis = with_explanation(analysis, predictor, row.label)
     return DiagnoseState(WORKLIST_ID_PREFIX + row.key, analysis=analysis)
