@@ -1,7 +1,8 @@
 """Which heatmap to show, chosen by numbers: map methods and layers compared on held-out films
 with expert lung masks.
 
-    python bench/explanations.py [RUN_DIR] [--lungs LUNGS_DIR] [--steps 10] [--limit N]
+    python bench/explanations.py [RUN_DIR] [--lungs LUNGS_DIR] [--data DIR] [--steps 10]
+        [--limit N]
         [--out FILE]
 
 RUN_DIR is the classifier's run directory (default: the shipped model). The films are the lung
@@ -115,10 +116,12 @@ def deletion_insertion(square: np.ndarray, orders: list[np.ndarray], class_index
              float(np.trapezoid(curve[:, 1], dx=1 / steps))) for curve in curves]
 
 
-def held_out_films(lungs_dir: Path, limit: int | None) -> list[tuple[Path, Path]]:
-    """(image, mask) paths of the segmenter's held-out films."""
+def held_out_films(lungs_dir: Path, data: Path | None, limit: int | None
+                   ) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of the segmenter's held-out films, from ``data`` or where it was
+    trained."""
     metadata = read_lungs_metadata(lungs_dir)
-    root = Path(metadata.data_root)
+    root = data or Path(metadata.data_root)
     with open(root / "manifest.csv", newline="") as file:
         mask_of = {row["image"]: row["mask"] for row in csv.DictReader(file)}
     films = [(root / name, root / mask_of[name]) for name in metadata.val_files]
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, nargs="?", default=DEFAULT_RUN_DIR)
     parser.add_argument("--lungs", type=Path, default=DEFAULT_LUNGS_DIR,
                         help="the lung segmenter's run directory (its held-out films are used)")
+    parser.add_argument("--data", type=Path, help="the lung-mask films (default: the folder "
+                        "the segmenter was trained from, as its metadata records)")
     parser.add_argument("--steps", type=int, default=10, help="deletion/insertion steps")
     parser.add_argument("--limit", type=int, help="at most this many films (a quick look)")
     parser.add_argument("--out", type=Path, help=f"default: RUN_DIR/{EXPLANATIONS_FILE}")
@@ -150,7 +155,7 @@ def main() -> None:
         predictor.probabilities(plain(batch[start:start + 64]).numpy())
         for start in range(0, len(batch), 64)])
     rng = np.random.default_rng(0)
-    films = held_out_films(args.lungs, args.limit)
+    films = held_out_films(args.lungs, args.data, args.limit)
     names = [f"{method}@{layer}" for layer in layers for method in CAM_METHODS]
     rows: dict[str, dict[str, list]] = {name: {"heat": [], "heat_segmenter": [], "hottest": [],
                                                 "deletion": [], "insertion": []}
