@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.attention import share
 from model.decode import decode_image
 from model.labels import COVID
+from model.lungs import shipped_segmenter
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.run_dir import LATENCY_FILE, write_json
 from pipeline.predict import collect_files, predict_files
@@ -82,6 +84,24 @@ def folder_throughput(predictor: Predictor, data_dir: Path) -> tuple[int, float]
     return len(files), len(files) / elapsed
 
 
+def lung_timings(predictor: Predictor, image, repeats: int) -> dict[str, dict[str, float]]:
+    """The lung segmenter alone, and with the share of the heat inside the lungs (the extra
+    cost per film of item "heat in lungs"), when a segmenter ships."""
+    segmenter = shipped_segmenter()
+    if segmenter is None:
+        print("no lung segmenter shipped: lung timings skipped")
+        return {}
+    segmenter.warm_up()
+    explanation = predictor.explain(image)
+    square = predictor.preprocess(image.gray)
+    alone = report("lung segmenter (224 square in, mask out)",
+                   timed(lambda: segmenter.segment(square), repeats))
+    extra = report("lung segmenter + heat share (per film, extra)", timed(
+        lambda: share(segmenter.segment(image.gray), explanation.heatmap,
+                      explanation.class_name), repeats))
+    return {"lung_segmenter": alone, "lung_segmenter_and_share": extra}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
@@ -102,12 +122,13 @@ def main() -> None:
                      timed(lambda: predictor.predict(decode_image(upload)), args.repeats))
     explain = report("decode + predict + Grad-CAM",
                      timed(lambda: predictor.explain(decode_image(upload)), args.repeats))
+    lungs = lung_timings(predictor, decode_image(upload), args.repeats)
     count, rate = folder_throughput(predictor, args.data)
     print(f"folder throughput (model.predict path, batch 32): {rate:.1f} images/s over {count}")
     if args.out:
         write_json(args.out, {
             "model": predictor.version, "predict": predict, "predict_gradcam": explain,
-            "folder_images_per_second": round(rate, 1), "folder_images": count})
+            "folder_images_per_second": round(rate, 1), "folder_images": count, **lungs})
         print(f"wrote {args.out}")
 
 

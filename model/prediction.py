@@ -48,6 +48,13 @@ class Prediction:
         return cls(None, model_version, refusal)
 
     @property
+    def chosen_age_group(self) -> str | None:
+        """The age group a person chose for this image, to read it the same way again (a
+        header's or an estimated group comes out the same again by itself)."""
+        age = self.age
+        return age.group if age is not None and age.source == "given" else None
+
+    @property
     def probability(self) -> float | None:
         """The calibrated probability of the label; None when refused."""
         return None if self.probabilities is None else self.probabilities[self.label]

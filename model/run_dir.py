@@ -46,6 +46,7 @@ OOD_ARRAYS_FILE = "ood.npz"  # the gate's class means and whitening matrix (trai
 OOD_BENCHMARK_FILE = "ood_benchmark.json"  # bench/ood_gate.py --out
 LATENCY_FILE = "latency_benchmark.json"  # bench/latency.py --out
 LEAVE_ONE_SOURCE_OUT_FILE = "leave_one_source_out.json"  # bench/leave_one_source_out.py --out
+EXPLANATIONS_FILE = "explanations.json"  # bench/explanations.py (where the model looks)
 MODEL_CARD_FILE = "MODEL_CARD.md"  # training.model_card
 TRAIN_LOG_FILE = "train.log"  # training.train
 CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)

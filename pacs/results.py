@@ -28,6 +28,7 @@ from pacs.errors import PacsError
 from pacs.studies import ImageRef
 
 if TYPE_CHECKING:
+    from model.lungs import LungSegmenter
     from model.predictor import Predictor
     from pacs.client import PacsClient
 
@@ -47,6 +48,9 @@ FINDING_CODES = {
 }
 CHEST_RADIOGRAPH = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
 PROBABILITY_UNIT = codes.UCUM.NoUnits
+# The share (0..1) of the predicted class's Grad-CAM heat inside the segmented lung fields.
+HEAT_IN_LUNGS_CODE = hd.sr.CodedConcept("HEAT-IN-LUNGS", PRIVATE_SCHEME,
+                                        "Share of heatmap inside the lungs")
 # General Study attributes highdicom does not copy; an archive may show the study's
 # description from any of its instances, so ours must repeat it.
 STUDY_COPIED = ("StudyDescription",)
@@ -66,8 +70,10 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
                               f"Probability of {display_name(class_name)}")
 
 
-def structured_report(source: Dataset, prediction: Prediction) -> hd.sr.ComprehensiveSR:
-    """The SR of one analysed image, in the source's study."""
+def structured_report(source: Dataset, prediction: Prediction,
+                      heat_in_lungs: float | None = None) -> hd.sr.ComprehensiveSR:
+    """The SR of one analysed image, in the source's study; with ``heat_in_lungs``, that share
+    is one more measurement (its own code in the private scheme)."""
     # named once, for the whole group: it made the finding and every probability
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME,
                                               version=prediction.model_version)
@@ -83,7 +89,9 @@ def structured_report(source: Dataset, prediction: Prediction) -> hd.sr.Comprehe
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
                               unit=PROBABILITY_UNIT)
             for name, probability in prediction.probabilities.items()
-        ],
+        ] + ([] if heat_in_lungs is None else [
+            hd.sr.Measurement(name=HEAT_IN_LUNGS_CODE, value=float(heat_in_lungs),
+                              unit=PROBABILITY_UNIT)]),
     )
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -139,9 +147,8 @@ def heatmap_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
     return capture
 
 
-def heatmap_overlay(image: DecodedImage, predictor: Predictor, class_name: str) -> np.ndarray:
-    """The Grad-CAM overlay of ``class_name`` at most HEATMAP_SIDE pixels on its longest side."""
-    heatmap = predictor.explain(image, class_name).heatmap
+def heatmap_overlay(image: DecodedImage, heatmap: np.ndarray) -> np.ndarray:
+    """A Grad-CAM overlay at most HEATMAP_SIDE pixels on its longest side."""
     scale = min(1.0, HEATMAP_SIDE / max(image.gray.shape))
     size = (max(1, round(image.gray.shape[1] * scale)), max(1, round(image.gray.shape[0] * scale)))
     gray = np.asarray(Image.fromarray(image.gray).resize(size, Image.Resampling.BILINEAR))
@@ -160,16 +167,24 @@ def with_empty_type2(source: Dataset) -> Dataset:
 
 
 def send_results(client: PacsClient, image: ImageRef, decoded: DecodedImage,
-                 prediction: Prediction, predictor: Predictor) -> None:
-    """Build the SR and the heatmap capture of one analysed image and STOW them to its study.
+                 prediction: Prediction, predictor: Predictor,
+                 segmenter: LungSegmenter | None = None) -> None:
+    """Build the SR and the heatmap capture of one analysed image and STOW them to its study;
+    with a lung ``segmenter``, the SR also carries the share of the map inside the lungs.
 
     Raises PacsError with the archive's answer when they could not be stored.
     """
     source = with_empty_type2(client.metadata(image))
-    heatmap = heatmap_overlay(decoded, predictor, prediction.label)
+    explanation = predictor.explain(decoded, prediction.label, prediction.chosen_age_group)
+    heat_share = None
+    if segmenter is not None:
+        from model.attention import share  # TensorFlow, as the segmenter itself
+
+        heat_share = share(segmenter.segment(decoded.gray), explanation.heatmap,
+                           prediction.label).heat_in_lungs
     try:
-        objects = [structured_report(source, prediction),
-                   heatmap_capture(source, heatmap)]
+        objects = [structured_report(source, prediction, heat_share),
+                   heatmap_capture(source, heatmap_overlay(decoded, explanation.heatmap))]
     except (AttributeError, TypeError, ValueError) as error:  # a header highdicom rejects
         raise PacsError(f"The results for image {image.key} could not be built: its header "
                         f"is incomplete or malformed ({type(error).__name__}).") from None

@@ -1,6 +1,7 @@
 """Classify X-ray files, or a PACS's chest studies, from the command line: JSON lines on stdout.
 
     python -m model.predict PATH [PATH ...] [--model RUN_DIR] [--batch-size N]
+                            [--lung-masks DIR]
     python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
                             [--body-part PART] [--send-results] [--model RUN_DIR]
     python -m model.predict --ray PATH [PATH ...] | --ray --pacs URL ...   (Ray Data)
@@ -10,7 +11,11 @@ Folders are searched recursively for image files. Each line is either
 "age_group": "adult" or "child", "age_group_source": "dicom", "given" or "estimated", and for
 an estimate "age_group_probability") or, for a file that cannot be used or that the
 model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
-the run goes on. With --pacs (login and the other settings from the CXR_PACS_* variables,
+the run goes on. With --lung-masks DIR (needs the shipped lung segmenter, model/lungs.py),
+each accepted image's lung mask is written as DIR/<file name without suffix>.png (its own
+size, 255 lung, 0 elsewhere) and its line gains "heat_in_lungs": the share of the predicted
+class's Grad-CAM inside the lungs (0..1; null when no lung field is found).
+With --pacs (login and the other settings from the CXR_PACS_* variables,
 see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
 image's opaque key (null on a study's own error line, e.g. a lateral-only study); with
 --send-results, "stored" is true or the archive's error. Exit 0 once everything was
@@ -61,13 +66,33 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
-                  age_group: str | None = None) -> None:
+                  age_group: str | None = None, lung_masks: Path | None = None) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused.
 
     The predictor decides (``admit``, then ``gated``), exactly as for the app.
+    With ``lung_masks``, accepted images also get their mask file and ``heat_in_lungs``.
     """
     for outcome in classify(files, decode_file, predictor, batch_size, age_group=age_group):
-        write_record({"file": str(outcome.item)}, outcome, out)
+        extra = {}
+        if lung_masks is not None and outcome.prediction.refusal is None:
+            extra = {"heat_in_lungs": write_lung_mask(outcome, predictor, lung_masks,
+                                                      age_group)}
+        write_record({"file": str(outcome.item)}, outcome, out, **extra)
+
+
+def write_lung_mask(outcome: Classified, predictor: Predictor, folder: Path,
+                    age_group: str | None = None) -> float | None:
+    """Save an accepted image's lung mask as a PNG named after it; its heat share in the lungs."""
+    from PIL import Image
+
+    from model.attention import explain_in_lungs
+    from model.lungs import shipped_segmenter
+
+    _, attention = explain_in_lungs(predictor, shipped_segmenter(), outcome.image,
+                                    age_group=age_group)
+    mask = attention.lungs.png_levels(outcome.image.gray.shape)
+    Image.fromarray(mask).save(folder / f"{Path(outcome.item).stem}.png")
+    return attention.heat_in_lungs
 
 
 def write_record(where: dict, outcome: Classified, out: TextIO,
@@ -128,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="store a Structured Report and a heatmap image in each study")
     parser.add_argument("--model", type=Path, metavar="RUN_DIR",
                         help="run directory (default: the shipped model in model/artifacts)")
+    parser.add_argument("--lung-masks", type=Path, metavar="DIR",
+                        help="write each accepted image's lung mask here and add heat_in_lungs")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="images per model call (default: 32)")
     parser.add_argument("--age-group", choices=("adult", "child", "auto"), default="auto",
@@ -148,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give image PATHs or --pacs URL, not both")
     if pacs_only and not args.pacs:
         parser.error(f"{', '.join(pacs_only)} only apply with --pacs")
+    if args.lung_masks and args.pacs:
+        parser.error("--lung-masks applies to image PATHs, not --pacs")
     if not args.pacs and not args.paths:
         parser.error("give at least one image PATH, or --pacs URL")
     missing = [str(path) for path in args.paths if not path.exists()]
@@ -165,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             predictor = Predictor.load(args.model or DEFAULT_RUN_DIR)
         except ModelLoadError as error:
             parser.error(str(error))
+        if args.lung_masks:
+            from model.lungs import shipped_segmenter
+
+            if shipped_segmenter() is None:
+                parser.error("--lung-masks needs the lung segmenter in model/artifacts/lungs")
+            args.lung_masks.mkdir(parents=True, exist_ok=True)
     if not predictor.ood.enabled:
         print(f"warning: {predictor.ood.info['reason']}", file=sys.stderr)
     if args.pacs:
@@ -172,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     files = collect_files(args.paths)
     if not files:
         print("no image files found", file=sys.stderr)
-    predict_files(files, predictor, args.batch_size, sys.stdout, args.age_group)
+    predict_files(files, predictor, args.batch_size, sys.stdout, args.age_group,
+                  args.lung_masks)
     return 0
 
 
@@ -203,6 +239,7 @@ def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
 
     Raises PacsError when the archive cannot be searched (unreachable, login refused).
     """
+    from model.lungs import shipped_segmenter
     from pacs.errors import PacsError
     from pacs.results import send_results as store_results
     from pacs.studies import ImageRef
@@ -210,7 +247,8 @@ def predict_studies(client: PacsClient, query: StudyQuery, predictor: Predictor,
 
     def store(outcome: Classified) -> bool | str:
         try:
-            store_results(client, outcome.item, outcome.image, outcome.prediction, predictor)
+            store_results(client, outcome.item, outcome.image, outcome.prediction, predictor,
+                          shipped_segmenter())
             return True
         except PacsError as error:
             return str(error)

@@ -18,6 +18,7 @@ DATA_DIR_ENV = "CXR_DATA_DIR"
 IDLE_MINUTES_ENV = "CXR_SESSION_IDLE_MINUTES"
 SQLITE_BUSY_ENV = "CXR_SQLITE_BUSY_SECONDS"
 MODEL_DIR_ENV = "CXR_MODEL_DIR"
+MODEL_URL_ENV = "CXR_MODEL_URL"
 DATABASE_FILE = "cxr.db"
 IMAGES_FOLDER = "images"
 
@@ -40,6 +41,9 @@ class Settings:
     sqlite_busy_seconds: float = 10.0
     # The run directory the app serves; None: the shipped model (model/artifacts).
     model_dir: Path | None = None
+    # A model server (python -m serving) the app uses instead of loading the model; then the
+    # app process never imports TensorFlow (no lung segmenter either).
+    model_url: str | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -63,4 +67,5 @@ def load_settings() -> Settings:
                 ("sqlite_busy_seconds", SQLITE_BUSY_ENV))
                if os.environ.get(env, "").strip()}
     return Settings(data_dir=data_dir, database_url=database_url,
-                    model_dir=Path(model_dir) if model_dir else None, **numbers)
+                    model_dir=Path(model_dir) if model_dir else None,
+                    model_url=os.environ.get(MODEL_URL_ENV, "").strip() or None, **numbers)

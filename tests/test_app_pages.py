@@ -233,3 +233,20 @@ def test_admin_pages_explain_a_folder_without_a_model(tmp_path, monkeypatch):
     for page in ("views/performance.py", "views/model_card.py"):
         at = open_page(page)
         assert str(tmp_path) in at.warning[0].value
+
+
+@pytest.mark.parametrize("run_dir", ["shipped"], indirect=True)
+@pytest.mark.parametrize("label", [1, 3])
+def test_the_share_of_attention_in_the_lungs_is_said_in_words(xray_png, label):
+    at = upload(open_page(), "chest.png", xray_png(label=label))
+    analysis = stored_analysis(at)
+    attention = analysis.attention(analysis.predicted_class)
+    assert attention is not None and attention.lungs.found
+    said = " ".join(str(element.value) for kind in ("markdown", "warning")
+                    for element in at.get_by_key("attention").get(kind))
+    assert f"{attention.heat_in_lungs:.0%} of the model's attention was inside the lungs" in said
+    assert ("looked mostly outside the lungs" in said) == (attention.heat_in_lungs < 0.5)
+    assert at.toggle(key="lung_outline").value is True
+    at.toggle(key="lung_outline").set_value(False)
+    at.run()
+    assert not at.exception and stored_analysis(at).analysed_at == analysis.analysed_at

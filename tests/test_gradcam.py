@@ -135,3 +135,29 @@ def test_shipped_model_gradcam_on_a_real_xray(cxr4_dir):
     for heatmap in heatmaps:
         _assert_valid_heatmap(heatmap, gray.shape)
     assert any(not np.allclose(heatmaps[0], other, atol=1e-3) for other in heatmaps[1:])
+
+
+def test_hirescam_matches_a_numpy_reference_and_grad_cam_under_a_pooled_head():
+    from model.gradcam import CAM_METHODS
+
+    rng = np.random.default_rng(1)
+    activations = rng.random((5, 6, 7)).astype(np.float32)
+    gradients = rng.normal(size=(5, 6, 7)).astype(np.float32)
+    expected = np.maximum((activations * gradients).sum(axis=-1), 0)
+    expected /= expected.max()
+    np.testing.assert_allclose(CAM_METHODS["hirescam"](activations, gradients).numpy(),
+                               expected, rtol=1e-5, atol=1e-6)
+    # Behind global average pooling and a dense layer the gradient is the same at every
+    # position: HiResCAM is then Grad-CAM (Draelos & Carin 2020).
+    constant = np.broadcast_to(gradients.mean(axis=(0, 1)), gradients.shape)
+    np.testing.assert_allclose(CAM_METHODS["hirescam"](activations, constant).numpy(),
+                               gradcam_heatmap(activations, constant).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["hirescam", "gradcam++", "layercam"])
+def test_every_method_gives_zeros_not_nan_for_a_flat_gradient(method):
+    from model.gradcam import CAM_METHODS
+
+    activations = np.random.default_rng(0).random((4, 4, 3)).astype(np.float32)
+    heatmap = CAM_METHODS[method](activations, np.zeros_like(activations)).numpy()
+    assert not np.isnan(heatmap).any() and (heatmap == 0).all()

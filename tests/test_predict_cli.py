@@ -131,3 +131,25 @@ def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
     assert list(record["probabilities"]) == list(CLASS_NAMES)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert record["model"] == read_metadata(shipped).version
+
+
+def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir, images):
+    xrays = [next((cxr4_dir / "val" / label).glob("*.jpg")) for label in ("COVID19", "NORMAL")]
+    masks = tmp_path / "masks"
+    result = run_cli(*xrays, images["empty"], "--model", shipped_run_dir(), "--lung-masks", masks)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert set(records[-1]) == {"file", "error"}  # a refused file: no mask, no share
+    assert sorted(path.name for path in masks.iterdir()) == sorted(
+        f"{xray.stem}.png" for xray in xrays)
+    for xray, record in zip(xrays, records, strict=False):
+        assert set(record) == RESULT_KEYS | {"heat_in_lungs"}
+        assert 0.0 <= record["heat_in_lungs"] <= 1.0
+        mask = np.asarray(Image.open(masks / f"{xray.stem}.png"))
+        assert mask.shape == decode_file(xray).gray.shape
+        assert set(np.unique(mask)) == {0, 255} and 0.1 < (mask == 255).mean() < 0.6
+
+
+def test_lung_masks_do_not_apply_to_the_pacs(tmp_path):
+    result = run_cli("--pacs", "http://127.0.0.1:9/dicom-web", "--lung-masks", tmp_path)
+    assert result.returncode == 2 and "--lung-masks" in result.stderr

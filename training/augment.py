@@ -24,7 +24,12 @@ FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLA
 
 def augment(gray: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """One random variant of a square uint8 image, in the order a film is made and stored."""
-    image = _geometry(gray, rng, config)
+    return appearance(_geometry(gray, rng, config), rng, config)
+
+
+def appearance(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """What differs between scanners and sites, on a float image already in its geometry: tone,
+    resolution, borders, burned-in text, noise (the lung segmenter's augmentation reuses it)."""
     image = _tone(image, rng, config)
     image = _resolution(image, rng, config.min_resolution)
     image = np.round(_borders(image, rng, config.border)).astype(np.uint8)

@@ -119,11 +119,11 @@ def score_external(predictor: Predictor, external: ExternalSet, space: LabelSpac
         raise DatasetError(f"{external.name}: labels the model does not know: {sorted(unknown)}")
     outcomes = list(classify(list(range(len(external.paths))),
                              lambda index: decode_file(external.paths[index]), predictor))
-    accepted = [outcome for outcome in outcomes if outcome.probabilities is not None]
+    accepted = [outcome for outcome in outcomes if outcome.prediction.probabilities is not None]
     figures = {
         "description": external.description,
         "n": len(outcomes),
-        "refused": sum(outcome.image is not None and outcome.error is not None
+        "refused": sum(outcome.image is not None and outcome.prediction.refusal is not None
                        for outcome in outcomes),
         "unreadable": sum(outcome.image is None for outcome in outcomes),
         "accepted": len(accepted),
@@ -132,7 +132,7 @@ def score_external(predictor: Predictor, external: ExternalSet, space: LabelSpac
     figures["refused_fraction"] = figures["refused"] / figures["n"]
     labels = np.array([space.keys.index(external.labels[outcome.item]) for outcome in accepted],
                       dtype=np.int64)
-    probabilities = np.array([[outcome.probabilities[name] for name in space.classes]
+    probabilities = np.array([[outcome.prediction.probabilities[name] for name in space.classes]
                               for outcome in accepted]).reshape(-1, len(space.classes))
     return {**figures, **accepted_figures(labels, probabilities, space)}
 

@@ -17,6 +17,7 @@ from model.coverage import AGE_GROUP_NAMES, coverage
 from model.formatting import label_scores, score, share
 from model.labels import COVID, NORMAL, display_name
 from model.run_dir import (
+    EXPLANATIONS_FILE,
     LATENCY_FILE,
     LEAVE_ONE_SOURCE_OUT_FILE,
     MODEL_CARD_FILE,
@@ -321,6 +322,45 @@ def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     return lines
 
 
+HEATMAP_MEANING = (
+    "A heatmap shows which parts of the image raised the score of one class in this model; it "
+    "is not a drawing of the disease, it does not say the finding is there, and a map that is "
+    "hot outside the lungs (on text, markers, borders or the abdomen) is a reason to doubt the "
+    "finding, not to look there.")
+
+
+def explanation_lines(report: dict | None) -> list[str]:
+    """"Where the model looks" (bench/explanations.py): each map method against the lungs."""
+    if not report:
+        return []
+    lungs = report["lung_share_of_image"]["mean"]
+    random_order = report["random_order"]
+    lines = ["", "## Where the model looks", "", HEATMAP_MEANING, "",
+             f"`bench/explanations.py` on {report['films']} held-out adult films with hand-drawn "
+             f"lung masks ({report['refused_by_the_model']} refused by the model), explaining "
+             f"the predicted class. The lungs cover {lungs:.0%} of these images: a map spread "
+             "evenly would put that share inside them. Deletion / insertion AUC: the class's "
+             f"probability as pixels are replaced by ({report['imputation']}) or restored in "
+             "the map's order (lower deletion, higher insertion = more faithful); a random "
+             f"order gives {random_order['deletion_auc']['mean']:.3f} ± "
+             f"{random_order['deletion_auc']['sd']:.3f} / "
+             f"{random_order['insertion_auc']['mean']:.3f} ± "
+             f"{random_order['insertion_auc']['sd']:.3f}.",
+             "", "| method @ layer | grid | heat in lungs (true mask) | with the segmenter's mask "
+             "| hottest point in lungs | deletion AUC | insertion AUC | ms per film |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in report["methods"].items():
+        shown = f"**{name}** (shown)" if name == report["shown"] else name
+        shown += " (best by the numbers)" if name == report["chosen"] else ""
+        lines.append(
+            f"| {shown} | {row['grid']}x{row['grid']} | {row['heat_in_lungs']['mean']:.2f} | "
+            f"{row['heat_in_lungs_segmenter_mask']['mean']:.2f} | "
+            f"{row['hottest_point_in_lungs']:.0%} | {row['deletion_auc']['mean']:.3f} ± "
+            f"{row['deletion_auc']['sd']:.3f} | {row['insertion_auc']['mean']:.3f} ± "
+            f"{row['insertion_auc']['sd']:.3f} | {row['ms_per_film']:.0f} |")
+    return lines
+
+
 def experiment_lines(metadata: Metadata, experiments: list[Path]) -> list[str]:
     if not experiments:
         return []
@@ -354,6 +394,7 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),
         *(ood_section(gate, if_present(read_json, run_dir / OOD_BENCHMARK_FILE)) if gate else []),
+        *explanation_lines(if_present(read_json, run_dir / EXPLANATIONS_FILE)),
         *experiment_lines(metadata, experiments),
         "", LIMITS,
     ]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from model.attention import LOW_SHARE_WARNING, in_words
 from model.coverage import not_validated, validation_warning
 from model.errors import ModelLoadError
 from model.labels import display_name
@@ -28,6 +29,7 @@ from webapp.analysis import (
     overlay_png,
     result_json,
     with_heatmap,
+    with_outline,
 )
 from webapp.audited_analysis import analyse_and_record, record_view
 from webapp.charts import probability_chart
@@ -164,6 +166,9 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
     opacity = choose_opacity.slider(
         "Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="overlay_opacity"
     )
+    outline = analysis.lungs is not None and analysis.lungs.found and st.toggle(
+        "Lung outline", value=True, key="lung_outline",
+        help="The lung fields found by the lung segmenter, drawn on both images.")
     if class_name not in analysis.heatmaps:
         with st.spinner(f"Explaining {display_name(class_name)}…"):
             try:
@@ -174,14 +179,31 @@ def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str
         analysis = state.analysis
     original, explained = st.columns(2)
     with original:
-        st.image(display_image(analysis, DISPLAY_SIDE), caption="Original", width="stretch")
+        original_image = display_image(analysis, DISPLAY_SIDE)
+        st.image(with_outline(original_image, analysis.lungs) if outline else original_image,
+                 caption="Original", width="stretch")
     with explained, st.container(key="overlay"):
         st.image(
-            overlay_image(analysis, class_name, opacity, DISPLAY_SIDE),
+            overlay_image(analysis, class_name, opacity, DISPLAY_SIDE, outline=outline),
             caption=f"Grad-CAM: where the model looked for {display_name(class_name)}",
             width="stretch",
         )
+    show_attention(analysis, class_name)
     return analysis, class_name, opacity
+
+
+def show_attention(analysis: Analysis, class_name: str) -> None:
+    """How much of the map lies inside the lungs, in words; a warning when under half."""
+    attention = analysis.attention(class_name)
+    if attention is None:
+        return
+    with st.container(key="attention"):
+        if not attention.lungs.found:
+            st.warning(in_words(attention), icon=":material/warning:")
+            return
+        st.markdown(in_words(attention))
+        if attention.low:
+            st.warning(LOW_SHARE_WARNING, icon=":material/warning:")
 
 
 def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:

@@ -19,6 +19,7 @@ from webapp.audited_worklist import (
     record_sent,
     record_upload_batch,
 )
+from webapp.lung_attention import segmenter
 from webapp.page_state import (
     WORKLIST_AGE_GROUP,
     WORKLIST_MESSAGES,
@@ -30,7 +31,14 @@ from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import open_row, triage_pacs, triage_uploads
 from webapp.worklist_results import send_study_results, sendable_studies
-from webapp.worklist_table import NOT_NORMAL, sorted_rows, table, to_csv
+from webapp.worklist_table import (
+    HEAT_IN_LUNGS,
+    NOT_NORMAL,
+    looked_outside_lungs,
+    sorted_rows,
+    table,
+    to_csv,
+)
 from webapp.worklist_uploads import expand_uploads
 
 
@@ -148,10 +156,15 @@ if not rows:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 
-choices = [NOT_NORMAL, *predictor.classes]
-sort_by = st.selectbox("Sort by the probability of", choices, key="worklist_sort",
-                       format_func=lambda name: name if name == NOT_NORMAL else display_name(name))
+lungs_shown = segmenter() is not None
+choices = [NOT_NORMAL, *predictor.classes, *([HEAT_IN_LUNGS] if lungs_shown else [])]
+sort_by = st.selectbox("Sort by", choices, key="worklist_sort",
+                       format_func=lambda name: name if name in (NOT_NORMAL, HEAT_IN_LUNGS)
+                       else display_name(name))
 ordered = sorted_rows(rows, sort_by)
+if lungs_shown and st.checkbox("Only films where the model looked mostly outside the lungs",
+                               key="worklist_outside_lungs"):
+    ordered = looked_outside_lungs(ordered)
 viewer_url = settings.viewer_url if settings else None
 with st.container(key="worklist"):
     selection = st.dataframe(
@@ -159,7 +172,12 @@ with st.container(key="worklist"):
         on_select="rerun", selection_mode="single-row", hide_index=True, row_height=64,
         column_config={
             "thumbnail": st.column_config.ImageColumn("X-ray"),
-            "score": st.column_config.ProgressColumn(f"P({sort_by})", min_value=0, max_value=1),
+            "score": st.column_config.ProgressColumn(
+                "1 - heat in lungs" if sort_by == HEAT_IN_LUNGS else f"P({sort_by})",
+                min_value=0, max_value=1),
+            "heat in lungs": st.column_config.NumberColumn(
+                "Heat in lungs", format="percent",
+                help="Share of the model's attention (Grad-CAM) inside the lung fields"),
             "viewer": st.column_config.LinkColumn("PACS viewer", display_text="Open"),
         },
     )

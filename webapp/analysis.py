@@ -23,8 +23,11 @@ from model.errors import ImageError
 from model.labels import display_name
 from model.overlay import overlay
 from model.prediction import Prediction
+from webapp.lung_attention import segmenter
 
 if TYPE_CHECKING:
+    from model.attention import Attention
+    from model.lungs import LungMask
     from model.predictor import Predictor
 
 NOTICE = (
@@ -43,6 +46,15 @@ class Analysis:
     heatmaps: dict[str, np.ndarray]  # Grad-CAM by explained class, at the original size
     seconds: float
     analysed_at: str  # ISO 8601, UTC
+    lungs: LungMask | None = None  # None where no lung segmenter ships
+
+    def attention(self, class_name: str) -> Attention | None:
+        """The share of an explained class's heat inside the lungs (None without a segmenter)."""
+        if self.lungs is None:
+            return None
+        from model.attention import share
+
+        return share(self.lungs, self.heatmaps[class_name], class_name)
 
     # Shorthands for the page, read from the one prediction.
     @property
@@ -72,6 +84,7 @@ def analyse(
     image = decode_image(data, name)
     explanation = predictor.explain(image, class_name, age_group)
     return Analysis(
+        lungs=lung_fields(image),
         file_name=name,
         image=image,
         prediction=explanation.prediction,
@@ -81,11 +94,18 @@ def analyse(
     )
 
 
+def lung_fields(image: DecodedImage) -> LungMask | None:
+    """The image's lung fields from the shipped segmenter, or None where none runs here."""
+    lungs = segmenter()
+    return None if lungs is None else lungs.segment(image.gray)
+
+
 def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) -> Analysis:
     """The same analysis with a Grad-CAM for ``class_name``; the probabilities stay as they were."""
     if class_name in analysis.heatmaps:
         return analysis
-    explanation = predictor.explain(analysis.image, class_name, given_age(analysis.prediction))
+    explanation = predictor.explain(analysis.image, class_name,
+                                    analysis.prediction.chosen_age_group)
     return replace(analysis, heatmaps={**analysis.heatmaps, class_name: explanation.heatmap})
 
 
@@ -93,13 +113,6 @@ def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) 
 AGE_CHOICES: dict[str, str | None] = {"Not known": None, "Adult": "adult", "Child": "child"}
 AGE_CHOICE_HELP = ("The model reads a film with the head for the patient's age group. Not known: "
                    "the DICOM header's age, else the model's own estimate (shown with the result).")
-
-
-def given_age(prediction: Prediction) -> str | None:
-    """The age group a person chose for this prediction, to explain another class the same way
-    (a header's or an estimated group comes out the same again by itself)."""
-    age = prediction.age
-    return age.group if age is not None and age.source == "given" else None
 
 
 def age_caption(prediction: Prediction) -> str | None:
@@ -170,11 +183,26 @@ def display_image(analysis: Analysis, max_side: int | None = None) -> np.ndarray
 
 
 def overlay_image(
-    analysis: Analysis, class_name: str, opacity: float, max_side: int | None = None
+    analysis: Analysis, class_name: str, opacity: float, max_side: int | None = None,
+    outline: bool = False,
 ) -> np.ndarray:
-    """RGB uint8 Grad-CAM overlay for an explained class, optionally shrunk to ``max_side``."""
+    """RGB uint8 Grad-CAM overlay for an explained class, optionally shrunk to ``max_side``
+    and with the lung outline drawn (where a segmenter found one)."""
     heatmap = analysis.heatmaps[class_name]
-    return overlay(_fit(analysis.image.gray, max_side), _fit(heatmap, max_side), opacity)
+    image = overlay(_fit(analysis.image.gray, max_side), _fit(heatmap, max_side), opacity)
+    return with_outline(image, analysis.lungs) if outline else image
+
+
+def with_outline(image: np.ndarray, lungs: LungMask | None) -> np.ndarray:
+    """The image (grey or RGB) as RGB with the lung fields' border in white over a dark edge."""
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
+    if lungs is None or not lungs.found:
+        return rgb
+    thickness = max(2, round(max(rgb.shape[:2]) / 300))
+    drawn = rgb.copy()
+    drawn[lungs.outline(rgb.shape[:2], thickness + 2)] = (0, 0, 0)
+    drawn[lungs.outline(rgb.shape[:2], thickness)] = (255, 255, 255)
+    return drawn
 
 
 def overlay_png(analysis: Analysis, class_name: str, opacity: float) -> bytes:
@@ -202,7 +230,12 @@ def result_record(analysis: Analysis) -> dict:
         },
         "analysed_at": analysis.analysed_at,
         "notice": NOTICE,
-    }
+    } | _heat_in_lungs(analysis)
+
+
+def _heat_in_lungs(analysis: Analysis) -> dict:
+    attention = analysis.attention(analysis.predicted_class)
+    return {} if attention is None else {"heat_in_lungs": attention.heat_in_lungs}
 
 
 def result_json(analysis: Analysis) -> bytes:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from fpdf import FPDF
 from PIL import Image
 
+from model.attention import LOW_SHARE_WARNING, in_words
 from model.labels import display_name
 from pacs.results import HEATMAP_NOTICE
-from webapp.analysis import NOTICE, Analysis, display_image, overlay_image
+from webapp.analysis import NOTICE, Analysis, display_image, overlay_image, with_outline
 
 IMAGE_SIDE = 1024  # pixels embedded per image: sharp in print, small file
 PAGE_WIDTH_MM, MARGIN_MM = 210, 15
@@ -37,17 +38,28 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
 
     half = (width - 6) / 2
     top = pdf.get_y() + 3
-    original = Image.fromarray(display_image(analysis, IMAGE_SIDE))
-    explained = Image.fromarray(overlay_image(analysis, class_name, opacity, IMAGE_SIDE))
+    original = Image.fromarray(with_outline(display_image(analysis, IMAGE_SIDE), analysis.lungs))
+    explained = Image.fromarray(overlay_image(analysis, class_name, opacity, IMAGE_SIDE,
+                                              outline=True))
     aspect = original.height / original.width
     height = min(half * aspect, MAX_IMAGE_HEIGHT_MM)  # a tall image must leave room below
     pdf.image(original, x=MARGIN_MM, y=top, w=height / aspect, h=height)
     pdf.image(explained, x=MARGIN_MM + half + 6, y=top, w=height / aspect, h=height)
     pdf.set_y(top + height + 1)
     pdf.set_font("helvetica", "I", 9)
-    pdf.cell(half + 6, 5, "Original")
-    pdf.cell(half, 5, _latin1(f"Grad-CAM for {display_name(class_name)}. {HEATMAP_NOTICE}"),
-             new_x="LMARGIN", new_y="NEXT")
+    outlined = " (lung outline)" if analysis.lungs is not None and analysis.lungs.found else ""
+    pdf.cell(half + 6, 5, _latin1(f"Original{outlined}"))
+    # Wrapped within the right-hand column: one line ran past the page's right edge.
+    pdf.multi_cell(half, 5, _latin1(f"Grad-CAM for {display_name(class_name)}. "
+                                    f"{HEATMAP_NOTICE}"), new_x="LMARGIN", new_y="NEXT")
+    attention = analysis.attention(class_name)
+    if attention is not None:
+        pdf.ln(1)
+        pdf.set_font("helvetica", "", 10)
+        pdf.multi_cell(width, 5, _latin1(in_words(attention)), new_x="LMARGIN", new_y="NEXT")
+        if attention.low:
+            pdf.set_font("helvetica", "B", 10)
+            pdf.multi_cell(width, 5, _latin1(LOW_SHARE_WARNING), new_x="LMARGIN", new_y="NEXT")
 
     pdf.ln(3)
     pdf.set_font("helvetica", "B", 11)

@@ -9,7 +9,6 @@ set, the model is a model server's (python -m serving) and the predictor is its 
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
     from model.predictor import Predictor
     from serving.client import ModelClient
 
-MODEL_URL_ENV = "CXR_MODEL_URL"
-
-
 def run_dir() -> Path:
     """The run directory this server shows and predicts with."""
     return load_settings().model_dir or DEFAULT_RUN_DIR
@@ -33,7 +29,7 @@ def run_dir() -> Path:
 
 def model_url() -> str | None:
     """The model server this app uses ($CXR_MODEL_URL), or None to load the model itself."""
-    return os.environ.get(MODEL_URL_ENV, "").strip() or None
+    return load_settings().model_url
 
 
 def load_predictor(model_dir: Path) -> Predictor | ModelClient:
@@ -54,10 +50,14 @@ def connect_model_server(url: str) -> ModelClient:
 @st.cache_resource(show_spinner="Loading the model…")
 def load_embedded(model_dir: Path) -> Predictor:
     """Load and warm the model once per server process: the first upload is as fast as the rest."""
+    from model.lungs import shipped_segmenter
     from model.predictor import Predictor
 
     predictor = Predictor.load(model_dir)
     predictor.warm_up()
+    segmenter = shipped_segmenter()  # the lung fields: loaded and traced once, too
+    if segmenter is not None:
+        segmenter.warm_up()
     # Streamlit collects garbage after every run (runner.postScriptGC); walking TensorFlow's
     # few hundred thousand long-lived objects each time cost ~0.2 s per run. Freeze them.
     gc.collect()

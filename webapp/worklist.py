@@ -24,7 +24,8 @@ from model.prediction import Prediction
 from pacs.client import PacsClient
 from pacs.studies import StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
-from webapp.analysis import Analysis, DiagnoseState, with_explanation
+from webapp.analysis import Analysis, DiagnoseState, lung_fields, with_explanation
+from webapp.lung_attention import heat_share
 from webapp.worklist_uploads import Upload
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class WorklistRow:
     seconds: float = 0.0  # the batch's mean time per image
     pacs_item: WorkItem | None = field(default=None, repr=False)
     audit_id: int | None = None  # the row's analysis or refusal in the audit trail
+    heat_in_lungs: float | None = None  # the predicted class's heat share in the lungs
 
 
 def thumbnail(image: DecodedImage, side: int = THUMBNAIL_SIDE) -> str:
@@ -82,7 +84,8 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
     return [
         WorklistRow(key=outcome.item.name, prediction=outcome.prediction,
                     image=outcome.image, seconds=seconds,
-                    thumbnail=None if outcome.image is None else thumbnail(outcome.image))
+                    thumbnail=None if outcome.image is None else thumbnail(outcome.image),
+                    heat_in_lungs=heat_share(outcome, predictor))
         for outcome in outcomes
     ]
 
@@ -103,7 +106,7 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
             prediction=outcome.prediction, image=outcome.image,
             thumbnail=None if outcome.image is None else thumbnail(outcome.image),
             study_key=study.key, study_date=study.date, study_description=study.description,
-            seconds=seconds, pacs_item=item,
+            seconds=seconds, pacs_item=item, heat_in_lungs=heat_share(outcome, predictor),
         ))
     return rows
 
@@ -119,6 +122,7 @@ def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
     analysis = Analysis(
         file_name=row.key, image=row.image, prediction=row.prediction, heatmaps={},
         seconds=row.seconds, analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        lungs=lung_fields(row.image),
     )
     analysis = with_explanation(analysis, predictor, row.prediction.label)
     return DiagnoseState(row.key, analysis=analysis, from_worklist=True)

@@ -10,6 +10,7 @@ from pacs.results import send_results
 from pacs.settings import PacsSettings
 from pacs.studies import ImageRef
 from serving.client import ModelUnavailable
+from webapp.lung_attention import segmenter
 from webapp.worklist import WorklistRow
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_ke
     try:
         client = PacsClient(settings)
         for row in images:
-            send_results(client, row.pacs_item, row.image, row.prediction, predictor)
+            send_results(client, row.pacs_item, row.image, row.prediction, predictor,
+                         segmenter())
     except (PacsError, ModelUnavailable) as error:
         return False, str(error)
     count = "1 image" if len(images) == 1 else f"{len(images)} images"

@@ -11,16 +11,21 @@ from datetime import datetime
 from urllib.parse import quote
 
 from model.labels import NORMAL, display_name
+from model.lung_share import LOW_HEAT_IN_LUNGS
 from webapp.worklist import WorklistRow
 
 NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
+HEAT_IN_LUNGS = "heat in lungs (least first)"  # the maps to read with most care first
 
 
 def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
-    """How suspicious a row is: P(not normal), or P(class_name); refused rows score -1."""
+    """How suspicious a row is: P(not normal), or P(class_name), or how little of its map is in
+    the lungs (1 - share; 1 where no lung field was found); refused rows score -1."""
     probabilities = row.prediction.probabilities
     if probabilities is None:
         return -1.0
+    if class_name == HEAT_IN_LUNGS:
+        return 1.0 if row.heat_in_lungs is None else 1.0 - row.heat_in_lungs
     if class_name == NOT_NORMAL:
         return 1.0 - probabilities.get(NORMAL, 0.0)
     return probabilities[class_name]
@@ -29,6 +34,12 @@ def sort_score(row: WorklistRow, class_name: str = NOT_NORMAL) -> float:
 def sorted_rows(rows: list[WorklistRow], class_name: str = NOT_NORMAL) -> list[WorklistRow]:
     """Most suspicious first; refused rows last, in their original order."""
     return sorted(rows, key=lambda row: -sort_score(row, class_name))
+
+
+def looked_outside_lungs(rows: list[WorklistRow]) -> list[WorklistRow]:
+    """Analysed rows whose map put less than half its heat in the lungs, or found no lungs."""
+    return [row for row in rows if row.prediction.probabilities is not None
+            and (row.heat_in_lungs is None or row.heat_in_lungs < LOW_HEAT_IN_LUNGS)]
 
 
 def viewer_link(row: WorklistRow, viewer_url: str | None) -> str | None:
@@ -49,6 +60,7 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
             "image": row.key,
             "score": None if probabilities is None else round(sort_score(row, class_name), 4),
             "label": None if label is None else display_name(label),
+            "heat in lungs": row.heat_in_lungs,
         }
         for name in classes:
             record[display_name(name)] = None if probabilities is None else round(
