@@ -62,6 +62,7 @@ class Predictor:
 
     def __init__(self, model: keras.Model, metadata: Metadata, temperature: float,
                  ood: OodGate | None = None) -> None:
+        self.model = model  # the Keras model, for tools that read its layers (training.adapt)
         self.metadata = metadata
         self.classes: list[str] = list(metadata.classes)
         self.version = metadata.version
