@@ -34,6 +34,7 @@ class Classified(Generic[Item]):
     probabilities: dict[str, float] | None = None
     error: str | None = None
     age: AgeReading | None = None  # the age group read for (model.populations)
+    familiar: bool | None = None  # like the films it was trained on (model.familiarity)
 
     @property
     def label(self) -> str | None:
@@ -76,10 +77,10 @@ def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.nd
                 for _, outcome in loaded]
     known = [None if image is None else predictor.known_age(image, age_group)
              for image, _ in loaded]
-    outcomes = predictor.gated(admitted, known)
-    for item, (image, _), (outcome, age) in zip(chunk, loaded, outcomes, strict=True):
+    outcomes = predictor.gated_familiar(admitted, known)
+    for item, (image, _), (outcome, age, familiar) in zip(chunk, loaded, outcomes, strict=True):
         if isinstance(outcome, ImageError):
             yield Classified(item, image, error=str(outcome))
         else:
             probabilities = dict(zip(predictor.classes, outcome.tolist(), strict=True))
-            yield Classified(item, image, probabilities=probabilities, age=age)
+            yield Classified(item, image, probabilities=probabilities, age=age, familiar=familiar)

@@ -4,17 +4,18 @@
     python -m model.predict --pacs URL [--since YYYYMMDD] [--until YYYYMMDD]
                             [--body-part PART] [--send-results] [--model RUN_DIR]
 
-Folders are searched recursively for image files. Each line is either
-{"file", "label", "probabilities", "model"} (with a model that has age heads, also
-"age_group": "adult" or "child", "age_group_source": "dicom", "given" or "estimated", and for
-an estimate "age_group_probability") or, for a file that cannot be used or that the
-model's out-of-distribution gate refuses (not a chest X-ray), {"file", "error"} saying why;
-the run goes on. With --pacs (login and the other settings from the CXR_PACS_* variables,
-see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
-image's opaque key (null on a study's own error line, e.g. a lateral-only study); with
---send-results, "stored" is true or the archive's error. Exit 0 once everything was
-processed, 1 when the PACS cannot be searched (unreachable, login refused), 2 on usage errors.
-Logs go to stderr so stdout stays machine-readable.
+Folders are searched recursively for image files. Each line is either {"file", "label",
+"probabilities", "model"} (with a model that has age heads, also "age_group": "adult" or
+"child", "age_group_source": "dicom", "given" or "estimated", and for an estimate
+"age_group_probability"; with a run that has a feature bank, "familiar": whether the film
+looks like those the model was trained or adapted on, model.familiarity) or, for a file that
+cannot be used or that the model's out-of-distribution gate refuses (not a chest X-ray),
+{"file", "error"} saying why; the run goes on. With --pacs (login and the other settings from
+the CXR_PACS_* variables, see pacs.settings) each line also has opaque "study" and "series"
+keys and "file" is the image's opaque key (null on a study's own error line, e.g. a
+lateral-only study); with --send-results, "stored" is true or the archive's error. Exit 0 once
+everything was processed, 1 when the PACS cannot be searched (unreachable, login refused), 2
+on usage errors. Logs go to stderr so stdout stays machine-readable.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def write_record(where: dict, outcome: Classified, predictor: Predictor, out: Te
     else:
         record = {**where, "label": outcome.label, "probabilities": outcome.probabilities,
                   "model": predictor.version, **age_keys(outcome.age)}
+        if outcome.familiar is not None:
+            record["familiar"] = outcome.familiar
     out.write(json.dumps({**record, **extra}) + "\n")
     out.flush()
 
