@@ -4,7 +4,8 @@ adapted on (scanner, processing, population)?
 The out-of-distribution gate asks "is this a chest X-ray at all?"; this asks "has the model
 been validated on films like this one?". A film is familiar when its pooled features (the same
 pass that gives its probabilities) lie close to the run's feature bank (training.feature_bank):
-the cosine distance to its K-th nearest training or site film. The limit is the
+the cosine distance (about the reference films' mean) to its K-th nearest training or site
+film. The limit is the
 (1 - FLAGGED_KNOWN) quantile of the same distance for the bank's val films, which are not in the
 reference, so about FLAGGED_KNOWN of films from known sources are flagged. A site's films
 join the reference when it is onboarded (training.adapt), so its films become familiar.
@@ -34,7 +35,8 @@ def _unit(features: np.ndarray) -> np.ndarray:
 class Familiarity:
     """The reference films' unit features and the distance limit."""
 
-    reference: np.ndarray  # (M, D) float32, unit length
+    reference: np.ndarray  # (M, D) float32, centred, unit length
+    centre: np.ndarray  # (D,) the reference films' mean feature
     limit: float
     neighbours: int = NEIGHBOURS
 
@@ -43,11 +45,13 @@ class Familiarity:
             flagged_known: float = FLAGGED_KNOWN) -> Familiarity:
         """Reference: every non-val film; limit from the val films' distances."""
         held = splits == "val"
-        reference = _unit(features[~held])
+        features = np.asarray(features, np.float32)
+        centre = features[~held].mean(axis=0)
+        reference = _unit(features[~held] - centre)
         neighbours = min(NEIGHBOURS, len(reference))
-        probe = cls(reference, np.inf, neighbours)
+        probe = cls(reference, centre, np.inf, neighbours)
         limit = float(np.quantile(probe.distances(features[held]), 1 - flagged_known))
-        return cls(reference, limit, neighbours)
+        return cls(reference, centre, limit, neighbours)
 
     @classmethod
     def load(cls, run_dir: Path) -> Familiarity | None:
@@ -63,7 +67,7 @@ class Familiarity:
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         """(N, D) pooled features -> (N,) cosine distance to the K-th nearest reference film."""
-        similarity = _unit(features) @ self.reference.T
+        similarity = _unit(np.asarray(features, np.float32) - self.centre) @ self.reference.T
         kth = np.partition(-similarity, self.neighbours - 1, axis=1)[:, self.neighbours - 1]
         return 1.0 + kth
 

@@ -3,6 +3,7 @@ synthetic films: the run it writes, and each refusal leaving nothing behind."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,3 +126,42 @@ def test_adapt_lists_the_films_the_gate_refuses(banked_run, tmp_path, capsys):
                        str(tmp_path / "out")], capsys)
     assert "NORMAL/blank.png" in message and "refuses 1 of 26 films" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_familiarity_flags_about_the_set_share_of_known_films_and_films_far_from_all():
+    from model.familiarity import Familiarity
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 32))
+    known = np.concatenate([centre + 0.3 * rng.normal(0, 1, (200, 32)) for centre in centres])
+    splits = np.where(np.arange(len(known)) % 4 == 0, "val", "train")
+    familiarity = Familiarity.fit(known, splits, flagged_known=0.05)
+    assert np.mean(~familiarity.familiar(known[splits == "val"])) == pytest.approx(0.05, abs=0.02)
+    stranger = rng.normal(0, 1, (50, 32))  # a look no reference film has
+    assert np.mean(~familiarity.familiar(stranger)) > 0.9
+    assert np.mean(~familiarity.familiar(centres[0] + 0.3 * rng.normal(0, 1, (50, 32)))) < 0.2
+
+
+def test_predict_lines_say_familiar_only_for_a_run_with_a_bank(banked_run, tmp_path, capsys):
+    from model import predict
+
+    films = write_site(tmp_path / "films", 3)
+    assert predict.main([str(films), "--model", str(banked_run)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(isinstance(line["familiar"], bool) for line in lines)
+    bare = reported_run(tmp_path / "bare")
+    assert predict.main([str(films), "--model", str(bare)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and not any("familiar" in line for line in lines)
+
+
+def test_onboarding_makes_the_sites_films_familiar(banked_run, tmp_path):
+    site = write_site(tmp_path / "site", 30)
+    out = tmp_path / "adapted"
+    assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out),
+                       "--holdout", "0.5"]) == 0
+    before, after = Predictor.load(banked_run), Predictor.load(out)
+    features = adapt.read_site(site, before, None).features  # held-out films included
+    familiar_before, familiar_after = (np.mean(p.familiarity.familiar(features))
+                                       for p in (before, after))
+    assert familiar_after >= max(familiar_before, 0.9)
