@@ -17,8 +17,10 @@ from tests.model_factory import fit_synthetic_gate, make_run_dir
 from tests.report_factory import write_reports
 from tests.synthetic_data import make_dataset, smooth_xray, synthetic_xray
 from training import adapt, feature_bank
-from training.config import TrainConfig
+from training.config import CXR4_DATA, TrainConfig
 from training.feature_bank import FeatureBank
+
+SHARED_DATA = CXR4_DATA.parent  # ../shared/data
 
 
 def reported_run(run_dir: Path, age_heads: list[str] | None = None) -> Path:
@@ -165,3 +167,19 @@ def test_onboarding_makes_the_sites_films_familiar(banked_run, tmp_path):
     familiar_before, familiar_after = (np.mean(p.familiarity.familiar(features))
                                        for p in (before, after))
     assert familiar_after >= max(familiar_before, 0.9)
+
+
+@pytest.mark.parametrize(("name", "split_by"), [("lungs", "file"), ("kermany_test_a", "patient")])
+def test_real_external_folders_read_as_sites(banked_run, tmp_path, name, split_by):
+    """The two real layouts (manifest with an image column and no patients; label folders with
+    a patient_id manifest), through the tiny model: read, split as they should be, adapted."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"real films not found at {folder} (the shared data folder is absent)")
+    out = tmp_path / "adapted"
+    assert adapt.main(["--model", str(banked_run), "--site", str(folder), "--out", str(out),
+                       "--holdout", "0.5", "--name", name]) == 0
+    report = read_metrics(out)["site"]
+    assert report["n"] == {"lungs": 274, "kermany_test_a": 298}[name]
+    assert report["held_out_by"] == split_by
+    assert abs(report["held_out"] - report["n"] / 2) <= report["n"] * 0.1
