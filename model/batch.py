@@ -68,9 +68,9 @@ def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.nd
                 for _, outcome in loaded]
     known = [None if image is None else predictor.known_age(image, age_group)
              for image, _ in loaded]
-    outcomes = predictor.gated(admitted, known)
-    for item, (image, _), (outcome, age) in zip(chunk, loaded, outcomes, strict=True):
+    outcomes = predictor.gated_familiar(admitted, known)
+    for item, (image, _), (outcome, age, familiar) in zip(chunk, loaded, outcomes, strict=True):
         if isinstance(outcome, ImageError):
             yield Classified(item, image, Prediction.refused(str(outcome), predictor.version))
         else:
-            yield Classified(item, image, predictor.prediction(outcome, age))
+            yield Classified(item, image, predictor.prediction(outcome, age, familiar))

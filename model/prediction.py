@@ -31,6 +31,9 @@ class Prediction:
     # The age group the probabilities were read for (model.age_groups); None for a refusal or a
     # model without age heads.
     age: AgeReading | None = None
+    # Whether the film looks like those the model was trained or adapted on (model.familiarity);
+    # None for a refusal or a run without a feature bank.
+    familiar: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.probabilities is None) == (self.refusal is None):
@@ -40,8 +43,8 @@ class Prediction:
 
     @classmethod
     def of(cls, probabilities: Mapping[str, float], model_version: str,
-           age: AgeReading | None = None) -> Prediction:
-        return cls(dict(probabilities), model_version, age=age)
+           age: AgeReading | None = None, familiar: bool | None = None) -> Prediction:
+        return cls(dict(probabilities), model_version, age=age, familiar=familiar)
 
     @classmethod
     def refused(cls, refusal: str, model_version: str) -> Prediction:

@@ -24,6 +24,7 @@ from model.calibration import softmax
 from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
+from model.familiarity import Familiarity
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
 from model.prediction import Prediction
@@ -47,13 +48,15 @@ class Predictor:
     """
 
     def __init__(self, model: keras.Model, metadata: Metadata, temperature: float,
-                 ood: OodGate | None = None) -> None:
+                 ood: OodGate | None = None, familiarity: Familiarity | None = None) -> None:
+        self.model = model  # the Keras model, for tools that read its layers (training.adapt)
         self.metadata = metadata
         self.classes: list[str] = list(metadata.classes)
         self.version = metadata.version
         self.image_size = metadata.image_size
         self.temperature = temperature
         self.ood = ood or OodGate.off("no gate was given to this predictor")
+        self.familiarity = familiarity  # None: the run has no feature bank
         self.age_heads: list[str] = list(metadata.age_heads or [])
         n_groups = max(1, len(self.age_heads))
         cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer)
@@ -86,6 +89,7 @@ class Predictor:
             metadata = read_metadata(run_dir)
             calibration = if_present(read_calibration, run_dir)
             ood = OodGate.load(run_dir)
+            familiarity = Familiarity.load(run_dir)
         except RunFileError as error:
             raise ModelLoadError(str(error)) from error
         temperature = 1.0 if calibration is None else calibration.temperature
@@ -108,7 +112,7 @@ class Predictor:
                                  f"{len(metadata.classes)} classes in the metadata"
                                  + (f" x {len(metadata.age_heads)} age groups"
                                     if metadata.age_heads else ""))
-        return cls(model, metadata, temperature, ood)
+        return cls(model, metadata, temperature, ood, familiarity)
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image -> this model's input, the (S, S) uint8 stretched grey
@@ -162,10 +166,18 @@ class Predictor:
         """``gated_probabilities`` with the age group each image was read for: ``known``
         (model.populations.known_age: the DICOM header's or a person's) or the model's own
         estimate; None for a model without age heads, or a refused image."""
+        return [(outcome, age) for outcome, age, _ in self.gated_familiar(admitted, known)]
+
+    def gated_familiar(
+        self, admitted: Sequence[np.ndarray | ImageError],
+        known: Sequence[AgeReading | None] | None = None,
+    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]]:
+        """``gated`` with whether each accepted film looks like the films the model was trained
+        or adapted on (model.familiarity), from the same pass; None without a feature bank."""
         known = list(known) if known is not None else [None] * len(admitted)
         rows = [index for index, item in enumerate(admitted) if not isinstance(item, ImageError)]
-        results: list[tuple[np.ndarray | ImageError, AgeReading | None]] = [
-            (item, None) for item in admitted]
+        results: list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]] = [
+            (item, None, None) for item in admitted]
         if not rows:
             return results
         chosen = [known[index] for index in rows]
@@ -173,9 +185,13 @@ class Predictor:
             np.stack([admitted[index] for index in rows]),
             populations=self._indices([age.group if age else None for age in chosen]))
         gated = self._gate_features(logits, features)
-        for index, outcome, given, estimate in zip(rows, gated, chosen, ages, strict=True):
-            results[index] = (outcome, None if isinstance(outcome, ImageError)
-                              else self._age_reading(given, estimate))
+        familiar = ([None] * len(rows) if self.familiarity is None
+                    else self.familiarity.familiar(features).tolist())
+        for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
+                                                         strict=True):
+            refused = isinstance(outcome, ImageError)
+            results[index] = (outcome, None if refused else self._age_reading(given, estimate),
+                              None if refused else usual)
         return results
 
     def outcomes(
@@ -302,10 +318,10 @@ class Predictor:
                 outcomes.append(probabilities)
         return outcomes
 
-    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None
-                   ) -> Prediction:
+    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
+                   familiar: bool | None = None) -> Prediction:
         """One image's row of calibrated probabilities as the value every caller passes on."""
-        return Prediction.of(self._by_class(probabilities), self.version, age)
+        return Prediction.of(self._by_class(probabilities), self.version, age, familiar)
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

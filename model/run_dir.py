@@ -49,6 +49,7 @@ LEAVE_ONE_SOURCE_OUT_FILE = "leave_one_source_out.json"  # bench/leave_one_sourc
 EXPLANATIONS_FILE = "explanations.json"  # bench/explanations.py (where the model looks)
 MODEL_CARD_FILE = "MODEL_CARD.md"  # training.model_card
 TRAIN_LOG_FILE = "train.log"  # training.train
+FEATURE_BANK_FILE = "feature_bank.npz"  # training data's pooled features (training.feature_bank)
 CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)
 
 METADATA_FORMAT_VERSION = 2  # 2: normalisation inside the model
@@ -103,6 +104,8 @@ class Metadata:
     training_seconds: float
     created_at: str  # ISO 8601, UTC
     git_commit: str
+    # A site-adapted run (training.adapt): {"base_model", "site", "adapted_at", "adapted"}.
+    adapted_from: dict | None = None
 
     def to_dict(self) -> dict:
         """The file's content, as plain data."""

@@ -83,29 +83,37 @@ class ModelClient:
         self, admitted: Sequence[DecodedImage | ImageError],
         known: Sequence[AgeReading | None] | None = None,
     ) -> list[tuple[np.ndarray | ImageError, AgeReading | None]]:
-        """As Predictor.gated, on the server: each image's probabilities (or refusal) and the
-        age group it was read for. Sent a few at a time, so that the server batches them."""
+        """As Predictor.gated, on the server."""
+        return [(outcome, age) for outcome, age, _ in self.gated_familiar(admitted, known)]
+
+    def gated_familiar(
+        self, admitted: Sequence[DecodedImage | ImageError],
+        known: Sequence[AgeReading | None] | None = None,
+    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]]:
+        """As Predictor.gated_familiar, on the server: each image's probabilities (or refusal),
+        the age group it was read for and whether it looks familiar. Sent a few at a time, so
+        that the server batches them."""
         known = list(known) if known is not None else [None] * len(admitted)
 
         def outcome(item: DecodedImage | ImageError, age: AgeReading | None
-                    ) -> tuple[np.ndarray | ImageError, AgeReading | None]:
+                    ) -> tuple[np.ndarray | ImageError, AgeReading | None, bool | None]:
             if isinstance(item, ImageError):
-                return item, None
+                return item, None, None
             try:
                 answer = self._predict(item, _given(age))
             except ImageError as refusal:
-                return refusal, None
+                return refusal, None, None
             return (np.array([answer["probabilities"][name] for name in self.classes]),
-                    age_reading(answer))
+                    age_reading(answer), answer.get("familiar"))
 
         with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
             return list(pool.map(outcome, admitted, known))
 
-    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None
-                   ) -> Prediction:
+    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
+                   familiar: bool | None = None) -> Prediction:
         """As Predictor.prediction: one image's probabilities as the value callers pass on."""
         return Prediction.of(dict(zip(self.classes, probabilities.tolist(), strict=True)),
-                             self.version, age)
+                             self.version, age, familiar)
 
     def explain(self, image: DecodedImage, class_name: str | None = None,
                 age_group: str | None = None) -> Explanation:

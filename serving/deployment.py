@@ -98,13 +98,12 @@ class ModelServer:
             if want_heatmap:
                 return _answer(200, await asyncio.to_thread(self._explain, image, class_name,
                                                             given))
-            outcome, age = await self._classify((image, known))
+            outcome = await self._classify((image, known))
         except ImageError as refusal:
             return _answer(422, {ERROR_KEY: str(refusal)})
         if isinstance(outcome, ImageError):
             return _answer(422, {ERROR_KEY: str(outcome)})
-        return _answer(200, self._fields(Classified(
-            None, image, Prediction.of(outcome, self.predictor.version, age))))
+        return _answer(200, self._fields(Classified(None, image, outcome)))
 
     def _known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         try:
@@ -124,12 +123,12 @@ class ModelServer:
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_SECONDS)
     async def _classify(self, requests: list[tuple[DecodedImage, AgeReading | None]]
-                        ) -> list[tuple[dict[str, float] | ImageError, AgeReading | None]]:
+                        ) -> list[Prediction | ImageError]:
         """The app's accept/refuse path for the requests that arrived together, one pass."""
         outcomes = await asyncio.to_thread(self._gated, requests)
         return [(outcome if isinstance(outcome, ImageError)
-                 else dict(zip(self.predictor.classes, outcome.tolist(), strict=True)), age)
-                for outcome, age in outcomes]
+                 else self.predictor.prediction(outcome, age, familiar))
+                for outcome, age, familiar in outcomes]
 
     def _gated(self, requests: list[tuple[DecodedImage, AgeReading | None]]) -> list:
         admitted: list = []
@@ -138,7 +137,7 @@ class ModelServer:
                 admitted.append(self.predictor.admit(image))
             except ImageError as refusal:
                 admitted.append(refusal)
-        return self.predictor.gated(admitted, [known for _, known in requests])
+        return self.predictor.gated_familiar(admitted, [known for _, known in requests])
 
     def _explain(self, image: DecodedImage, class_name: str | None, given: str | None) -> dict:
         explanation = self.predictor.explain(image, class_name, given)

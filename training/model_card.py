@@ -304,6 +304,24 @@ def external_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def site_lines(metrics: dict) -> list[str]:
+    """The site adaptation (metrics.json ``site``, `python -m training.adapt`): what was
+    adapted on which films, and before/after on the site's held-out films and the base val."""
+    site = metrics.get("site")
+    if not site:
+        return []
+    from training.adapt import format_report  # the one before/after table
+
+    return ["", "## Site adaptation", "",
+            f"Adapted from **{site['base_model']}** to site **{site['name']}** with "
+            f"`python -m training.adapt`: {site['n']} accepted site films "
+            f"({', '.join(f'{label} {n}' for label, n in site['labels'].items())}), "
+            f"{site['fitted_on']} fitted on, {site['held_out']} held out by "
+            f"{site['held_out_by']}. Adapted: {site['adapted']}.", "",
+            "Before: the base model; after: this one. Val: the base run's val films in its "
+            "feature bank, age group not given.", "", format_report(site)]
+
+
 def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     """The leave-one-source-out table (bench/leave_one_source_out.py) at the shipped balance."""
     if not rows:
@@ -391,6 +409,7 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *validation_lines(metadata, metrics, calibration),
         *subgroup_lines(metrics),
         *external_lines(metrics),
+        *site_lines(metrics),
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),
         *(ood_section(gate, if_present(read_json, run_dir / OOD_BENCHMARK_FILE)) if gate else []),

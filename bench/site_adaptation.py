@@ -1,0 +1,92 @@
+"""Onboarding on real films: adapt a run to each external set as a "site", print before/after.
+
+    python bench/site_adaptation.py [--model RUN_DIR] [--data ../shared/data] [--runs runs]
+
+The ONE place where ../shared/data/lungs and kermany_test_a are fitted on, and only into
+separately named runs under --runs (never model/artifacts): `lungs` (274 adult normals, split
+by file) and `kermany_test_a` (children, split by patient), each half fitted, half held out.
+For each: the time of `python -m training.adapt` (in-process, model load included), the held-out
+site films and the base val before/after (training.adapt's table), the other set before/after
+(does onboarding one hospital hurt another?), and the share of films flagged unfamiliar
+(model.familiarity) before and after. The run needs a feature bank (training.feature_bank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.formatting import score  # noqa: E402
+from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
+from model.run_dir import FEATURE_BANK_FILE, read_metrics  # noqa: E402
+from training import adapt  # noqa: E402
+from training.feature_bank import FeatureBank  # noqa: E402
+
+SITES = {"lungs": 0.5, "kermany_test_a": 0.5}  # folder -> held-out share
+FIGURES = ("normal_recall", "called_covid_among_non_covid", "pneumonia_vs_normal_auc",
+           "accuracy")
+
+
+def flagged(predictor: Predictor, features: np.ndarray) -> float:
+    return float(np.mean(~predictor.familiarity.familiar(features)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument("--data", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+    if not (args.model / FEATURE_BANK_FILE).is_file():
+        parser.error(f"{args.model} has no {FEATURE_BANK_FILE}: run `python -m "
+                     f"training.feature_bank --model {args.model}` first")
+    missing = [name for name in SITES if not (args.data / name).is_dir()]
+    if missing:
+        parser.error(f"no {', '.join(missing)} under {args.data}")
+    base = Predictor.load(args.model)
+    sites = {name: adapt.read_site(args.data / name, base, None) for name in SITES}
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    bank = FeatureBank.load(args.model)
+    print(f"base model {base.version}; the bank's val films flagged unfamiliar: "
+          f"{flagged(base, bank.features[bank.splits == 'val']):.1%} (the limit is set on "
+          f"them)\n")
+    for name, holdout in SITES.items():
+        out = args.runs / f"site-{name}-{stamp}"
+        started = time.perf_counter()
+        adapt.main(["--model", str(args.model), "--site", str(args.data / name), "--out",
+                    str(out), "--name", name, "--holdout", str(holdout)])
+        seconds = time.perf_counter() - started
+        adapted = Predictor.load(out)
+        report = read_metrics(out)["site"]
+        print(f"\n## {name} as a site: {report['n']} films, {report['fitted_on']} fitted, "
+              f"{report['held_out']} held out by {report['held_out_by']}; "
+              f"training.adapt took {seconds:.0f} s\n")
+        site = sites[name]
+        _, held = adapt.holdout_split(site, holdout, 1337)
+        print(f"held-out {name} films flagged unfamiliar: before "
+              f"{flagged(base, site.features[held]):.0%}, after "
+              f"{flagged(adapted, site.features[held]):.0%}")
+        for other_name, other in sites.items():
+            if other_name == name:
+                continue
+            before, after = (adapt.figures(adapt.head_of_predictor(p), other.features,
+                                           other.labels, other.populations, other.space,
+                                           p.temperature)
+                             for p in (base, adapted))
+            cells = "; ".join(f"{key} {score(before[key])} -> {score(after[key])}"
+                              for key in FIGURES)
+            print(f"{other_name} (not fitted on): {cells}; flagged unfamiliar "
+                  f"{flagged(base, other.features):.0%} -> {flagged(adapted, other.features):.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
