@@ -12,8 +12,8 @@ Folders are searched recursively for image files. Each line is either
 an estimate "age_group_probability"; with a run that has a feature bank, "familiar": whether
 the film looks like those the model was trained or adapted on, model.familiarity) or, for a
 file that cannot be used or that the model's out-of-distribution gate refuses (not a chest
-X-ray), {"file", "error"} saying why; the run goes on. With --lung-masks DIR (needs the shipped lung segmenter, model/lungs.py),
-each accepted image's lung mask is written as DIR/<file name without suffix>.png (its own
+X-ray), {"file", "error"} saying why; the run goes on. With --lung-masks DIR (needs the
+shipped lung segmenter, model/lungs.py), each accepted image's lung mask is written as DIR/<file name without suffix>.png (its own
 size, 255 lung, 0 elsewhere) and its line gains "heat_in_lungs": the share of the predicted
 class's Grad-CAM inside the lungs (0..1; null when no lung field is found).
 With --pacs (login and the other settings from the CXR_PACS_* variables,
