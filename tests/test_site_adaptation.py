@@ -13,9 +13,9 @@ from PIL import Image
 
 from model.predictor import Predictor
 from model.run_dir import FEATURE_BANK_FILE, read_metadata, read_metrics, write_metadata
-from tests.model_factory import fit_synthetic_gate, make_run_dir
-from tests.report_factory import write_reports
-from tests.synthetic_data import make_dataset, smooth_xray, synthetic_xray
+from testkit.model_factory import fit_synthetic_gate, make_run_dir
+from testkit.report_factory import write_reports
+from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
 from training import adapt, feature_bank
 from training.config import CXR4_DATA, TrainConfig
 from training.feature_bank import FeatureBank
