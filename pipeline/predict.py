@@ -13,10 +13,10 @@ an estimate "age_group_probability"; with a run that has a feature bank, "famili
 the film looks like those the model was trained or adapted on, model.familiarity) or, for a
 file that cannot be used or that the model's out-of-distribution gate refuses (not a chest
 X-ray), {"file", "error"} saying why; the run goes on. With --lung-masks DIR (needs the
-shipped lung segmenter, model/lungs.py), each accepted image's lung mask is written as DIR/<file name without suffix>.png (its own
-size, 255 lung, 0 elsewhere) and its line gains "heat_in_lungs": the share of the predicted
-class's Grad-CAM inside the lungs (0..1; null when no lung field is found).
-With --pacs (login and the other settings from the CXR_PACS_* variables,
+shipped lung segmenter, model/lungs.py), each accepted image's lung mask is written as
+DIR/<file name without suffix>.png (its own size, 255 lung, 0 elsewhere) and its line gains
+"heat_in_lungs": the share of the predicted class's map inside the lungs (0..1; null when no
+lung field is found). With --pacs (login and the other settings from the CXR_PACS_* variables,
 see pacs.settings) each line also has opaque "study" and "series" keys and "file" is the
 image's opaque key (null on a study's own error line, e.g. a lateral-only study); with
 --send-results, "stored" is true or the archive's error. Exit 0 once everything was
