@@ -37,8 +37,10 @@ def class_logits(raw_logits, populations, n_groups: int, n_classes: int):
 
 
 def age_probabilities(raw_logits, n_groups: int, n_classes: int):
-    """(N, G*C) block logits -> (N, G) the model's estimate of each age group."""
-    return ops.softmax(ops.logsumexp(_blocks(raw_logits, n_groups, n_classes), axis=2), axis=-1)
+    """(N, G*C) block logits -> (N, G) the model's estimate of each age group (all ones for a
+    model without age heads: there is nothing to estimate)."""
+    masses = ops.logsumexp(_blocks(raw_logits, n_groups, n_classes), axis=2)
+    return ops.ones_like(masses) if n_groups == 1 else ops.softmax(masses, axis=-1)
 
 
 def block_targets(allowed, populations, n_groups: int):
