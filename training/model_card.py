@@ -168,8 +168,19 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
             f"{score(adult.get('called_covid_among_non_covid'), 2)} | "
             f"{score(adult.get('pneumonia_vs_normal_auc'))} | "
             f"{score(child.get('pneumonia_vs_normal_auc'))} | "
+            f"{_external_cells(metrics)} | "
             f"{metadata.training_seconds / 60:.0f} min | {size_mb:.1f} MB | "
             f"{_latency(run_dir)} |")
+
+
+def _external_cells(metrics: dict) -> str:
+    """The external checks' headline figures, where the run was scored on them."""
+    external = metrics.get("external", {})
+    children, adults = external.get("kermany_test_a", {}), external.get("lungs", {})
+    return (f"{score(children.get('normal_recall'), 2)} / "
+            f"{score(children.get('pneumonia_vs_normal_auc'))} | "
+            f"{score(adults.get('normal_recall'), 2)} / "
+            f"{score(adults.get('called_covid_among_non_covid'), 2)}")
 
 
 def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
@@ -388,11 +399,15 @@ def experiment_lines(metadata: Metadata, experiments: list[Path]) -> list[str]:
         "", "Accuracy to the child AUC: every run scored on the same val images (those of the "
         "shipped model's data roots). Val loss and ECE (on held-out halves) come from each "
         "run's own validation split, so they compare runs trained on the same data only. Within "
-        "a run, the epoch with the lowest val loss is kept.",
+        "a run, the epoch with the lowest val loss is kept. A run trained on cxr4 alone was "
+        "scored on its own (cxr4) val. The external checks (never trained on): "
+        "kermany_test_a (children, a later batch) normal recall / pneumonia-vs-normal AUC, and "
+        "lungs (adult normals, an unseen source) normal recall / called COVID-19.",
         "", "| run | settings | val loss | acc | macro-F1 | pneu-vs-normal AUC | "
         "COVID recall / precision | ECE | adult normal recall | adult non-COVID called COVID | "
-        "adult pneu-vs-normal AUC | child pneu-vs-normal AUC | train time | size | latency |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "adult pneu-vs-normal AUC | child pneu-vs-normal AUC | kermany_test_a normal / AUC | "
+        "lungs normal / called COVID | train time | size | latency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(experiment_row(path, metadata.version) for path in experiments),
     ]
 
