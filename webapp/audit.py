@@ -11,7 +11,6 @@ CLI: ``python -m webapp.audit verify`` and ``python -m webapp.audit export --sta
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from model.dicom import looks_like_dicom
 from webapp.db import Database, open_database
 from webapp.roles import ADMIN as ADMIN_ROLE
+from webapp.safe_csv import csv_text
 from webapp.settings import load_settings
 from webapp.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
 
@@ -204,19 +204,13 @@ def verify_chain(database: Database) -> ChainCheck:
 def export_csv(database: Database, start: date, end: date) -> str:
     """Every row from ``start`` to ``end`` (inclusive, UTC days) as CSV text, with its hash."""
     columns = [*CONTENT_COLUMNS, "row_hash"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
     begin = datetime.combine(start, datetime.min.time())
     finish = datetime.combine(end + timedelta(days=1), datetime.min.time())
     with database.session() as session:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.at >= begin,
                                                         AuditEvent.at < finish)
                                .order_by(AuditEvent.seq))
-        for row in rows:
-            values = [getattr(row, name) for name in columns]
-            writer.writerow(["" if value is None else value for value in values])
-    return buffer.getvalue()
+        return csv_text(columns, ([getattr(row, name) for name in columns] for row in rows))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ opaque keys and the study's date and description, never a patient identifier.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import time
 import zipfile
@@ -33,6 +32,7 @@ from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
+from webapp.safe_csv import csv_text
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -244,12 +244,9 @@ def _formatted_date(date: str) -> str | None:
 def to_csv(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL) -> bytes:
     """The table as CSV (without thumbnails or viewer links), for download."""
     records = table(rows, classes, class_name)
-    buffer = io.StringIO()
     columns = [column for column in records[0] if column != "thumbnail"] if records else []
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue().encode("utf-8")
+    return csv_text(columns, ([record[column] for column in columns] for record in records)
+                    ).encode("utf-8")
 
 
 def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
