@@ -9,6 +9,7 @@ Diagnose and any other URL typed while signed out lands on the sign-in page.
 import streamlit as st
 
 from webapp.accounts import has_accounts
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.roles import ADMIN
 from webapp.session import current_actor, end_session
@@ -40,7 +41,7 @@ elif actor is None:
 else:
     pages = [DIAGNOSE, WORKLIST, *(ADMIN_PAGES if actor.role == ADMIN else [])]
     with st.sidebar:
-        st.caption(f"Signed in as **{actor.username}** ({actor.role})")
+        st.caption(f"Signed in as **{plain(actor.username)}** ({actor.role})")
         st.button("Sign out", icon=":material/logout:", on_click=end_session, key="sign_out")
 
 st.navigation(pages).run()

@@ -22,6 +22,7 @@ from webapp.audited_analysis import AUDIT_ID, analyse_and_record, record_view
 from webapp.charts import probability_chart
 from webapp.feedback import FeedbackError, editable, reading_for, save_reading
 from webapp.pdf_report import pdf_report
+from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.settings import load_settings
@@ -92,7 +93,7 @@ def show_headline(analysis: Analysis) -> None:
             key="probabilities",
         )
         st.caption(
-            f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
+            f"{plain(analysis.file_name)} · analysed in {analysis.seconds:.2f} s · "
             f"model version {analysis.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
@@ -112,7 +113,8 @@ def show_acquisition(analysis: Analysis) -> None:
     """Non-identifying facts about the image (DICOM: modality, view, body part, size)."""
     if analysis.image.facts:
         facts = analysis.image.facts.items()
-        st.caption("**Image** · " + " · ".join(f"{name}: {value}" for name, value in facts))
+        st.caption("**Image** · " + " · ".join(f"{plain(name)}: {plain(value)}"
+                                              for name, value in facts))
 
 
 def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str, float]:
@@ -208,7 +210,7 @@ st.caption(
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
     st.stop()
 
 upload = st.file_uploader(
@@ -223,7 +225,7 @@ if state is None:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 if state.error is not None:
-    st.error(state.error, icon=":material/error:")
+    st.error(plain(state.error), icon=":material/error:")
     st.stop()
 result = state.analysis
 

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from webapp.accounts import sign_in
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.session import EXPIRED, SSO_REFUSED, sign_in_with, sso_enabled
 from webapp.settings import load_settings
@@ -19,7 +20,7 @@ if st.button("Sign in"):
 if sso_enabled():
     st.divider()
     if SSO_REFUSED in st.session_state:
-        st.error(st.session_state[SSO_REFUSED], icon=":material/error:")
+        st.error(plain(st.session_state[SSO_REFUSED]), icon=":material/error:")
         if st.button("Use another single-sign-on account"):
             st.logout()
     elif st.button("Sign in with single sign-on", icon=":material/badge:"):

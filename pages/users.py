@@ -14,6 +14,7 @@ from webapp.accounts import (
 )
 from webapp.audit import AuditUnavailable
 from webapp.image_store import keep_images, set_keep_images
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.roles import ROLES
 from webapp.session import PAUSED, require_admin
@@ -48,7 +49,7 @@ def add_from_form(database, actor, username: str, password: str, role: str) -> N
 st.title("Users")
 if OUTCOME in st.session_state:
     ok, message = st.session_state.pop(OUTCOME)
-    (st.success if ok else st.error)(message)
+    (st.success if ok else st.error)(plain(message))
 
 accounts = list_accounts(database)
 st.dataframe(

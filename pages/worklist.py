@@ -19,6 +19,7 @@ from webapp.audited_worklist import (
     record_sent,
     record_upload_batch,
 )
+from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import (
@@ -96,7 +97,7 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
             client = PacsClient(settings)
             rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
         except PacsError as error:
-            st.error(str(error), icon=":material/error:")
+            st.error(plain(error), icon=":material/error:")
             return
         try:
             rows = record_pacs_batch(app_database(), actor, rows, predictor)
@@ -118,7 +119,7 @@ st.caption("Many chest X-rays at once, the most suspicious first. Studies are sh
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
     st.stop()
 settings = from_environment()
 
@@ -131,7 +132,7 @@ else:
 
 rows = st.session_state.get(ROWS)
 for message in st.session_state.get(MESSAGES, []):
-    st.warning(message, icon=":material/warning:")
+    st.warning(plain(message), icon=":material/warning:")
 if not rows:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
@@ -170,4 +171,4 @@ if studies and settings is not None:
     if send.button("Send results to the PACS", key="worklist_send"):
         with st.spinner("Storing the report and heatmap…"):
             stored, message = send_and_record(settings, rows, study_key, predictor, actor)
-        (st.success if stored else st.error)(message)
+        (st.success if stored else st.error)(plain(message))

@@ -16,6 +16,7 @@ import streamlit as st
 from webapp import accounts
 from webapp.accounts import AccountError, Actor
 from webapp.audit import AuditUnavailable, now_utc
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.roles import ADMIN
 from webapp.settings import load_settings
@@ -45,7 +46,7 @@ def sign_in_with(sign_in: Callable[[], Actor]) -> None:
     try:
         start_session(sign_in())
     except AccountError as error:
-        st.error(str(error), icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")
     except AuditUnavailable:
         st.error(PAUSED, icon=":material/error:")
     else:
