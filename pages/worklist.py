@@ -22,18 +22,19 @@ from webapp.audited_worklist import (
 from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
+from webapp.settings import load_settings
 from webapp.worklist import (
     NOT_NORMAL,
     OPENED_FROM_WORKLIST,
-    expand_uploads,
     open_row,
+    pixel_budget,
     send_study_results,
     sendable_studies,
     sorted_rows,
     table,
     to_csv,
     triage_pacs,
-    triage_uploads,
+    triage_upload_files,
 )
 
 ROWS = "worklist_rows"  # session state: the current batch's WorklistRows
@@ -49,11 +50,13 @@ def from_uploads(predictor, actor: Actor) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
-        uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
-        rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"))
         try:
-            st.session_state[ROWS] = record_upload_batch(app_database(), actor, uploads, rows,
-                                                         predictor)
+            rows, messages = triage_upload_files(
+                [(file.name, file.getvalue()) for file in files], predictor, load_settings(),
+                lambda uploads, rows: record_upload_batch(app_database(), actor, uploads, rows,
+                                                          predictor),
+                progress=progress_bar("Analysing"))
+            st.session_state[ROWS] = rows
         except AuditUnavailable:
             st.session_state.pop(ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
@@ -95,7 +98,8 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
         try:
             client = PacsClient(settings)
-            rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"))
+            rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"),
+                               budget=pixel_budget(load_settings()))
         except PacsError as error:
             st.error(plain(error), icon=":material/error:")
             return

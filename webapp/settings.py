@@ -35,6 +35,14 @@ class Settings:
     drift_min_analyses: int = 30  # fewer analyses say too little to warn on
     # SQLite waits this long for another writer before the write (and so the analysis) fails.
     sqlite_busy_seconds: float = 10.0
+    # Worklist batches: what one uploaded .zip may expand to (checked from its headers and again
+    # while each member is read), and what one batch may hold in memory at once.
+    zip_max_members: int = 2000
+    zip_max_total_bytes: int = 1_000_000_000
+    zip_max_ratio: float = 100.0  # uncompressed / compressed; X-rays compress about 1-4 to 1
+    batch_chunk_images: int = 32  # images decoded and analysed together
+    batch_chunk_bytes: int = 200_000_000  # file bytes held at once while a chunk is analysed
+    batch_max_megapixels: float = 400.0  # decoded pixels a worklist keeps for opening rows
 
     @property
     def images_dir(self) -> Path:

@@ -15,14 +15,13 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from PIL import Image
 
 from model.batch import Classified, classify
-from model.decode import IMAGE_SUFFIXES, DecodedImage, decode_image
+from model.decode import DecodedImage, decode_image
 from model.labels import display_name
 from model.limits import DEFAULT_LIMITS
 from pacs.client import PacsClient
@@ -32,7 +31,9 @@ from pacs.settings import PacsSettings
 from pacs.studies import ImageRef, StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from webapp.analysis import Analysis, DiagnoseState, with_explanation
+from webapp.bounded_zip import DEFAULT_ZIP_LIMITS, ZipLimits, image_members, iter_members
 from webapp.safe_csv import csv_text
+from webapp.settings import Settings
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -42,7 +43,6 @@ NORMAL_CLASS = "NORMAL"
 OPENED_FROM_WORKLIST = "worklist_opened"  # session key: the DiagnoseState a row opened
 WORKLIST_ID_PREFIX = "worklist:"
 THUMBNAIL_SIDE = 96
-MAX_ZIP_MEMBERS = 2000
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -77,59 +77,61 @@ class WorklistRow:
         return max(self.probabilities, key=self.probabilities.__getitem__)
 
 
-def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[Upload], list[str]]:
-    """Browser files -> images to analyse; a .zip gives its image and DICOM members.
+def iter_uploads(files: Iterable[tuple[str, bytes]], limits: ZipLimits
+                 ) -> Iterator[Upload | str]:
+    """Browser files -> images to analyse, one at a time; a .zip gives its image and DICOM
+    members as they are read. A str is a message about what could not be read."""
+    for name, data in files:
+        if not name.lower().endswith(".zip"):
+            yield Upload(name, data)
+            continue
+        for found in iter_members(name, data, limits):
+            yield found if isinstance(found, str) else Upload(*found)
 
-    Returns (uploads, messages about what could not be read); nothing here raises.
-    """
+
+def expand_uploads(files: Iterable[tuple[str, bytes]], limits: ZipLimits = DEFAULT_ZIP_LIMITS
+                   ) -> tuple[list[Upload], list[str]]:
+    """Every image of a few small files at once: (uploads, messages); nothing here raises."""
     uploads: list[Upload] = []
     messages: list[str] = []
-    for name, data in files:
-        if name.lower().endswith(".zip"):
-            found, problems = _zip_members(name, data)
-            uploads += found
-            messages += problems
-        else:
-            uploads.append(Upload(name, data))
+    for item in iter_uploads(files, limits):
+        (messages if isinstance(item, str) else uploads).append(item)
     return uploads, messages
 
 
-def _zip_members(name: str, data: bytes) -> tuple[list[Upload], list[str]]:
-    """Image members of a zip, each checked against the upload limit before it is read."""
-    limit = DEFAULT_LIMITS.max_upload_bytes
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [member for member in archive.infolist() if _is_image_member(member)]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
-        return [], [f"{name} is not a readable .zip archive."]
-    if len(members) > MAX_ZIP_MEMBERS:
-        return [], [f"{name} holds {len(members)} images; at most {MAX_ZIP_MEMBERS} per batch."]
-    uploads, problems = [], []
-    with archive:
-        for member in members:
-            label = f"{name}/{member.filename}"
-            if member.file_size > limit:
-                problems.append(f"{label} is {member.file_size / 1e6:.0f} MB, over the "
-                                f"{limit / 1e6:.0f} MB limit; it was not read.")
-                continue
-            try:
-                with archive.open(member) as stream:
-                    content = stream.read(limit + 1)  # a lying header cannot make this grow
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError):
-                problems.append(f"{label} could not be extracted (damaged or encrypted).")
-                continue
-            uploads.append(Upload(label, content))
-    if not uploads and not problems:
-        problems.append(f"{name} holds no PNG, JPEG, TIFF or DICOM files.")
-    return uploads, problems
+def expected_images(files: Iterable[tuple[str, bytes]]) -> int:
+    """How many images the files hold, from the zips' headers (for the progress bar)."""
+    count = 0
+    for name, data in files:
+        if not name.lower().endswith(".zip"):
+            count += 1
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                count += len(image_members(archive))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
+            continue
+    return count
 
 
-def _is_image_member(member: zipfile.ZipInfo) -> bool:
-    path = PurePosixPath(member.filename)
-    hidden = any(part.startswith((".", "__MACOSX")) for part in path.parts)
-    dicom_without_suffix = path.suffix == "" and not member.is_dir()
-    return not member.is_dir() and not hidden and (
-        path.suffix.lower() in IMAGE_SUFFIXES or dicom_without_suffix)
+def upload_chunks(items: Iterable[Upload | str], chunk_images: int, chunk_bytes: int
+                  ) -> Iterator[tuple[list[Upload], list[str]]]:
+    """(uploads, messages) in chunks of at most ``chunk_images`` images or about
+    ``chunk_bytes`` bytes: the next member is not read until this chunk is done."""
+    uploads: list[Upload] = []
+    messages: list[str] = []
+    size = 0
+    for item in items:
+        if isinstance(item, str):
+            messages.append(item)
+            continue
+        uploads.append(item)
+        size += len(item.data)
+        if len(uploads) >= chunk_images or size >= chunk_bytes:
+            yield uploads, messages
+            uploads, messages, size = [], [], 0
+    if uploads or messages:
+        yield uploads, messages
 
 
 def thumbnail(image: DecodedImage, side: int = THUMBNAIL_SIDE) -> str:
@@ -141,24 +143,54 @@ def thumbnail(image: DecodedImage, side: int = THUMBNAIL_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | None
-             ) -> tuple[list[Classified], float]:
-    """Every outcome, reporting progress as each arrives, and the mean seconds per item."""
+@dataclass
+class PixelBudget:
+    """Decoded pixels a worklist may still keep (rows keep their image for opening)."""
+
+    left: float = float("inf")
+    limit: float = float("inf")
+
+    def admit(self, outcome: Classified) -> Classified:
+        """The outcome, or a refusal once its image would pass the batch's pixel limit."""
+        if outcome.image is None:
+            return outcome
+        pixels = outcome.image.gray.size
+        if pixels > self.left:
+            return Classified(outcome.item, None, error=(
+                f"Not analysed: this batch already holds its limit of "
+                f"{self.limit / 1e6:g} megapixels of images; analyse the rest in another "
+                "batch."))
+        self.left -= pixels
+        return outcome
+
+
+def pixel_budget(settings: Settings) -> PixelBudget:
+    """A fresh batch's budget of decoded pixels (``batch_max_megapixels``)."""
+    pixels = settings.batch_max_megapixels * 1e6
+    return PixelBudget(pixels, pixels)
+
+
+def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | None,
+             budget: PixelBudget | None = None) -> tuple[list[Classified], float]:
+    """Every outcome within the pixel budget, reporting progress as each arrives, and the
+    mean seconds per item."""
     start = time.perf_counter()
+    budget = budget or PixelBudget()
     collected: list[Classified] = []
     for outcome in outcomes:
-        collected.append(outcome)
+        collected.append(budget.admit(outcome))
         if progress is not None:
             progress(len(collected), total)
     return collected, (time.perf_counter() - start) / max(1, len(collected))
 
 
 def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int = 32,
-                   progress: Progress | None = None) -> list[WorklistRow]:
+                   progress: Progress | None = None, budget: PixelBudget | None = None
+                   ) -> list[WorklistRow]:
     """Decode, gate and classify every upload (no heatmaps: those come when a row is opened)."""
     outcomes, seconds = _collect(
         classify(uploads, lambda upload: decode_image(upload.data, upload.name), predictor,
-                 batch_size), len(uploads), progress)
+                 batch_size), len(uploads), progress, budget)
     return [
         WorklistRow(key=outcome.item.name, probabilities=outcome.probabilities,
                     error=outcome.error, image=outcome.image, seconds=seconds,
@@ -167,12 +199,49 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
     ]
 
 
+Recorder = Callable[[list[Upload], list["WorklistRow"]], list["WorklistRow"]]
+
+
+def triage_upload_files(files: list[tuple[str, bytes]], predictor: Predictor,
+                        settings: Settings, record: Recorder,
+                        progress: Progress | None = None
+                        ) -> tuple[list[WorklistRow], list[str]]:
+    """The Worklist's upload batch, bounded: members are read, analysed and recorded
+    (``record`` writes the audit rows) a chunk at a time, so at most one chunk's file bytes
+    are held, and the rows keep at most ``batch_max_megapixels`` of decoded images.
+
+    Returns (rows, messages about what could not be read).
+    """
+    zip_limits = ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes)
+    budget = pixel_budget(settings)
+    total = expected_images(files)
+    rows: list[WorklistRow] = []
+    messages: list[str] = []
+    chunks = upload_chunks(iter_uploads(files, zip_limits), settings.batch_chunk_images,
+                           settings.batch_chunk_bytes)
+    for uploads, problems in chunks:
+        messages += problems
+        if not uploads:
+            continue
+        done = len(rows)
+
+        def chunk_progress(count: int, _total: int, done: int = done) -> None:
+            if progress is not None:
+                progress(done + count, max(total, done + count))
+
+        chunk_rows = triage_uploads(uploads, predictor, settings.batch_chunk_images,
+                                    chunk_progress, budget)
+        rows += record(uploads, chunk_rows)
+    return rows, messages
+
+
 def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
-                batch_size: int = 32, progress: Progress | None = None) -> list[WorklistRow]:
+                batch_size: int = 32, progress: Progress | None = None,
+                budget: PixelBudget | None = None) -> list[WorklistRow]:
     """The query's chest studies through the model; PacsError if the archive cannot be searched."""
     items = work_items(client, query)
     outcomes, seconds = _collect(triage(client, items, predictor, batch_size), len(items),
-                                 progress)
+                                 progress, budget)
     rows = []
     for outcome in outcomes:
         item = outcome.item
