@@ -1,4 +1,4 @@
-"""Sign in with a local account; five wrong passwords lock it for a quarter of an hour."""
+"""Sign in with a local account; repeated failures from one browser make it wait a while."""
 
 import streamlit as st
 
@@ -15,7 +15,8 @@ if st.session_state.get(EXPIRED):
 username = st.text_input("Username")
 password = st.text_input("Password", type="password")
 if st.button("Sign in"):
-    sign_in_with(lambda: sign_in(app_database(), load_settings(), username, password))
+    sign_in_with(lambda: sign_in(app_database(), load_settings(), username, password,
+                                 client=st.context.ip_address or ""))
 
 if sso_enabled():
     st.divider()

@@ -11,6 +11,7 @@ from webapp.accounts import (
     list_accounts,
     reset_password,
     set_disabled,
+    unlock,
 )
 from webapp.audit import AuditUnavailable
 from webapp.image_store import keep_images, set_keep_images
@@ -80,6 +81,10 @@ with change, st.container(border=True):
     enable.button("Enable", key="enable_account", on_click=attempt,
                   args=(set_disabled, ("chosen_account",), False),
                   kwargs={"done": "Enabled {0}."})
+    st.button("Unlock", key="unlock_account", on_click=attempt,
+              args=(unlock, ("chosen_account",)),
+              kwargs={"done": "Lifted every sign-in delay of {0}."},
+              help="Lift the waits that repeated failed sign-ins put on this account.")
     st.text_input("New password", type="password", key="reset_password")
     st.button("Set new password", key="set_password", on_click=attempt,
               args=(reset_password, ("chosen_account", "reset_password")),

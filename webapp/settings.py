@@ -26,8 +26,12 @@ class Settings:
     data_dir: Path
     database_url: str
     session_idle_minutes: float = 30.0
+    # Sign-in: after this many failures of one typed name from one client, that pair waits a
+    # delay that doubles with each further failure up to the maximum; the correct password
+    # works once it has passed. Other clients (the account's owner) are not held up.
     max_failed_sign_ins: int = 5
-    lockout_minutes: float = 15.0
+    sign_in_first_delay_seconds: float = 5.0
+    sign_in_max_delay_seconds: float = 60.0
     feedback_edit_hours: float = 24.0
     # Monitoring: the last days' predicted-class mix against the validation mix.
     drift_window_days: int = 7
