@@ -14,6 +14,12 @@ from webapp.analysis import NOTICE
 from webapp.audit import AuditUnavailable
 from webapp.audited_analysis import AUDIT_ID
 from webapp.audited_worklist import (
+    WORKLIST_PACS,
+    WORKLIST_UPLOAD,
+    TooManyBatches,
+    check_batch_rate,
+    new_batch,
+    record_batch_done,
     record_export,
     record_pacs_batch,
     record_sent,
@@ -50,13 +56,19 @@ def from_uploads(predictor, actor: Actor) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
+        settings, batch = load_settings(), new_batch()
         try:
+            check_batch_rate(app_database(), actor, settings.worklist_batches_per_minute)
             rows, messages = triage_upload_files(
-                [(file.name, file.getvalue()) for file in files], predictor, load_settings(),
+                [(file.name, file.getvalue()) for file in files], predictor, settings,
                 lambda uploads, rows: record_upload_batch(app_database(), actor, uploads, rows,
-                                                          predictor),
+                                                          predictor, batch),
                 progress=progress_bar("Analysing"))
+            record_batch_done(app_database(), actor, batch, WORKLIST_UPLOAD, rows, len(messages))
             st.session_state[ROWS] = rows
+        except TooManyBatches as refusal:
+            st.error(str(refusal), icon=":material/hourglass:")
+            st.stop()
         except AuditUnavailable:
             st.session_state.pop(ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
@@ -94,6 +106,12 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
     body_part = part.text_input("Body part (optional)", key="pacs_body_part").strip() or None
     automatic = st.checkbox("Send results to the PACS automatically", key="pacs_auto_send")
     if st.button("Query the PACS", type="primary"):
+        batch = new_batch()
+        try:
+            check_batch_rate(app_database(), actor, load_settings().worklist_batches_per_minute)
+        except TooManyBatches as refusal:
+            st.error(str(refusal), icon=":material/hourglass:")
+            return
         query = StudyQuery(since=first and first.strftime("%Y%m%d"),
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
         try:
@@ -104,7 +122,8 @@ def from_pacs(predictor, settings, actor: Actor) -> None:
             st.error(plain(error), icon=":material/error:")
             return
         try:
-            rows = record_pacs_batch(app_database(), actor, rows, predictor)
+            rows = record_pacs_batch(app_database(), actor, rows, predictor, batch)
+            record_batch_done(app_database(), actor, batch, WORKLIST_PACS, rows, 0)
         except AuditUnavailable:
             st.session_state.pop(ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")

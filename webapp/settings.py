@@ -47,6 +47,7 @@ class Settings:
     batch_chunk_images: int = 32  # images decoded and analysed together
     batch_chunk_bytes: int = 200_000_000  # file bytes held at once while a chunk is analysed
     batch_max_megapixels: float = 400.0  # decoded pixels a worklist keeps for opening rows
+    worklist_batches_per_minute: int = 6  # per user: a flood of batches is refused
 
     @property
     def images_dir(self) -> Path:
