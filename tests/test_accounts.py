@@ -5,7 +5,9 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -223,3 +225,20 @@ def test_the_users_cli_adds_lists_disables_and_resets(database_url):
         assert accounts.sso_sign_in(database, "sam@hospital.example").role == "admin"
     finally:
         database.engine.dispose()
+
+
+def test_two_first_admin_submissions_at_once_create_one_admin(database):
+    barrier = threading.Barrier(2)
+
+    def submit(name: str) -> str:
+        barrier.wait()
+        try:
+            accounts.create_first_admin(database, name, "long enough 1", "long enough 1")
+        except AccountError as error:
+            return str(error)
+        return "created"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(submit, ["ada", "eve"]))
+    assert outcomes == [accounts.FIRST_ADMIN_EXISTS, "created"]
+    assert len(accounts.list_accounts(database)) == 1

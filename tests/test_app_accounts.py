@@ -27,10 +27,11 @@ from tests.test_app_pages import (
     upload,
 )
 from webapp import audit
+from webapp.accounts import FIRST_ADMIN_EXISTS
 from webapp.db import open_database
 from webapp.image_store import keep_images
 from webapp.resources import MODEL_DIR_ENV
-from webapp.session import PAUSED
+from webapp.session import PAUSED, SIGN_IN_UNAVAILABLE
 from webapp.settings import DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV
 from webapp.tables import AuditEvent, Feedback
 
@@ -251,3 +252,26 @@ def test_viewing_another_class_heatmap_is_audited(database):
     [row] = audit_rows(database, audit.HEATMAP_VIEWED)
     assert json.loads(row.detail) == {"analysis_id": at.session_state["diagnose_audit_id"],
                                       "class_name": other}
+
+
+def test_the_first_admin_page_opened_after_an_admin_exists_shows_no_form():
+    at = AppTest.from_file(str(APP.parent / "pages" / "first_admin.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [info.value for info in at.info] == [FIRST_ADMIN_EXISTS]
+    assert len(at.text_input) == 0 and len(at.button) == 0
+
+
+def test_sign_in_on_a_database_fault_says_so_not_that_analyses_are_paused(app_database_url,
+                                                                          monkeypatch):
+    monkeypatch.setenv(SQLITE_BUSY_ENV, "0.2")
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    blocker = sqlite3.connect(app_database_url.removeprefix("sqlite:///"))
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        sign_in(at, *RADIOLOGIST)
+        assert [error.value for error in at.error] == [SIGN_IN_UNAVAILABLE]
+    finally:
+        blocker.rollback()
+        blocker.close()

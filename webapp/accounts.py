@@ -26,6 +26,7 @@ from webapp.tables import AppSetting, SignInThrottle, User
 
 MIN_PASSWORD_LENGTH = 8
 WRONG = "Wrong username or password."
+FIRST_ADMIN_EXISTS = "The first admin account exists already: sign in instead."
 _hasher = PasswordHasher()
 
 
@@ -76,14 +77,22 @@ def has_accounts(database: Database) -> bool:
 
 
 def add_account(database: Database, actor: Actor, username: str, password: str | None,
-                role: str) -> None:
-    """Create an account; ``password`` None makes a single-sign-on-only account."""
+                role: str, only_if_first: bool = False) -> None:
+    """Create an account; ``password`` None makes a single-sign-on-only account.
+
+    ``only_if_first``: refuse once any account exists, checked after taking the audit trail's
+    write lock, so two first-start submissions at the same moment create one admin.
+    """
     username = _check_username(username)
     if role not in ROLES:
         raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
     if password is not None:
         _check_password(password)
     with audit.audited(database) as session:
+        if only_if_first:
+            audit.lock(session)
+            if session.scalar(select(func.count()).select_from(User)) > 0:
+                raise AccountError(FIRST_ADMIN_EXISTS)
         if session.scalar(select(User).where(User.username == username)) is not None:
             raise AccountError(f"An account named {username!r} exists already.")
         session.add(User(username=username, role=role, disabled=False,
@@ -97,10 +106,8 @@ def add_account(database: Database, actor: Actor, username: str, password: str |
 def create_first_admin(database: Database, username: str, password: str, repeat: str) -> Actor:
     """The first start's admin account; refused once any account exists."""
     _check_password(password, repeat)
-    if has_accounts(database):
-        raise AccountError("The first admin account exists already: sign in instead.")
     username = _check_username(username)
-    add_account(database, Actor(username, ADMIN), username, password, ADMIN)
+    add_account(database, Actor(username, ADMIN), username, password, ADMIN, only_if_first=True)
     return Actor(username, ADMIN)
 
 

@@ -132,6 +132,11 @@ def append(session: Session, event: Event) -> AuditEvent:
     return row
 
 
+def lock(session: Session) -> None:
+    """Take the trail's write lock now (the head row), for a check that must not race."""
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
+
+
 @contextmanager
 def audited(database: Database) -> Iterator[Session]:
     """A transaction whose audit rows and changes commit together or not at all.

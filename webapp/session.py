@@ -26,6 +26,8 @@ EXPIRED = "session_expired"  # session state: set when idle expiry signed the us
 SSO_REFUSED = "sso_refused"  # session state: why a single-sign-on identity was not let in
 PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
           "Your upload is kept; try again in a moment or call IT.")
+SIGN_IN_UNAVAILABLE = ("Signing in is not possible right now: the database cannot be written. "
+                       "Try again in a moment or call IT.")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def sign_in_with(sign_in: Callable[[], Actor]) -> None:
     except AccountError as error:
         st.error(plain(error), icon=":material/error:")
     except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
+        st.error(SIGN_IN_UNAVAILABLE, icon=":material/error:")
     else:
         st.rerun()
 
@@ -83,7 +85,7 @@ def _single_sign_on() -> Actor | None:
         st.session_state[SSO_REFUSED] = str(error)
         return None
     except AuditUnavailable:
-        st.session_state[SSO_REFUSED] = PAUSED
+        st.session_state[SSO_REFUSED] = SIGN_IN_UNAVAILABLE
         return None
     start_session(actor)
     return actor
