@@ -20,8 +20,9 @@ from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from tests.conftest import REPO_ROOT
 from webapp import audit
 from webapp.audit import Event, export_csv, record, verify_chain
+from webapp.audit_key import AUDIT_KEY_ENV, audit_key
 from webapp.db import open_database
-from webapp.settings import DATABASE_URL_ENV
+from webapp.settings import DATABASE_URL_ENV, load_settings
 from webapp.tables import GENESIS_HASH, AuditEvent, AuditHead
 
 ANALYSIS_EVENT = Event("rita", "radiologist", audit.ANALYSIS, image_sha256="ab" * 32,
@@ -116,7 +117,8 @@ def test_a_failed_write_raises_audit_unavailable(database):
 
 def test_the_audit_cli_verifies_and_exports(database, database_url):
     record(database, ANALYSIS_EVENT)
-    env = {DATABASE_URL_ENV: database_url, "PATH": ""}
+    env = {DATABASE_URL_ENV: database_url, "PATH": "",
+           AUDIT_KEY_ENV: audit_key(load_settings()).decode()}  # the key this process signs with
     verified = subprocess.run([sys.executable, "-m", "webapp.audit", "verify"], cwd=REPO_ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0 and "intact: 1 rows" in verified.stdout
