@@ -199,7 +199,8 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
     ]
 
 
-Recorder = Callable[[list[Upload], list["WorklistRow"]], list["WorklistRow"]]
+# Writes a chunk's audit rows and gives the rows back with their ids (audited_worklist).
+Recorder = Callable[[list[Upload], list[WorklistRow]], list[WorklistRow]]
 
 
 def triage_upload_files(files: list[tuple[str, bytes]], predictor: Predictor,
