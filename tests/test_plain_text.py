@@ -12,3 +12,9 @@ def test_link_image_and_autolink_syntax_is_broken_but_the_characters_stay():
     for number in range(33, 127):
         decoded = decoded.replace(f"&#{number};", chr(number))
     assert decoded == hostile
+
+
+def test_ordinary_text_is_left_as_it_is():
+    for text in ("Wrong username or password.", "Added radiologist newbie.",
+                 "scan (1)_final.png is not an image: its header is damaged."):
+        assert plain(text) == text
