@@ -24,6 +24,8 @@ if not CHROMIUM.is_file():
                 "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 60_000
+DIAGNOSE_UPLOADER = "Chest X-ray (PNG, JPEG or DICOM)"
+WORKLIST_UPLOADER = "Chest X-rays, DICOM files or a .zip of them"
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -77,8 +79,11 @@ def assert_no_link_or_request(page, attacker: str, requested: list[str]) -> None
     assert Recorder.hits == []
 
 
-def upload_named(page, name: str, data: bytes) -> None:
-    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(
+def upload_named(page, uploader: str, name: str, data: bytes) -> None:
+    """Upload through the uploader labelled ``uploader`` (not a stale one of the last page)."""
+    widget = page.get_by_test_id("stFileUploader").filter(has_text=uploader)
+    widget.wait_for()
+    widget.locator("input[type=file]").set_input_files(
         {"name": name, "mimeType": "application/octet-stream", "buffer": data})
 
 
@@ -101,20 +106,20 @@ def test_hostile_names_show_as_text_on_every_page(page, served, attacker):
     assert_no_link_or_request(page, attacker, requested)
 
     refused = hostile(attacker, "refused") + ".png"
-    upload_named(page, refused, b"not an image at all")  # Diagnose: the refusal's message
+    upload_named(page, DIAGNOSE_UPLOADER, refused, b"not an image at all")  # the refusal
     page.get_by_test_id("stAlertContentError").wait_for()
     shows(page, refused)
     assert_no_link_or_request(page, attacker, requested)
 
     analysed = hostile(attacker, "analysed") + ".png"
-    upload_named(page, analysed, png_bytes())  # Diagnose: the result's caption
+    upload_named(page, DIAGNOSE_UPLOADER, analysed, png_bytes())  # the result.s caption
     page.locator(".st-key-result").wait_for()
     shows(page, analysed)
     assert_no_link_or_request(page, attacker, requested)
 
     page.get_by_role("link", name="Worklist").click()  # Worklist: a zip's message
     broken = hostile(attacker, "zip") + ".zip"
-    upload_named(page, broken, b"PK\x03\x04 not really a zip")
+    upload_named(page, WORKLIST_UPLOADER, broken, b"PK\x03\x04 not really a zip")
     page.get_by_role("button", name="Analyse the batch").click()
     shows(page, broken)
     assert_no_link_or_request(page, attacker, requested)
