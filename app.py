@@ -11,6 +11,7 @@ import streamlit as st
 
 from records.accounts import has_accounts
 from records.roles import ADMIN
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.session import current_actor, end_session
 
@@ -41,7 +42,7 @@ elif actor is None:
 else:
     pages = [DIAGNOSE, WORKLIST, *(ADMIN_PAGES if actor.role == ADMIN else [])]
     with st.sidebar:
-        st.caption(f"Signed in as **{actor.username}** ({actor.role})")
+        st.caption(f"Signed in as **{plain(actor.username)}** ({actor.role})")
         st.button("Sign out", icon=":material/logout:", on_click=end_session, key="sign_out")
 
 st.navigation(pages).run()

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from model.decode import DecodedImage, decode_image
+from pacs.bounded import limit_answers
 from pacs.errors import PacsError
 from pacs.settings import PacsSettings
 from pacs.studies import (
@@ -58,6 +59,7 @@ class PacsClient:
                       status=settings.retries, backoff_factor=settings.backoff_s,
                       status_forcelist=RETRIED_STATUSES, raise_on_status=False,
                       allowed_methods=frozenset({"GET", "POST"}))
+        limit_answers(session, settings.max_answer_bytes)
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

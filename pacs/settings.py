@@ -8,6 +8,7 @@
 | CXR_PACS_VIEWER_URL | study link for people, with {study_uid}, e.g. an OHIF viewer URL |
 | CXR_PACS_KEY_SECRET | secret for the opaque study/series/image keys (unset: new each run) |
 | CXR_PACS_TIMEOUT_S, CXR_PACS_RETRIES, CXR_PACS_BACKOFF_S | network patience |
+| CXR_PACS_MAX_ANSWER_BYTES | the most one answer (an image) may hold; 60 MB |
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class PacsSettings:
     timeout_s: float = 10.0
     retries: int = 3
     backoff_s: float = 0.5
+    max_answer_bytes: int = 60_000_000  # one image at the 50 MB upload limit, with headers
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> PacsSettings | None:
@@ -55,6 +57,7 @@ def settings_for(url: str, environ: Mapping[str, str] = os.environ) -> PacsSetti
         timeout_s=float(_text(environ, "TIMEOUT_S") or defaults.timeout_s),
         retries=int(_text(environ, "RETRIES") or defaults.retries),
         backoff_s=float(_text(environ, "BACKOFF_S") or defaults.backoff_s),
+        max_answer_bytes=int(_text(environ, "MAX_ANSWER_BYTES") or defaults.max_answer_bytes),
     )
 
 

@@ -1,4 +1,4 @@
-"""Local accounts: argon2 password hashes, lockout after repeated failures, idle sessions.
+"""Local accounts: argon2 password hashes, growing delays after repeated failures, idle sessions.
 
 Every change and every sign-in attempt is written to the audit trail by the function that
 makes it, so no caller can forget; ``actor`` is who did it (an admin, or the CLI).
@@ -6,20 +6,27 @@ makes it, so no caller can forget; ``actor`` is who did it (an admin, or the CLI
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from records import actions, audit
 from records.db import Database
 from records.roles import ADMIN, ROLES
 from records.settings import Settings
-from records.tables import User
+from records.tables import AppSetting, SignInThrottle, User
 
 MIN_PASSWORD_LENGTH = 8
+WRONG = "Wrong username or password."
+FIRST_ADMIN_EXISTS = "The first admin account exists already: sign in instead."
 _hasher = PasswordHasher()
 
 
@@ -70,17 +77,25 @@ def has_accounts(database: Database) -> bool:
 
 
 def add_account(database: Database, actor: Actor, username: str, password: str | None,
-                role: str) -> None:
-    """Create an account; ``password`` None makes a single-sign-on-only account."""
+                role: str, only_if_first: bool = False) -> None:
+    """Create an account; ``password`` None makes a single-sign-on-only account.
+
+    ``only_if_first``: refuse once any account exists, checked after taking the audit trail's
+    write lock, so two first-start submissions at the same moment create one admin.
+    """
     username = _check_username(username)
     if role not in ROLES:
         raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
     if password is not None:
         _check_password(password)
     with audit.audited(database) as session:
+        if only_if_first:
+            audit.lock(session)
+            if session.scalar(select(func.count()).select_from(User)) > 0:
+                raise AccountError(FIRST_ADMIN_EXISTS)
         if session.scalar(select(User).where(User.username == username)) is not None:
             raise AccountError(f"An account named {username!r} exists already.")
-        session.add(User(username=username, role=role, disabled=False, failed_sign_ins=0,
+        session.add(User(username=username, role=role, disabled=False,
                          password_hash=None if password is None else _hasher.hash(password),
                          created_at=audit.now_utc()))
         audit.append(session, audit.Event(actor.username, actor.role,
@@ -91,45 +106,78 @@ def add_account(database: Database, actor: Actor, username: str, password: str |
 def create_first_admin(database: Database, username: str, password: str, repeat: str) -> Actor:
     """The first start's admin account; refused once any account exists."""
     _check_password(password, repeat)
-    if has_accounts(database):
-        raise AccountError("The first admin account exists already: sign in instead.")
     username = _check_username(username)
-    add_account(database, Actor(username, ADMIN), username, password, ADMIN)
+    add_account(database, Actor(username, ADMIN), username, password, ADMIN, only_if_first=True)
     return Actor(username, ADMIN)
 
 
 def sign_in(database: Database, settings: Settings, username: str, password: str,
-            now: datetime | None = None) -> Actor:
-    """Check a password; count failures and lock the account after too many.
+            now: datetime | None = None, client: str = "") -> Actor:
+    """Check a password; every outcome is audited and none says whether the name exists.
 
-    Every outcome is audited. The message never says whether the username exists.
+    Unknown names, disabled accounts and wrong passwords get the same message after the same
+    work (one argon2 verification, against a dummy hash when there is no account). Repeated
+    failures of one typed name from one ``client`` (the browser's address) make that pair wait
+    a growing delay, the same for a name that exists and one that does not; other clients,
+    and so the account's owner, are not held up. A typed name that matches no account is
+    stored only as a salted hash: it may be a password typed into the wrong box.
     """
     now = now or audit.now_utc()
     username = username.strip()
-    wrong = AccountError("Wrong username or password.")
     with audit.audited(database) as session:
-        user = session.scalar(select(User).where(User.username == username).with_for_update())
-        if user is None or user.disabled or user.password_hash is None:
-            outcome, error = "unknown or disabled account", wrong
-        elif user.locked_until is not None and user.locked_until > now:
-            minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-            outcome = "locked"
-            error = AccountError(f"Too many failed sign-ins: this account is locked for "
-                                 f"{minutes} more minute{'s' if minutes != 1 else ''}.")
-        elif not _password_matches(user.password_hash, password):
-            user.failed_sign_ins += 1
-            outcome, error = "wrong password", wrong
-            if user.failed_sign_ins >= settings.max_failed_sign_ins:
-                user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-                user.failed_sign_ins = 0
-                outcome = "wrong password; account locked"
-        else:
-            user.failed_sign_ins, user.locked_until = 0, None
+        name_hash, client_hash = throttle_keys(session, username, client)
+        throttle = session.scalar(select(SignInThrottle).where(
+            SignInThrottle.name_hash == name_hash, SignInThrottle.client_hash == client_hash
+        ).with_for_update())
+        user = session.scalar(select(User).where(User.username == username))
+        active = user is not None and not user.disabled and user.password_hash is not None
+        matches = _password_matches(user.password_hash if active else _dummy_hash(), password)
+        if throttle is not None and throttle.blocked_until and throttle.blocked_until > now:
+            seconds = math.ceil((throttle.blocked_until - now).total_seconds())
+            outcome = "waiting after repeated failures"
+            error = AccountError(f"Too many failed sign-ins: wait {seconds} second"
+                                 f"{'s' if seconds != 1 else ''} and try again.")
+        elif active and matches:
+            if throttle is not None:
+                session.delete(throttle)
             audit.append(session, audit.Event(username, user.role, actions.SIGN_IN))
             return Actor(username, user.role)
-        audit.append(session, audit.Event(username[:150], "", actions.FAILED_SIGN_IN,
-                                          detail={"reason": outcome}))
+        else:
+            _count_failure(session, throttle, name_hash, client_hash, now, settings)
+            outcome = "wrong password" if active else "unknown or disabled account"
+            error = AccountError(WRONG)
+        known = user is not None
+        audit.append(session, audit.Event(
+            username if known else "", "", actions.FAILED_SIGN_IN,
+            detail={"reason": outcome, **({} if known else {"typed_name_hash": name_hash})}))
     raise error
+
+
+def throttle_keys(session: Session, username: str, client: str) -> tuple[str, str]:
+    """Salted SHA-256 of a typed name and of a client: what the throttle stores of them."""
+    salt = session.get(AppSetting, audit.SALT_KEY).value
+    return (hashlib.sha256(f"{salt}name:{username.casefold()}".encode()).hexdigest(),
+            hashlib.sha256(f"{salt}client:{client}".encode()).hexdigest())
+
+
+def _count_failure(session: Session, throttle: SignInThrottle | None, name_hash: str,
+                   client_hash: str, now: datetime, settings: Settings) -> None:
+    if throttle is None:
+        throttle = SignInThrottle(name_hash=name_hash, client_hash=client_hash, failures=0)
+        session.add(throttle)
+    throttle.failures += 1
+    throttle.updated_at = now
+    beyond = throttle.failures - settings.max_failed_sign_ins
+    if beyond >= 0:
+        delay = min(settings.sign_in_first_delay_seconds * 2.0 ** beyond,
+                    settings.sign_in_max_delay_seconds)
+        throttle.blocked_until = now + timedelta(seconds=delay)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """An argon2 hash of a random password: unknown names cost the same verification."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def sso_sign_in(database: Database, identity: str) -> Actor:
@@ -171,20 +219,32 @@ def current_role(database: Database, username: str) -> str | None:
         return None if user is None or user.disabled else user.role
 
 
-def list_accounts(database: Database) -> list[AccountRow]:
+def list_accounts(database: Database, now: datetime | None = None) -> list[AccountRow]:
+    """Every account; ``locked_until`` is the end of the longest sign-in delay it has now."""
+    now = now or audit.now_utc()
     with database.session() as session:
-        users = session.scalars(select(User).order_by(User.username))
-        return [AccountRow(user.username, user.role, user.disabled, user.locked_until,
+        users = list(session.scalars(select(User).order_by(User.username)))
+        waits = {}
+        for user in users:
+            name_hash = throttle_keys(session, user.username, "")[0]
+            waits[user.username] = session.scalar(
+                select(func.max(SignInThrottle.blocked_until)).where(
+                    SignInThrottle.name_hash == name_hash, SignInThrottle.blocked_until > now))
+        return [AccountRow(user.username, user.role, user.disabled, waits[user.username],
                            user.created_at) for user in users]
 
 
-def _change(database: Database, actor: Actor, username: str, action: str, **values) -> None:
+def _change(database: Database, actor: Actor, username: str, action: str,
+            unlock: bool = False, **values) -> None:
     with audit.audited(database) as session:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             raise AccountError(f"No account named {username!r}.")
         for name, value in values.items():
             setattr(user, name, value)
+        if unlock:
+            name_hash = throttle_keys(session, username, "")[0]
+            session.execute(delete(SignInThrottle).where(SignInThrottle.name_hash == name_hash))
         audit.append(session, audit.Event(actor.username, actor.role, action,
                                           detail={"account": username}))
 
@@ -200,5 +260,10 @@ def set_disabled(database: Database, actor: Actor, username: str, disabled: bool
 def reset_password(database: Database, actor: Actor, username: str, password: str) -> None:
     """A new password, and the lockout lifted."""
     _check_password(password)
-    _change(database, actor, username, actions.RESET_PASSWORD, password_hash=_hasher.hash(password),
-            failed_sign_ins=0, locked_until=None)
+    _change(database, actor, username, actions.RESET_PASSWORD, unlock=True,
+            password_hash=_hasher.hash(password))
+
+
+def unlock(database: Database, actor: Actor, username: str) -> None:
+    """Lift every sign-in delay of the account, from every client."""
+    _change(database, actor, username, actions.UNLOCK_ACCOUNT, unlock=True)

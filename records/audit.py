@@ -1,6 +1,9 @@
-"""The audit trail: one append-only row per event, chained by SHA-256 so an edit shows.
+"""The audit trail: one append-only row per event, chained and keyed so an edit shows.
 
-Each row's hash is SHA-256 of the previous row's hash and the row's canonical content. Rows
+Each row's hash is an HMAC-SHA-256, under a key kept outside the database (``audit_key``), of
+the previous row's hash and the row's canonical content; the head row carries a MAC of the
+last sequence number and hash. Rows written before the key existed (``audit_keyed_from``)
+keep their plain SHA-256 and are reported as pre-key. See docs/AUDIT.md. Rows
 hold no patient identifier: an image is named by the SHA-256 of its bytes, a DICOM's SOP
 Instance UID only as a salted hash. A row that cannot be written raises AuditUnavailable,
 and the callers show nothing they could not record (fail closed).
@@ -11,8 +14,8 @@ CLI: ``python -m records.audit verify`` and ``python -m records.audit export --s
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
+import hmac
 import io
 import json
 import sys
@@ -29,12 +32,15 @@ from sqlalchemy.orm import Session
 
 from model.dicom import looks_like_dicom
 from records.actions import EXPORT_AUDIT, VERIFY_AUDIT
+from records.audit_key import AuditKeyError, audit_key, keyed_from_marker, mac
 from records.db import Database, open_database
 from records.roles import ADMIN as ADMIN_ROLE
+from records.safe_csv import csv_text
 from records.settings import load_settings
 from records.tables import GENESIS_HASH, AppSetting, AuditEvent, AuditHead
 
 SALT_KEY = "audit_salt"
+KEYED_FROM_KEY = "audit_keyed_from"  # app setting: the signed seq of the first keyed row
 CLI_USER = "command line"  # who the admin CLIs act as; the OS account is IT's business
 # The columns that are hashed and exported, in this order.
 CONTENT_COLUMNS = ("seq", "at", "username", "role", "action", "image_sha256", "image_bytes",
@@ -81,7 +87,18 @@ def canonical_content(row: AuditEvent) -> str:
 
 
 def row_hash(row: AuditEvent) -> str:
+    """The unkeyed SHA-256 of a pre-key row (anyone can compute it: it proves nothing alone)."""
     return hashlib.sha256((row.prev_hash + canonical_content(row)).encode("utf-8")).hexdigest()
+
+
+def keyed_row_hash(row: AuditEvent, key: bytes) -> str:
+    """The row's hash under the audit key: only a holder of the key can make it."""
+    return mac(key, row.prev_hash + canonical_content(row))
+
+
+def head_mac(key: bytes, seq: int, last_hash: str) -> str:
+    """The head's MAC: removing rows from the end and rewinding the head shows without it."""
+    return mac(key, f"head:{seq}:{last_hash}")
 
 
 def append(session: Session, event: Event) -> AuditEvent:
@@ -98,11 +115,18 @@ def append(session: Session, event: Event) -> AuditEvent:
     values["probabilities"] = canonical_json(event.probabilities)
     values["detail"] = canonical_json(event.detail)
     row = AuditEvent(seq=seq, at=now_utc(), prev_hash=prev_hash, **values)
-    row.row_hash = row_hash(row)
+    key = audit_key(load_settings())
+    row.row_hash = keyed_row_hash(row, key)
     session.add(row)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=row.row_hash))
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(
+        last_hash=row.row_hash, mac=head_mac(key, seq, row.row_hash)))
     session.flush()
     return row
+
+
+def lock(session: Session) -> None:
+    """Take the trail's write lock now (the head row), for a check that must not race."""
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq))
 
 
 @contextmanager
@@ -115,7 +139,7 @@ def audited(database: Database) -> Iterator[Session]:
     try:
         with database.session() as session, session.begin():
             yield session
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, AuditKeyError) as error:
         raise AuditUnavailable(f"the audit trail cannot be written ({type(error).__name__})"
                                ) from error
 
@@ -157,15 +181,25 @@ def salted_uid_hash(database: Database, uid: str) -> str | None:
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """The result of walking the chain: rows checked and the first broken one, if any."""
+    """The result of walking the chain: rows checked, the first broken one if any, and how
+    many rows come from before the audit key (checked only against each other)."""
 
     rows_checked: int
     first_broken_seq: int | None = None
     reason: str = ""
+    pre_key_rows: int = 0
 
     @property
     def intact(self) -> bool:
         return self.first_broken_seq is None
+
+    def summary(self) -> str:
+        """One sentence for the page and the CLI."""
+        if not self.intact:
+            return f"The audit trail is broken at row {self.first_broken_seq}: {self.reason}."
+        pre_key = (f"; the first {self.pre_key_rows} were written before the audit key and "
+                   "are checked only against each other" if self.pre_key_rows else "")
+        return f"The audit trail is intact: {self.rows_checked} rows{pre_key}."
 
 
 def _rows(database: Database) -> Iterator[AuditEvent]:
@@ -174,8 +208,27 @@ def _rows(database: Database) -> Iterator[AuditEvent]:
                                    .execution_options(yield_per=500))
 
 
+def _keyed_from(database: Database, key: bytes) -> int | None:
+    """The first row the key signs, from its signed marker; None if missing or forged."""
+    with database.session() as session:
+        marker = session.get(AppSetting, KEYED_FROM_KEY)
+    if marker is None:
+        return None
+    seq = marker.value.split(":", 1)[0]
+    if not seq.isdigit() or not hmac.compare_digest(marker.value,
+                                                    keyed_from_marker(key, int(seq))):
+        return None
+    return int(seq)
+
+
 def verify_chain(database: Database) -> ChainCheck:
-    """Recompute every hash in order; name the first row that was changed, removed or added."""
+    """Recompute every hash in order; name the first row that was changed, removed, added or
+    rewritten without the audit key, and check the signed head (a removed last row)."""
+    key = audit_key(load_settings())
+    keyed_from = _keyed_from(database, key)
+    if keyed_from is None:
+        return ChainCheck(0, 1, "the record of where the audit key starts is missing or not "
+                          "signed with this deployment's key (see docs/AUDIT.md)")
     prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
     for row in _rows(database):
         checked += 1
@@ -183,32 +236,37 @@ def verify_chain(database: Database) -> ChainCheck:
             return ChainCheck(checked, expected_seq, f"row {expected_seq} is missing")
         if row.prev_hash != prev_hash:
             return ChainCheck(checked, row.seq, "its previous hash does not match the row before")
-        if row_hash(row) != row.row_hash:
-            return ChainCheck(checked, row.seq, "its content does not match its hash")
+        expected = row_hash(row) if row.seq < keyed_from else keyed_row_hash(row, key)
+        if not hmac.compare_digest(expected, row.row_hash):
+            reason = ("its content does not match its hash" if row.seq < keyed_from else
+                      "its content does not match its keyed hash (changed, or written without "
+                      "the audit key)")
+            return ChainCheck(checked, row.seq, reason)
         prev_hash, expected_seq = row.row_hash, expected_seq + 1
     with database.session() as session:
         head = session.get(AuditHead, 1)
-    if head.seq != checked:
-        return ChainCheck(checked, checked + 1, f"the trail should hold {head.seq} rows")
-    return ChainCheck(checked)
+    pre_key = min(checked, keyed_from - 1)
+    if head.seq != checked or head.last_hash != prev_hash:
+        return ChainCheck(checked, checked + 1, f"the trail should hold {head.seq} rows",
+                          pre_key)
+    if checked >= keyed_from and not hmac.compare_digest(head.mac or "",
+                                                         head_mac(key, head.seq, prev_hash)):
+        return ChainCheck(checked, checked, "the head of the trail is not signed with the "
+                          "audit key (rows were removed from the end, or the head was rewritten)",
+                          pre_key)
+    return ChainCheck(checked, pre_key_rows=pre_key)
 
 
 def export_csv(database: Database, start: date, end: date) -> str:
     """Every row from ``start`` to ``end`` (inclusive, UTC days) as CSV text, with its hash."""
     columns = [*CONTENT_COLUMNS, "row_hash"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
     begin = datetime.combine(start, datetime.min.time())
     finish = datetime.combine(end + timedelta(days=1), datetime.min.time())
     with database.session() as session:
         rows = session.scalars(select(AuditEvent).where(AuditEvent.at >= begin,
                                                         AuditEvent.at < finish)
                                .order_by(AuditEvent.seq))
-        for row in rows:
-            values = [getattr(row, name) for name in columns]
-            writer.writerow(["" if value is None else value for value in values])
-    return buffer.getvalue()
+        return csv_text(columns, ([getattr(row, name) for name in columns] for row in rows))
 
 
 def verification_event(username: str, role: str, check: ChainCheck) -> Event:
@@ -234,11 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "verify":
         check = verify_chain(database)
         record(database, verification_event(CLI_USER, ADMIN_ROLE, check))
-        if check.intact:
-            print(f"The audit trail is intact: {check.rows_checked} rows.")
-            return 0
-        print(f"The audit trail is broken at row {check.first_broken_seq}: {check.reason}.")
-        return 1
+        print(check.summary())
+        return 0 if check.intact else 1
     sys.stdout.write(export_csv(database, arguments.start, arguments.end))
     record(database, export_event(CLI_USER, ADMIN_ROLE, arguments.start, arguments.end))
     return 0

@@ -8,6 +8,7 @@ confusion matrix): half the summed absolute differences of the shares, 0 (same) 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,29 +22,43 @@ from records.db import Database
 from records.settings import Settings
 from records.tables import AuditEvent, Feedback
 
-UPLOAD_COLUMNS = ["at", "action", "label", "latency_ms"]
+UPLOAD_COLUMNS = ["at", "action", "label", "latency_ms", "detail"]
 READING_COLUMNS = ["model_class", "read_class", "agrees"]
 
 
 def uploads(database: Database) -> pd.DataFrame:
-    """Every analysis and refusal: time, action, predicted class, latency; plus its UTC day."""
-    query = (select(AuditEvent.at, AuditEvent.action, AuditEvent.label, AuditEvent.latency_ms)
+    """Every analysis and refusal: time, action, predicted class, latency; plus its UTC day and
+    its weight: 1 for an upload, 1/n for each of a worklist batch's n images, so a batch
+    counts as one upload in the refusal rate (a flood of refusals cannot skew it)."""
+    query = (select(AuditEvent.at, AuditEvent.action, AuditEvent.label, AuditEvent.latency_ms,
+                    AuditEvent.detail)
              .where(AuditEvent.action.in_([ANALYSIS, REFUSAL])).order_by(AuditEvent.seq))
     with database.session() as session:
         frame = pd.DataFrame(session.execute(query).all(), columns=UPLOAD_COLUMNS)
     frame["day"] = pd.to_datetime(frame["at"]).dt.floor("D")
-    return frame
+    batch = frame["detail"].map(lambda detail: json.loads(detail).get("batch")
+                                if isinstance(detail, str) else None)
+    sizes = batch.map(batch.value_counts())
+    frame["weight"] = (1.0 / sizes).where(batch.notna(), 1.0).astype(float)
+    return frame.drop(columns="detail")
+
+
+def refusal_rate(frame: pd.DataFrame) -> float:
+    """The weighted share of refusals: each upload counts once, and each batch once."""
+    weights = frame["weight"]
+    return float(weights[frame["action"] == REFUSAL].sum() / weights.sum())
 
 
 def daily_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per UTC day: analyses, refusals, refusal rate and median latency (ms)."""
+    """Per UTC day: analyses, refusals, refusal rate (a batch counts once) and median latency
+    (ms)."""
     grouped = frame.groupby("day")
     summary = pd.DataFrame({
         "analyses": grouped["action"].apply(lambda actions: int((actions == ANALYSIS).sum())),
         "refusals": grouped["action"].apply(lambda actions: int((actions == REFUSAL).sum())),
         "median_latency_ms": grouped["latency_ms"].median(),
+        "refusal_rate": grouped[["action", "weight"]].apply(refusal_rate),
     })
-    summary["refusal_rate"] = summary["refusals"] / (summary["analyses"] + summary["refusals"])
     return summary.reset_index()
 
 

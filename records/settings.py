@@ -30,8 +30,12 @@ class Settings:
     data_dir: Path
     database_url: str
     session_idle_minutes: float = 30.0
+    # Sign-in: after this many failures of one typed name from one client, that pair waits a
+    # delay that doubles with each further failure up to the maximum; the correct password
+    # works once it has passed. Other clients (the account's owner) are not held up.
     max_failed_sign_ins: int = 5
-    lockout_minutes: float = 15.0
+    sign_in_first_delay_seconds: float = 5.0
+    sign_in_max_delay_seconds: float = 60.0
     feedback_edit_hours: float = 24.0
     # Monitoring: the last days' predicted-class mix against the validation mix.
     drift_window_days: int = 7
@@ -44,6 +48,15 @@ class Settings:
     # A model server (python -m serving) the app uses instead of loading the model; then the
     # app process never imports TensorFlow (no lung segmenter either).
     model_url: str | None = None
+    # Worklist batches: what one uploaded .zip may expand to (checked from its headers and again
+    # while each member is read), and what one batch may hold in memory at once.
+    zip_max_members: int = 2000
+    zip_max_total_bytes: int = 1_000_000_000
+    zip_max_ratio: float = 100.0  # uncompressed / compressed; X-rays compress about 1-4 to 1
+    batch_chunk_images: int = 32  # images decoded and analysed together
+    batch_chunk_bytes: int = 200_000_000  # file bytes held at once while a chunk is analysed
+    batch_max_megapixels: float = 400.0  # decoded pixels a worklist keeps for opening rows
+    worklist_batches_per_minute: int = 6  # per user: a flood of batches is refused
 
     @property
     def images_dir(self) -> Path:

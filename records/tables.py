@@ -28,9 +28,23 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str | None] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(default=False)
-    failed_sign_ins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins of one typed name from one client, both as salted hashes: the delay
+    before the next try grows with them, for that pair only (a stranger elsewhere cannot
+    lock the account's owner out)."""
+
+    __tablename__ = "sign_in_throttle"
+    __table_args__ = (UniqueConstraint("name_hash", "client_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_hash: Mapped[str] = mapped_column(String(64), index=True)
+    client_hash: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int]
+    blocked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
 
 
 class AuditEvent(Base):
@@ -65,6 +79,7 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int]
     last_hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))  # HMAC of (seq, last_hash); see audit_key
 
 
 class Feedback(Base):

@@ -5,6 +5,7 @@
     python -m records.users list
     python -m records.users disable NAME
     python -m records.users reset-password NAME                  (password from stdin)
+    python -m records.users unlock NAME                          (lift sign-in delays)
 
 Each change is written to the audit trail as done by the command line.
 """
@@ -22,6 +23,7 @@ from records.accounts import (
     list_accounts,
     reset_password,
     set_disabled,
+    unlock,
 )
 from records.db import open_database
 from records.roles import ROLES
@@ -50,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("enable", help="enable a disabled account").add_argument("name")
     commands.add_parser("reset-password", help="set a new password (from stdin) and unlock"
                         ).add_argument("name")
+    commands.add_parser("unlock", help="lift the sign-in delays of an account").add_argument(
+        "name")
     return cli
 
 
@@ -69,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         elif arguments.command in ("disable", "enable"):
             set_disabled(database, CLI_ACTOR, arguments.name, arguments.command == "disable")
             print(f"{arguments.command.capitalize()}d {arguments.name}.")
+        elif arguments.command == "unlock":
+            unlock(database, CLI_ACTOR, arguments.name)
+            print(f"Lifted every sign-in delay of {arguments.name}.")
         else:
             reset_password(database, CLI_ACTOR, arguments.name, read_password())
             print(f"New password set for {arguments.name}; any lockout is lifted.")

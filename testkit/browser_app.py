@@ -20,8 +20,15 @@ from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from records.accounts import CLI_ACTOR, add_account
+from records.audit_key import AUDIT_KEY_ENV, audit_key
 from records.db import open_database
-from records.settings import DATA_DIR_ENV, DATABASE_FILE, DATABASE_URL_ENV, MODEL_DIR_ENV
+from records.settings import (
+    DATA_DIR_ENV,
+    DATABASE_FILE,
+    DATABASE_URL_ENV,
+    MODEL_DIR_ENV,
+    load_settings,
+)
 from testkit import REPO_ROOT
 from testkit.servers import free_port, stop_process  # noqa: F401  (free_port: re-exported)
 
@@ -62,7 +69,10 @@ def start_server(run_dir: Path, port: int, log_path: Path, data_dir: Path,
     images) in data_dir, extra ``environment`` (the PACS settings, say) and, optionally,
     Streamlit secrets (single sign-on's ``[auth]``); its output goes to log_path."""
     env = {name: value for name, value in os.environ.items() if name != DATABASE_URL_ENV}
+    # The server signs the audit trail with this process's key, which also signed the
+    # database's keyed-from marker (prepare_data_dir) and verifies what the server wrote.
     env.update({MODEL_DIR_ENV: str(run_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
+                AUDIT_KEY_ENV: audit_key(load_settings()).decode("utf-8"),
                 DATA_DIR_ENV: str(data_dir), **(environment or {})})
     with open(log_path, "wb") as log:
         return subprocess.Popen(

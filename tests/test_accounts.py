@@ -1,12 +1,17 @@
-"""Accounts on SQLite and on a real PostgreSQL server: hashes, lockout, roles, the CLI."""
+"""Accounts on SQLite and on a real PostgreSQL server: hashes, sign-in delays, roles, the CLI."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from records import accounts
@@ -15,7 +20,7 @@ from records.actions import ADD_ACCOUNT, FAILED_SIGN_IN, RESET_PASSWORD, SIGN_IN
 from records.audit import now_utc
 from records.db import open_database
 from records.settings import DATABASE_URL_ENV, Settings
-from records.tables import AuditEvent, User
+from records.tables import AuditEvent, SignInThrottle, User
 from testkit import REPO_ROOT
 
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
@@ -48,22 +53,105 @@ def test_passwords_are_stored_as_argon2_hashes(database):
     assert stored.startswith("$argon2id$") and "s3cret pass" not in stored
 
 
-def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(database):
+def messages_of(database, attempts: list[tuple[str, str]], now, client: str = "here"
+                ) -> list[str]:
+    said = []
+    for username, password in attempts:
+        try:
+            accounts.sign_in(database, SETTINGS, username, password, now=now, client=client)
+            said.append("signed in")
+        except AccountError as error:
+            said.append(str(error))
+    return said
+
+
+def test_repeated_failures_answer_the_same_for_a_known_and_an_unknown_name(database):
     accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
     start = now_utc()
-    for _ in range(5):
-        with pytest.raises(AccountError, match="Wrong username or password"):
-            accounts.sign_in(database, SETTINGS, "rita", "wrong", now=start)
+    known = messages_of(database, [("rita", "wrong")] * 6 + [("rita", "right password")], start)
+    unknown = messages_of(database, [("nobody", "wrong")] * 6 + [("nobody", "right password")],
+                          start)
+    assert known == unknown
+    assert known == ["Wrong username or password."] * 5 + [
+        "Too many failed sign-ins: wait 5 seconds and try again."] * 2
 
-    with pytest.raises(AccountError, match="locked for 15 more minutes"):
-        accounts.sign_in(database, SETTINGS, "rita", "right password", now=start)
-    with pytest.raises(AccountError, match="locked"):
-        accounts.sign_in(database, SETTINGS, "rita", "right password",
-                         now=start + timedelta(minutes=14))
-    later = start + timedelta(minutes=15, seconds=1)
-    assert accounts.sign_in(database, SETTINGS, "rita", "right password", now=later).role == (
-        "radiologist")
-    assert actions(database).count(FAILED_SIGN_IN) == 7
+
+def test_a_stranger_cannot_lock_the_owner_out_and_the_delay_passes(database):
+    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+    start = now_utc()
+    messages_of(database, [("rita", "wrong")] * 5, start, client="stranger")
+    assert accounts.sign_in(database, SETTINGS, "rita", "right password", now=start,
+                            client="owner").username == "rita"
+    later = start + timedelta(seconds=SETTINGS.sign_in_first_delay_seconds + 0.1)
+    assert messages_of(database, [("rita", "wrong")], later, client="stranger") == [
+        "Wrong username or password."]  # the 6th failure: the wait doubles to 10 s
+    assert messages_of(database, [("rita", "right password")],
+                       later + timedelta(seconds=9), client="stranger")[0].startswith(
+        "Too many failed sign-ins: wait 1 second")
+    assert accounts.sign_in(database, SETTINGS, "rita", "right password",
+                            now=later + timedelta(seconds=10.1), client="stranger")
+
+
+def test_the_delay_is_capped(database):
+    start = now_utc()
+    for failure in range(12):
+        now = start + timedelta(minutes=failure)  # each try after the previous delay
+        messages_of(database, [("rita", "wrong")], now)
+    said = messages_of(database, [("rita", "wrong")], now)
+    assert said == [f"Too many failed sign-ins: wait {SETTINGS.sign_in_max_delay_seconds:.0f} "
+                    "seconds and try again."]
+
+
+def test_every_outcome_costs_one_password_hash_check(database, monkeypatch):
+    """The same work whatever the name: one argon2 verification per try (timings printed)."""
+    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+    accounts.add_account(database, ADMIN, "gone", "right password", "radiologist")
+    accounts.set_disabled(database, ADMIN, "gone", True)
+    calls = []
+
+    class CountingHasher(PasswordHasher):
+        def verify(self, *args) -> bool:
+            calls.append(args)
+            return super().verify(*args)
+
+    monkeypatch.setattr(accounts, "_hasher", CountingHasher())
+    start = now_utc()
+    timings = {}
+    for username in ("rita", "nobody", "gone"):
+        seconds = []
+        for _ in range(7):  # five wrong passwords, then two tries while waiting
+            calls.clear()
+            began = time.perf_counter()
+            messages_of(database, [(username, "wrong")], start)
+            seconds.append(time.perf_counter() - began)
+            assert len(calls) == 1
+        timings[username] = statistics.median(seconds)
+    print("sign-in median seconds (known, unknown, disabled):",
+          {name: round(value, 4) for name, value in timings.items()})
+
+
+def test_an_unknown_typed_name_is_stored_only_as_a_salted_hash(database):
+    messages_of(database, [("my secret password", "oops")], now_utc())
+    with database.session() as session:
+        row = session.scalar(select(AuditEvent).where(AuditEvent.action == FAILED_SIGN_IN))
+        stored = " ".join(str(value) for value in vars(row).values())
+        throttle = " ".join(str(value) for value in
+                            vars(session.scalar(select(SignInThrottle))).values())
+    assert "my secret password" not in stored + throttle
+    assert row.username == "" and '"typed_name_hash":"' in row.detail
+
+
+def test_an_admin_unlocks_an_account_from_every_client(database):
+    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+    start = now_utc()
+    for client in ("a", "b"):
+        messages_of(database, [("rita", "wrong")] * 5, start, client=client)
+    assert accounts.list_accounts(database, now=start)[0].locked_until is not None
+    accounts.unlock(database, ADMIN, "rita")
+    assert accounts.list_accounts(database, now=start)[0].locked_until is None
+    assert messages_of(database, [("rita", "right password")], start, client="a") == [
+        "signed in"]
+    assert "admin:unlock-account" in actions(database)
 
 
 def test_an_unknown_user_gets_the_same_message_as_a_wrong_password(database):
@@ -138,3 +226,20 @@ def test_the_users_cli_adds_lists_disables_and_resets(database_url):
         assert accounts.sso_sign_in(database, "sam@hospital.example").role == "admin"
     finally:
         database.engine.dispose()
+
+
+def test_two_first_admin_submissions_at_once_create_one_admin(database):
+    barrier = threading.Barrier(2)
+
+    def submit(name: str) -> str:
+        barrier.wait()
+        try:
+            accounts.create_first_admin(database, name, "long enough 1", "long enough 1")
+        except AccountError as error:
+            return str(error)
+        return "created"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(submit, ["ada", "eve"]))
+    assert outcomes == [accounts.FIRST_ADMIN_EXISTS, "created"]
+    assert len(accounts.list_accounts(database)) == 1

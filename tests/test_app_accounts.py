@@ -16,6 +16,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from records import actions, audit
+from records.accounts import FIRST_ADMIN_EXISTS
 from records.db import open_database
 from records.image_store import keep_images
 from records.settings import (
@@ -40,7 +41,7 @@ from testkit.apptest import (
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.synthetic_data import synthetic_xray
 from webapp.page_state import DIAGNOSE_AUDIT_ID, DIAGNOSE_RESULT, SIGNED_IN
-from webapp.session import PAUSED
+from webapp.session import PAUSED, SIGN_IN_UNAVAILABLE
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
 ADMIN_PAGES = ("views/performance.py", "views/model_card.py", "views/monitoring.py",
@@ -258,3 +259,26 @@ def test_viewing_another_class_heatmap_is_audited(database):
     [row] = audit_rows(database, actions.HEATMAP_VIEWED)
     assert json.loads(row.detail) == {"analysis_id": at.session_state[DIAGNOSE_AUDIT_ID],
                                       "class_name": other}
+
+
+def test_the_first_admin_page_opened_after_an_admin_exists_shows_no_form():
+    at = AppTest.from_file(str(APP.parent / "pages" / "first_admin.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [info.value for info in at.info] == [FIRST_ADMIN_EXISTS]
+    assert len(at.text_input) == 0 and len(at.button) == 0
+
+
+def test_sign_in_on_a_database_fault_says_so_not_that_analyses_are_paused(app_database_url,
+                                                                          monkeypatch):
+    monkeypatch.setenv(SQLITE_BUSY_ENV, "0.2")
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    blocker = sqlite3.connect(app_database_url.removeprefix("sqlite:///"))
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        sign_in(at, *RADIOLOGIST)
+        assert [error.value for error in at.error] == [SIGN_IN_UNAVAILABLE]
+    finally:
+        blocker.rollback()
+        blocker.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from records import actions, audit
@@ -13,12 +15,20 @@ from records.monitoring import (
     class_mix_drift,
     daily_summary,
     readings,
+    refusal_rate,
     total_variation,
     uploads,
     validation_mix,
 )
 from records.settings import Settings
 from testkit import REPO_ROOT
+from webapp.audited_worklist import (
+    WORKLIST_UPLOAD,
+    TooManyBatches,
+    check_batch_rate,
+    new_batch,
+    record_batch_done,
+)
 
 CLASSES = ["NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19"]
 SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
@@ -77,3 +87,29 @@ def test_agreement_compares_the_model_with_radiologists(database):
     assert rows["Normal"]["Agreement"] == pytest.approx(0.5)
     assert rows["COVID-19"]["Agreement"] == pytest.approx(1.0)
     assert rows["Viral pneumonia"]["Readings"] == 0
+
+
+def test_a_flood_of_batch_refusals_counts_as_one_upload_in_the_refusal_rate(database):
+    for label in ("NORMAL", "COVID19", None):  # three uploads on Diagnose, one refused
+        upload(database, label, 10.0)
+    with audit.audited(database) as session:  # one worklist batch of 200 refused tiny files
+        for _ in range(200):
+            audit.append(session, audit.Event("mallory", "radiologist", actions.REFUSAL,
+                                              detail={"source": WORKLIST_UPLOAD, "batch": "b1"}))
+    frame = uploads(database)
+    summary = daily_summary(frame)
+    assert int(summary.iloc[0]["refusals"]) == 201  # every refused image is still recorded
+    assert summary.iloc[0]["refusal_rate"] == pytest.approx(2 / 4)  # the batch counts once
+    assert refusal_rate(frame) == pytest.approx(0.5)
+
+
+def test_batches_per_user_per_minute_are_capped(database):
+    mallory = Actor("mallory", "radiologist")
+    for _ in range(SETTINGS.worklist_batches_per_minute):
+        check_batch_rate(database, mallory, SETTINGS.worklist_batches_per_minute)
+        record_batch_done(database, mallory, new_batch(), WORKLIST_UPLOAD, [], 0)
+    with pytest.raises(TooManyBatches, match="the limit is 6 per minute"):
+        check_batch_rate(database, mallory, SETTINGS.worklist_batches_per_minute)
+    check_batch_rate(database, RITA, SETTINGS.worklist_batches_per_minute)  # others go on
+    later = audit.now_utc() + timedelta(minutes=1, seconds=1)
+    check_batch_rate(database, mallory, SETTINGS.worklist_batches_per_minute, now=later)

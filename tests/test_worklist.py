@@ -15,7 +15,6 @@ from PIL import Image
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
-from model.limits import DecodeLimits
 from model.predictor import Predictor
 from pacs.client import PacsClient
 from pacs.settings import settings_for
@@ -23,6 +22,7 @@ from pacs.studies import StudyQuery
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.pacs_studies import identifiers
 from testkit.synthetic_data import synthetic_xray
+from webapp.bounded_zip import ZipLimits
 from webapp.pdf_report import pdf_report
 from webapp.worklist import open_row, triage_pacs, triage_uploads
 from webapp.worklist_results import send_study_results, sendable_studies
@@ -88,15 +88,14 @@ def test_a_bad_zip_gets_a_message_and_the_rest_goes_on():
                         "empty.zip holds no PNG, JPEG, TIFF or DICOM files."]
 
 
-def test_a_zip_over_the_limits_is_refused_before_it_is_read(monkeypatch):
-    monkeypatch.setattr("webapp.worklist_uploads.DEFAULT_LIMITS",
-                        DecodeLimits(max_upload_bytes=1000))
+def test_a_zip_over_the_limits_is_refused_before_it_is_read():
+    limits = ZipLimits(max_member_bytes=1000)
     found, messages = expand_uploads([("big.zip", zip_of({"a.png": bytes(5000),
-                                                          "b.png": png(0, 0)[:900]}))])
+                                                          "b.png": png(0, 0)[:900]}))], limits)
     assert [upload.name for upload in found] == ["big.zip/b.png"]
     assert messages == ["big.zip/a.png is 0 MB, over the 0 MB limit; it was not read."]
-    monkeypatch.setattr("webapp.worklist_uploads.MAX_ZIP_MEMBERS", 1)
-    found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))])
+    found, messages = expand_uploads([("many.zip", zip_of({"a.png": b"1", "b.png": b"2"}))],
+                                     ZipLimits(max_members=1))
     assert found == [] and messages == ["many.zip holds 2 images; at most 1 per batch."]
 
 

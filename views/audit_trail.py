@@ -21,17 +21,16 @@ database = app_database()
 
 st.title("Audit trail")
 st.caption("One row per sign-in, analysis, refusal, heatmap viewed, download, feedback and admin "
-           "action; each row's SHA-256 covers the row before it, so a changed, removed or "
-           "inserted row breaks the chain from there on. No patient identifiers are stored.")
+           "action; each row's keyed hash covers the row before it, so a changed, removed, "
+           "inserted or rewritten row breaks the chain from there on (docs/AUDIT.md). No "
+           "patient identifiers are stored.")
 
 if st.button("Verify the chain", icon=":material/verified:", key="verify"):
     check = verify_chain(database)
     if check.intact:
-        st.success(f"The audit trail is intact: {check.rows_checked} rows checked.",
-                   icon=":material/check_circle:")
+        st.success(check.summary(), icon=":material/check_circle:")
     else:
-        st.error(f"The audit trail is broken at row {check.first_broken_seq}: {check.reason}.",
-                 icon=":material/gpp_bad:")
+        st.error(check.summary(), icon=":material/gpp_bad:")
     try:
         record(database, verification_event(actor.username, actor.role, check))
     except AuditUnavailable:

@@ -42,6 +42,7 @@ from webapp.page_state import (
     OpenedRow,
 )
 from webapp.pdf_report import pdf_report
+from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
 
@@ -133,7 +134,7 @@ def show_headline(analysis: Analysis) -> None:
         if how_read:
             st.caption(how_read)
         st.caption(
-            f"{analysis.file_name} · analysed in {analysis.seconds:.2f} s · "
+            f"{plain(analysis.file_name)} · analysed in {analysis.seconds:.2f} s · "
             f"model version {analysis.prediction.model_version}"
         )
     st.info(NOTICE, icon=":material/info:")
@@ -153,7 +154,8 @@ def show_acquisition(analysis: Analysis) -> None:
     """Non-identifying facts about the image (DICOM: modality, view, body part, size)."""
     if analysis.image.facts:
         facts = analysis.image.facts.items()
-        st.caption("**Image** · " + " · ".join(f"{name}: {value}" for name, value in facts))
+        st.caption("**Image** · " + " · ".join(f"{plain(name)}: {plain(value)}"
+                                              for name, value in facts))
 
 
 def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str, float]:
@@ -272,7 +274,7 @@ st.caption(
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
     st.stop()
 
 age_group = chosen_age_group(predictor)
@@ -288,7 +290,7 @@ if state is None:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
 if state.error is not None:
-    st.error(state.error, icon=":material/error:")
+    st.error(plain(state.error), icon=":material/error:")
     st.stop()
 result = state.analysis
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from records.accounts import Actor, create_first_admin, sign_in
+from records.accounts import FIRST_ADMIN_EXISTS, Actor, create_first_admin, has_accounts, sign_in
 from records.settings import load_settings
 from webapp.resources import app_database
 from webapp.session import sign_in_with
@@ -14,6 +14,9 @@ def create_and_sign_in(username: str, password: str, repeat: str) -> Actor:
 
 
 st.title("Create the first admin account")
+if has_accounts(app_database()):  # opened from a tab or a link older than the first admin
+    st.info(FIRST_ADMIN_EXISTS, icon=":material/login:")
+    st.stop()
 st.caption("The database is empty. This account manages the others (Users page) and sees the "
            "admin pages; radiologists get their own accounts afterwards.")
 username = st.text_input("Username")

@@ -12,6 +12,7 @@ from records.monitoring import (
     class_mix_drift,
     daily_summary,
     readings,
+    refusal_rate,
     uploads,
     validation_mix,
 )
@@ -64,7 +65,9 @@ summary = daily_summary(frame)
 total_analyses, total_refusals = int(summary["analyses"].sum()), int(summary["refusals"].sum())
 columns = st.columns(4)
 columns[0].metric("Analyses", total_analyses)
-columns[1].metric("Refusal rate", f"{total_refusals / (total_analyses + total_refusals):.1%}")
+columns[1].metric("Refusal rate", f"{refusal_rate(frame):.1%}",
+                  help=f"{total_refusals} images refused. A worklist batch counts as one upload "
+                  "here, however many images it held, so one large batch cannot skew the rate.")
 columns[2].metric("Median analysis time", f"{frame['latency_ms'].median():.0f} ms")
 columns[3].metric("Drift distance", f"{drift.distance:.3f}")
 

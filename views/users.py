@@ -11,12 +11,14 @@ from records.accounts import (
     list_accounts,
     reset_password,
     set_disabled,
+    unlock,
 )
 from records.audit import AuditUnavailable
 from records.image_store import keep_images, set_keep_images
 from records.roles import ROLES
 from records.settings import load_settings
 from webapp.page_state import USERS_OUTCOME
+from webapp.plain_text import plain
 from webapp.resources import app_database
 from webapp.session import PAUSED, require_admin
 
@@ -47,7 +49,7 @@ def add_from_form(database, actor, username: str, password: str, role: str) -> N
 st.title("Users")
 if USERS_OUTCOME in st.session_state:
     ok, message = st.session_state.pop(USERS_OUTCOME)
-    (st.success if ok else st.error)(message)
+    (st.success if ok else st.error)(plain(message))
 
 accounts = list_accounts(database)
 st.dataframe(
@@ -78,6 +80,10 @@ with change, st.container(border=True):
     enable.button("Enable", key="enable_account", on_click=attempt,
                   args=(set_disabled, ("chosen_account",), False),
                   kwargs={"done": "Enabled {0}."})
+    st.button("Unlock", key="unlock_account", on_click=attempt,
+              args=(unlock, ("chosen_account",)),
+              kwargs={"done": "Lifted every sign-in delay of {0}."},
+              help="Lift the waits that repeated failed sign-ins put on this account.")
     st.text_input("New password", type="password", key="reset_password")
     st.button("Set new password", key="set_password", on_click=attempt,
               args=(reset_password, ("chosen_account", "reset_password")),

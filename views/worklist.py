@@ -11,9 +11,16 @@ from pacs.settings import PacsSettings, from_environment
 from pacs.studies import StudyQuery
 from records.accounts import Actor
 from records.audit import AuditUnavailable
+from records.settings import load_settings
 from serving.client import ModelUnavailable
 from webapp.analysis import AGE_CHOICE_HELP, AGE_CHOICES, NOTICE
 from webapp.audited_worklist import (
+    WORKLIST_PACS,
+    WORKLIST_UPLOAD,
+    TooManyBatches,
+    check_batch_rate,
+    new_batch,
+    record_batch_done,
     record_export,
     record_pacs_batch,
     record_sent,
@@ -27,9 +34,10 @@ from webapp.page_state import (
     WORKLIST_ROWS,
     OpenedRow,
 )
+from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.worklist import open_row, triage_pacs, triage_uploads
+from webapp.worklist import open_row, pixel_budget, triage_pacs, triage_upload_files
 from webapp.worklist_results import send_study_results, sendable_studies
 from webapp.worklist_table import (
     HEAT_IN_LUNGS,
@@ -39,7 +47,6 @@ from webapp.worklist_table import (
     table,
     to_csv,
 )
-from webapp.worklist_uploads import expand_uploads
 
 
 def chosen_age_group(predictor) -> str | None:
@@ -60,17 +67,23 @@ def from_uploads(predictor, actor: Actor, age_group: str | None) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
-        uploads, messages = expand_uploads((file.name, file.getvalue()) for file in files)
+        settings, batch = load_settings(), new_batch()
         try:
-            rows = triage_uploads(uploads, predictor, progress=progress_bar("Analysing"),
-                                  age_group=age_group)
+            check_batch_rate(app_database(), actor, settings.worklist_batches_per_minute)
+            rows, messages = triage_upload_files(
+                [(file.name, file.getvalue()) for file in files], predictor, settings,
+                lambda uploads, rows: record_upload_batch(app_database(), actor, uploads, rows,
+                                                          predictor, batch),
+                progress=progress_bar("Analysing"), age_group=age_group)
+            record_batch_done(app_database(), actor, batch, WORKLIST_UPLOAD, rows, len(messages))
+            st.session_state[WORKLIST_ROWS] = rows
+        except TooManyBatches as refusal:
+            st.error(plain(refusal), icon=":material/hourglass:")
+            st.stop()
         except ModelUnavailable as error:
-            st.error(f"{error} The files stay selected: press Analyse the batch again.",
+            st.error(plain(f"{error} The files stay selected: press Analyse the batch again."),
                      icon=":material/pause_circle:")
             return
-        try:
-            st.session_state[WORKLIST_ROWS] = record_upload_batch(app_database(), actor, uploads,
-                                                                  rows, predictor)
         except AuditUnavailable:
             st.session_state.pop(WORKLIST_ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
@@ -108,17 +121,24 @@ def from_pacs(predictor, settings, actor: Actor, age_group: str | None) -> None:
     body_part = part.text_input("Body part (optional)", key="pacs_body_part").strip() or None
     automatic = st.checkbox("Send results to the PACS automatically", key="pacs_auto_send")
     if st.button("Query the PACS", type="primary"):
+        batch = new_batch()
+        try:
+            check_batch_rate(app_database(), actor, load_settings().worklist_batches_per_minute)
+        except TooManyBatches as refusal:
+            st.error(str(refusal), icon=":material/hourglass:")
+            return
         query = StudyQuery(since=first and first.strftime("%Y%m%d"),
                            until=last and last.strftime("%Y%m%d"), body_part=body_part)
         try:
             client = PacsClient(settings)
             rows = triage_pacs(client, query, predictor, progress=progress_bar("Analysing"),
-                               age_group=age_group)
+                               age_group=age_group, budget=pixel_budget(load_settings()))
         except (PacsError, ModelUnavailable) as error:
-            st.error(str(error), icon=":material/error:")
+            st.error(plain(error), icon=":material/error:")
             return
         try:
-            rows = record_pacs_batch(app_database(), actor, rows, predictor)
+            rows = record_pacs_batch(app_database(), actor, rows, predictor, batch)
+            record_batch_done(app_database(), actor, batch, WORKLIST_PACS, rows, 0)
         except AuditUnavailable:
             st.session_state.pop(WORKLIST_ROWS, None)
             st.error(PAUSED, icon=":material/pause_circle:")
@@ -137,7 +157,7 @@ st.caption("Many chest X-rays at once, the most suspicious first. Studies are sh
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {error}")
+    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
     st.stop()
 settings = from_environment()
 age_group = chosen_age_group(predictor)
@@ -151,7 +171,7 @@ else:
 
 rows = st.session_state.get(WORKLIST_ROWS)
 for message in st.session_state.get(WORKLIST_MESSAGES, []):
-    st.warning(message, icon=":material/warning:")
+    st.warning(plain(message), icon=":material/warning:")
 if not rows:
     st.info(NOTICE, icon=":material/info:")
     st.stop()
@@ -204,4 +224,4 @@ if studies and settings is not None:
     if send.button("Send results to the PACS", key="worklist_send"):
         with st.spinner("Storing the report and heatmap…"):
             stored, message = send_and_record(settings, rows, study_key, predictor, actor)
-        (st.success if stored else st.error)(message)
+        (st.success if stored else st.error)(plain(message))

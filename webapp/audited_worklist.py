@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
 
 from pacs.studies import ImageRef
 from records import actions, audit
 from records.accounts import Actor
 from records.db import Database
+from records.tables import AuditEvent
 from webapp.audited_analysis import image_event
 from webapp.worklist import WorklistRow
 from webapp.worklist_uploads import Upload
@@ -25,13 +30,24 @@ if TYPE_CHECKING:
 
 WORKLIST_UPLOAD = "worklist upload"
 WORKLIST_PACS = "worklist PACS"
+WORKLIST_BATCH = "worklist batch"  # one row per batch, after its images' rows, with counts
+
+
+class TooManyBatches(RuntimeError):
+    """The user started more batches in the last minute than the limit allows."""
+
+
+def new_batch() -> str:
+    """An id that ties a batch's image rows together, so Monitoring counts a batch once."""
+    return uuid.uuid4().hex
 
 
 def row_event(actor: Actor, row: WorklistRow, source: str, name: str | None,
               image_sha256: str | None, image_bytes: int | None,
-              sop_uid_hash: str | None) -> audit.Event:
+              sop_uid_hash: str | None, batch: str | None = None) -> audit.Event:
     """One worklist image as an audit row, as an upload's; a PACS study by its opaque key."""
-    detail = {"source": source, **({"study": row.study_key} if row.study_key else {})}
+    detail = {"source": source, **({"study": row.study_key} if row.study_key else {}),
+              **({"batch": batch} if batch else {})}
     return image_event(actor, row.prediction, name, image_sha256, image_bytes, sop_uid_hash,
                        row.seconds * 1000, detail)
 
@@ -50,23 +66,24 @@ def _with_ids(database: Database, rows: list[WorklistRow],
 
 
 def record_upload_batch(database: Database, actor: Actor, uploads: list[Upload],
-                        rows: list[WorklistRow], predictor: Predictor) -> list[WorklistRow]:
-    """Audit rows for a batch of uploads (``rows`` in the uploads' order); AuditUnavailable
-    if they cannot be written."""
+                        rows: list[WorklistRow], predictor: Predictor,
+                        batch: str | None = None) -> list[WorklistRow]:
+    """Audit rows for a batch (or a chunk of one) of uploads (``rows`` in the uploads' order);
+    AuditUnavailable if they cannot be written."""
     events = [row_event(actor, row, WORKLIST_UPLOAD, upload.name,
                         audit.image_sha256(upload.data), len(upload.data),
-                        audit.sop_uid_hash(database, upload.data, upload.name))
+                        audit.sop_uid_hash(database, upload.data, upload.name), batch)
               for upload, row in zip(uploads, rows, strict=True)]
     return _with_ids(database, rows, events)
 
 
 def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
-                      predictor: Predictor) -> list[WorklistRow]:
+                      predictor: Predictor, batch: str | None = None) -> list[WorklistRow]:
     """Audit rows for a PACS query's images; the archive's image is known by the salted hash
     of its SOP Instance UID, never the UID itself."""
     events = [row_event(actor, row, WORKLIST_PACS, None, _pixel_sha256(row),
                         None, audit.salted_uid_hash(database, row.pacs_item.sop_uid)
-                        if isinstance(row.pacs_item, ImageRef) else None)
+                        if isinstance(row.pacs_item, ImageRef) else None, batch)
               for row in rows]
     return _with_ids(database, rows, events)
 
@@ -83,3 +100,25 @@ def record_export(database: Database, actor: Actor, rows: int) -> None:
     """The worklist table downloaded as CSV."""
     audit.record(database, audit.Event(actor.username, actor.role, actions.DOWNLOAD,
                                        detail={"file": "worklist csv", "rows": rows}))
+
+
+def record_batch_done(database: Database, actor: Actor, batch: str, source: str,
+                      rows: list[WorklistRow], unread: int) -> None:
+    """One row that closes a batch: its images, how many were refused, how many unread."""
+    refused = sum(row.prediction.refusal is not None for row in rows)
+    audit.record(database, audit.Event(actor.username, actor.role, WORKLIST_BATCH, detail={
+        "batch": batch, "source": source, "images": len(rows), "refused": refused,
+        "unread": unread}))
+
+
+def check_batch_rate(database: Database, actor: Actor, per_minute: int,
+                     now: datetime | None = None) -> None:
+    """TooManyBatches when the user closed ``per_minute`` batches in the last minute."""
+    since = (now or audit.now_utc()) - timedelta(minutes=1)
+    with database.session() as session:
+        recent = session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == WORKLIST_BATCH, AuditEvent.username == actor.username,
+            AuditEvent.at >= since))
+    if recent >= per_minute:
+        raise TooManyBatches(f"You ran {recent} batches in the last minute; the limit is "
+                             f"{per_minute} per minute. Try again in a moment.")

@@ -19,10 +19,13 @@ from records.audit import AuditUnavailable, now_utc
 from records.roles import ADMIN
 from records.settings import load_settings
 from webapp.page_state import EXPIRED, SIGNED_IN, SSO_REFUSED
+from webapp.plain_text import plain
 from webapp.resources import app_database
 
 PAUSED = ("Analyses are paused until the audit trail works: it cannot be written. "
           "Your upload is kept; try again in a moment or call IT.")
+SIGN_IN_UNAVAILABLE = ("Signing in is not possible right now: the database cannot be written. "
+                       "Try again in a moment or call IT.")
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,9 @@ def sign_in_with(sign_in: Callable[[], Actor]) -> None:
     try:
         start_session(sign_in())
     except AccountError as error:
-        st.error(str(error), icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")
     except AuditUnavailable:
-        st.error(PAUSED, icon=":material/error:")
+        st.error(SIGN_IN_UNAVAILABLE, icon=":material/error:")
     else:
         st.rerun()
 
@@ -80,7 +83,7 @@ def _single_sign_on() -> Actor | None:
         st.session_state[SSO_REFUSED] = str(error)
         return None
     except AuditUnavailable:
-        st.session_state[SSO_REFUSED] = PAUSED
+        st.session_state[SSO_REFUSED] = SIGN_IN_UNAVAILABLE
         return None
     start_session(actor)
     return actor

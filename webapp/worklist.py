@@ -20,13 +20,16 @@ from PIL import Image
 
 from model.batch import Classified, classify
 from model.decode import DecodedImage, decode_image
+from model.limits import DEFAULT_LIMITS
 from model.prediction import Prediction
 from pacs.client import PacsClient
 from pacs.studies import StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
+from records.settings import Settings
 from webapp.analysis import Analysis, DiagnoseState, lung_fields, with_explanation
+from webapp.bounded_zip import ZipLimits
 from webapp.lung_attention import heat_share
-from webapp.worklist_uploads import Upload
+from webapp.worklist_uploads import Upload, expected_images, iter_uploads, upload_chunks
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -61,13 +64,42 @@ def thumbnail(image: DecodedImage, side: int = THUMBNAIL_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | None
-             ) -> tuple[list[Classified], float]:
-    """Every outcome, reporting progress as each arrives, and the mean seconds per item."""
+@dataclass
+class PixelBudget:
+    """Decoded pixels a worklist may still keep (rows keep their image for opening)."""
+
+    left: float = float("inf")
+    limit: float = float("inf")
+
+    def admit(self, outcome: Classified) -> Classified:
+        """The outcome, or a refusal once its image would pass the batch's pixel limit."""
+        if outcome.image is None:
+            return outcome
+        pixels = outcome.image.gray.size
+        if pixels > self.left:
+            return Classified(outcome.item, None, Prediction.refused(
+                f"Not analysed: this batch already holds its limit of "
+                f"{self.limit / 1e6:g} megapixels of images; analyse the rest in another "
+                "batch.", outcome.prediction.model_version))
+        self.left -= pixels
+        return outcome
+
+
+def pixel_budget(settings: Settings) -> PixelBudget:
+    """A fresh batch's budget of decoded pixels (``batch_max_megapixels``)."""
+    pixels = settings.batch_max_megapixels * 1e6
+    return PixelBudget(pixels, pixels)
+
+
+def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | None,
+             budget: PixelBudget | None = None) -> tuple[list[Classified], float]:
+    """Every outcome within the pixel budget, reporting progress as each arrives, and the
+    mean seconds per item."""
     start = time.perf_counter()
+    budget = budget or PixelBudget()
     collected: list[Classified] = []
     for outcome in outcomes:
-        collected.append(outcome)
+        collected.append(budget.admit(outcome))
         if progress is not None:
             progress(len(collected), total)
     return collected, (time.perf_counter() - start) / max(1, len(collected))
@@ -75,12 +107,12 @@ def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | No
 
 def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int = 32,
                    progress: Progress | None = None, age_group: str | None = None,
-                   ) -> list[WorklistRow]:
+                   budget: PixelBudget | None = None) -> list[WorklistRow]:
     """Decode, gate and classify every upload (no heatmaps: those come when a row is opened);
     ``age_group`` for all of them, None: each header's or the model's estimate."""
     outcomes, seconds = _collect(
         classify(uploads, lambda upload: decode_image(upload.data, upload.name), predictor,
-                 batch_size, age_group=age_group), len(uploads), progress)
+                 batch_size, age_group=age_group), len(uploads), progress, budget)
     return [
         WorklistRow(key=outcome.item.name, prediction=outcome.prediction,
                     image=outcome.image, seconds=seconds,
@@ -90,13 +122,51 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
     ]
 
 
+# Writes a chunk's audit rows and gives the rows back with their ids (audited_worklist).
+ChunkRecorder = Callable[[list[Upload], list[WorklistRow]], list[WorklistRow]]
+
+
+def triage_upload_files(files: list[tuple[str, bytes]], predictor: Predictor,
+                        settings: Settings, record: ChunkRecorder,
+                        progress: Progress | None = None, age_group: str | None = None,
+                        ) -> tuple[list[WorklistRow], list[str]]:
+    """The Worklist's upload batch, bounded: members are read, analysed and recorded
+    (``record`` writes the audit rows) a chunk at a time, so at most one chunk's file bytes
+    are held, and the rows keep at most ``batch_max_megapixels`` of decoded images.
+
+    Returns (rows, messages about what could not be read).
+    """
+    zip_limits = ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes)
+    budget = pixel_budget(settings)
+    total = expected_images(files)
+    rows: list[WorklistRow] = []
+    messages: list[str] = []
+    chunks = upload_chunks(iter_uploads(files, zip_limits), settings.batch_chunk_images,
+                           settings.batch_chunk_bytes)
+    for uploads, problems in chunks:
+        messages += problems
+        if not uploads:
+            continue
+        done = len(rows)
+
+        def chunk_progress(count: int, _total: int, done: int = done) -> None:
+            if progress is not None:
+                progress(done + count, max(total, done + count))
+
+        chunk_rows = triage_uploads(uploads, predictor, settings.batch_chunk_images,
+                                    chunk_progress, age_group, budget)
+        rows += record(uploads, chunk_rows)
+    return rows, messages
+
+
 def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
                 batch_size: int = 32, progress: Progress | None = None,
-                age_group: str | None = None) -> list[WorklistRow]:
+                age_group: str | None = None, budget: PixelBudget | None = None,
+                ) -> list[WorklistRow]:
     """The query's chest studies through the model; PacsError if the archive cannot be searched."""
     items = work_items(client, query)
     outcomes, seconds = _collect(triage(client, items, predictor, batch_size, age_group),
-                                 len(items), progress)
+                                 len(items), progress, budget)
     rows = []
     for outcome in outcomes:
         item = outcome.item

@@ -1,20 +1,18 @@
 """Worklist uploads: the browser's files, a .zip opened member by member, as images to analyse.
 
-Nothing here raises: what cannot be read becomes a message for the page.
+Nothing here raises: what cannot be read becomes a message for the page. A .zip is bounded
+(webapp.bounded_zip): members, total size and compression ratio, checked from its headers and
+again while each member is read.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
-from model.decode import IMAGE_SUFFIXES
-from model.limits import DEFAULT_LIMITS
-
-MAX_ZIP_MEMBERS = 2000
+from webapp.bounded_zip import DEFAULT_ZIP_LIMITS, ZipLimits, image_members, iter_members
 
 
 @dataclass(frozen=True)
@@ -25,56 +23,59 @@ class Upload:
     data: bytes = field(repr=False)
 
 
-def expand_uploads(files: Iterable[tuple[str, bytes]]) -> tuple[list[Upload], list[str]]:
-    """Browser files -> images to analyse; a .zip gives its image and DICOM members.
+def iter_uploads(files: Iterable[tuple[str, bytes]], limits: ZipLimits
+                 ) -> Iterator[Upload | str]:
+    """Browser files -> images to analyse, one at a time; a .zip gives its image and DICOM
+    members as they are read (webapp.bounded_zip). A str is a message about what could not be
+    read."""
+    for name, data in files:
+        if not name.lower().endswith(".zip"):
+            yield Upload(name, data)
+            continue
+        for found in iter_members(name, data, limits):
+            yield found if isinstance(found, str) else Upload(*found)
 
-    Returns (uploads, messages about what could not be read); nothing here raises.
-    """
+
+def expand_uploads(files: Iterable[tuple[str, bytes]], limits: ZipLimits = DEFAULT_ZIP_LIMITS
+                   ) -> tuple[list[Upload], list[str]]:
+    """Every image of a few small files at once: (uploads, messages); nothing here raises."""
     uploads: list[Upload] = []
     messages: list[str] = []
-    for name, data in files:
-        if name.lower().endswith(".zip"):
-            found, problems = _zip_members(name, data)
-            uploads += found
-            messages += problems
-        else:
-            uploads.append(Upload(name, data))
+    for item in iter_uploads(files, limits):
+        (messages if isinstance(item, str) else uploads).append(item)
     return uploads, messages
 
 
-def _zip_members(name: str, data: bytes) -> tuple[list[Upload], list[str]]:
-    """Image members of a zip, each checked against the upload limit before it is read."""
-    limit = DEFAULT_LIMITS.max_upload_bytes
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [member for member in archive.infolist() if _is_image_member(member)]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
-        return [], [f"{name} is not a readable .zip archive."]
-    if len(members) > MAX_ZIP_MEMBERS:
-        return [], [f"{name} holds {len(members)} images; at most {MAX_ZIP_MEMBERS} per batch."]
-    uploads, problems = [], []
-    with archive:
-        for member in members:
-            label = f"{name}/{member.filename}"
-            if member.file_size > limit:
-                problems.append(f"{label} is {member.file_size / 1e6:.0f} MB, over the "
-                                f"{limit / 1e6:.0f} MB limit; it was not read.")
-                continue
-            try:
-                with archive.open(member) as stream:
-                    content = stream.read(limit + 1)  # a lying header cannot make this grow
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, ValueError):
-                problems.append(f"{label} could not be extracted (damaged or encrypted).")
-                continue
-            uploads.append(Upload(label, content))
-    if not uploads and not problems:
-        problems.append(f"{name} holds no PNG, JPEG, TIFF or DICOM files.")
-    return uploads, problems
+def expected_images(files: Iterable[tuple[str, bytes]]) -> int:
+    """How many images the files hold, from the zips' headers (for the progress bar)."""
+    count = 0
+    for name, data in files:
+        if not name.lower().endswith(".zip"):
+            count += 1
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                count += len(image_members(archive))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
+            continue
+    return count
 
 
-def _is_image_member(member: zipfile.ZipInfo) -> bool:
-    path = PurePosixPath(member.filename)
-    hidden = any(part.startswith((".", "__MACOSX")) for part in path.parts)
-    dicom_without_suffix = path.suffix == "" and not member.is_dir()
-    return not member.is_dir() and not hidden and (
-        path.suffix.lower() in IMAGE_SUFFIXES or dicom_without_suffix)
+def upload_chunks(items: Iterable[Upload | str], chunk_images: int, chunk_bytes: int
+                  ) -> Iterator[tuple[list[Upload], list[str]]]:
+    """(uploads, messages) in chunks of at most ``chunk_images`` images or about
+    ``chunk_bytes`` bytes: the next member is not read until this chunk is done."""
+    uploads: list[Upload] = []
+    messages: list[str] = []
+    size = 0
+    for item in items:
+        if isinstance(item, str):
+            messages.append(item)
+            continue
+        uploads.append(item)
+        size += len(item.data)
+        if len(uploads) >= chunk_images or size >= chunk_bytes:
+            yield uploads, messages
+            uploads, messages, size = [], [], 0
+    if uploads or messages:
+        yield uploads, messages
