@@ -6,23 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from model.labels import CLASS_NAMES
+from model.prediction import Prediction
 from pacs.results import HEAT_IN_LUNGS_CODE, PRIVATE_SCHEME, structured_report, with_empty_type2
 from testkit.dicom_factory import make_dataset
-from webapp.worklist import (
-    HEAT_IN_LUNGS,
-    WorklistRow,
-    looked_outside_lungs,
-    sorted_rows,
-    table,
-)
+from webapp.worklist import WorklistRow
+from webapp.worklist_table import HEAT_IN_LUNGS, looked_outside_lungs, sorted_rows, table
 
-CLASSES = ["NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19"]
+CLASSES = list(CLASS_NAMES)
 PROBABILITIES = dict(zip(CLASSES, (0.1, 0.2, 0.3, 0.4), strict=True))
 
 
 def row(key: str, heat: float | None, refused: bool = False) -> WorklistRow:
-    return WorklistRow(key=key, probabilities=None if refused else PROBABILITIES,
-                       error="refused" if refused else None, heat_in_lungs=heat)
+    prediction = (Prediction.refused("refused", "test-model") if refused
+                  else Prediction.of(PROBABILITIES, "test-model"))
+    return WorklistRow(key=key, prediction=prediction, heat_in_lungs=heat)
 
 
 def test_the_worklist_sorts_the_least_heat_in_the_lungs_first():
@@ -38,7 +36,7 @@ def test_the_worklist_sorts_the_least_heat_in_the_lungs_first():
 @pytest.mark.parametrize("heat", [0.37, None])
 def test_the_sr_carries_the_share_as_its_own_measurement(heat):
     source = with_empty_type2(make_dataset(np.full((64, 64), 100, np.uint8)))
-    report = structured_report(source, PROBABILITIES, "test-model", heat)
+    report = structured_report(source, Prediction.of(PROBABILITIES, "test-model"), heat)
     found = [item for item in report.ContentSequence[-1].ContentSequence
              for item in _walk(item) if item.get("ValueType") == "NUM"
              and item.ConceptNameCodeSequence[0].CodeValue == HEAT_IN_LUNGS_CODE.value]

@@ -30,6 +30,7 @@ from model.predictor import Predictor
 from pipeline.predict import write_record
 from records.actions import ANALYSIS, REFUSAL
 from records.db import open_database
+from records.settings import MODEL_URL_ENV
 from records.tables import AuditEvent
 from serving.client import ModelClient, ModelUnavailable
 from serving.wire import DECODED_HEADER
@@ -37,7 +38,6 @@ from testkit.apptest import open_page, result_text, upload
 from testkit.model_factory import shipped_run_dir
 from testkit.model_server import REPO_ROOT, model_server
 from testkit.servers import free_port
-from webapp.resources import MODEL_URL_ENV
 
 PROBABILITY_TOLERANCE = 1e-6
 HEATMAP_TOLERANCE = 1 / 255 + 1e-6  # the heatmap travels as an 8-bit PNG

@@ -37,10 +37,11 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from model.age_groups import AGE_GROUPS, age_group_index
 from model.calibration import softmax
 from model.decode import decode_file
 from model.errors import ImageError
-from model.populations import AGE_GROUPS, age_group_index, block_targets, class_logits
+from model.populations import block_targets, class_logits
 from model.run_dir import (
     CHECKPOINTS_DIR,
     MODEL_CARD_FILE,
