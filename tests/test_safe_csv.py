@@ -14,7 +14,9 @@ from records.audit import Event, export_csv, record
 from records.safe_csv import FORMULA_STARTS, csv_text, neutralised
 from testkit.model_factory import make_run_dir
 from testkit.synthetic_data import synthetic_xray
-from webapp.worklist import expand_uploads, to_csv, triage_uploads
+from webapp.worklist import triage_uploads
+from webapp.worklist_table import to_csv
+from webapp.worklist_uploads import expand_uploads
 
 HOSTILE = ['=HYPERLINK("http://127.0.0.1:9/x","open")', "+1+2", "-2+3", "@SUM(A1)",
            "\t=1", "\r=1"]

@@ -5,13 +5,12 @@ Opaque keys, the study's date and description, never a patient identifier or a U
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from urllib.parse import quote
 
 from model.labels import NORMAL, display_name
 from model.lung_share import LOW_HEAT_IN_LUNGS
+from records.safe_csv import csv_text
 from webapp.worklist import WorklistRow
 
 NOT_NORMAL = "not normal"  # the default sort: 1 - P(NORMAL)
@@ -90,9 +89,6 @@ def _formatted_date(date: str) -> str | None:
 def to_csv(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NORMAL) -> bytes:
     """The table as CSV (without thumbnails or viewer links), for download."""
     records = table(rows, classes, class_name)
-    buffer = io.StringIO()
     columns = [column for column in records[0] if column != "thumbnail"] if records else []
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue().encode("utf-8")
+    return csv_text(columns, ([record[column] for column in columns] for record in records)
+                    ).encode("utf-8")
