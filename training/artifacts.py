@@ -5,8 +5,10 @@ The files themselves are written through model.run_dir.
 
 from __future__ import annotations
 
+import logging
 import platform
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,3 +50,14 @@ def now_utc() -> datetime:
 def model_version(backbone: str, created_at: datetime, data_names: list[str]) -> str:
     """A version people can read and quote: data sets, backbone, training time."""
     return f"{'+'.join(data_names)}-{backbone}-{created_at:%Y%m%d-%H%M}"
+
+
+def log_to(log_file: Path) -> None:
+    """A training command's log: its file in the run directory (made if need be) and stderr,
+    timestamped, so `tail -f` on a background run shows its progress."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.FileHandler(log_file), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(formatter)
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)

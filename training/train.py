@@ -18,7 +18,6 @@ import contextlib
 import logging
 import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -33,7 +32,7 @@ from model.run_dir import (
     write_history,
     write_metadata,
 )
-from training.artifacts import git_commit, model_version, now_utc, software_versions
+from training.artifacts import git_commit, log_to, model_version, now_utc, software_versions
 from training.backbones import BackboneWeightsError, get_backbone
 from training.base_model import copy_backbone_weights, trained_backbone
 from training.batches import XrayBatches
@@ -72,16 +71,6 @@ def distribution_scope(kind: str):
     if kind not in strategies:
         raise ValueError(f"--distribute must be one of none, {', '.join(strategies)}")
     return strategies[kind]().scope()
-
-
-def _setup_logging(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.FileHandler(run_dir / TRAIN_LOG_FILE),
-                    logging.StreamHandler(sys.stderr)):
-        handler.setFormatter(formatter)
-        logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
 
 
 def _splits(config: TrainConfig, space: LabelSpace):
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     for root in config.data:
         if not (root / "train").is_dir():
             parser.error(f"{root} has no train/ folder (expected {root}/train/<CLASS>/)")
-    _setup_logging(config.out)
+    log_to(config.out / TRAIN_LOG_FILE)
     try:
         train(config)
     except (DatasetError, BackboneWeightsError, ValueError, FileNotFoundError) as error:

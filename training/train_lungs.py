@@ -35,7 +35,7 @@ from model.lungs import (
     write_lungs_metrics,
 )
 from model.preprocess import resize_gray
-from training.artifacts import git_commit, now_utc, software_versions
+from training.artifacts import git_commit, log_to, now_utc, software_versions
 from training.config import SHARED_DATA, _add_fields, json_ready
 from training.lung_augment import LungAugmentConfig, augment_pair
 from training.lung_segmenter import ENCODER_OUTPUT, build_lung_segmenter
@@ -209,16 +209,6 @@ def train(config: LungsConfig) -> Path:
     return run_dir
 
 
-def _setup_logging(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in (logging.FileHandler(run_dir / TRAIN_LOG_FILE),
-                    logging.StreamHandler(sys.stderr)):
-        handler.setFormatter(formatter)
-        logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-
-
 def config_from_args(argv: list[str] | None = None) -> LungsConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _add_fields(parser, LungsConfig)
@@ -230,7 +220,7 @@ def config_from_args(argv: list[str] | None = None) -> LungsConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
-    _setup_logging(config.out)
+    log_to(config.out / TRAIN_LOG_FILE)
     train(config)
     return 0
 
