@@ -64,21 +64,27 @@ class Settings:
         return self.data_dir / IMAGES_FOLDER
 
 
-@functools.cache
+SETTINGS_ENV = (MODEL_DIR_ENV, DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV,
+                MODEL_URL_ENV)
+
+
 def load_settings() -> Settings:
     """The settings from the environment, with defaults a newcomer can run.
 
-    Read once per process: a server's environment does not change under it. A test that
-    changes the environment calls ``load_settings.cache_clear()``.
+    Built once per environment: a server's environment does not change under it, and a test
+    that sets a variable gets the settings of its own environment.
     """
-    model_dir = os.environ.get(MODEL_DIR_ENV, "").strip()
-    data_dir = Path(os.environ.get(DATA_DIR_ENV, "").strip() or REPO_ROOT / "data")
-    database_url = (os.environ.get(DATABASE_URL_ENV, "").strip()
-                    or f"sqlite:///{data_dir / DATABASE_FILE}")
-    numbers = {name: float(os.environ[env]) for name, env in
+    return _settings(tuple(os.environ.get(name, "").strip() for name in SETTINGS_ENV))
+
+
+@functools.cache
+def _settings(values: tuple[str, ...]) -> Settings:
+    env = dict(zip(SETTINGS_ENV, values, strict=True))
+    data_dir = Path(env[DATA_DIR_ENV] or REPO_ROOT / "data")
+    numbers = {name: float(env[key]) for name, key in
                (("session_idle_minutes", IDLE_MINUTES_ENV),
-                ("sqlite_busy_seconds", SQLITE_BUSY_ENV))
-               if os.environ.get(env, "").strip()}
-    return Settings(data_dir=data_dir, database_url=database_url,
-                    model_dir=Path(model_dir) if model_dir else None,
-                    model_url=os.environ.get(MODEL_URL_ENV, "").strip() or None, **numbers)
+                ("sqlite_busy_seconds", SQLITE_BUSY_ENV)) if env[key]}
+    return Settings(data_dir=data_dir,
+                    database_url=env[DATABASE_URL_ENV] or f"sqlite:///{data_dir / DATABASE_FILE}",
+                    model_dir=Path(env[MODEL_DIR_ENV]) if env[MODEL_DIR_ENV] else None,
+                    model_url=env[MODEL_URL_ENV] or None, **numbers)

@@ -15,16 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 
-@pytest.fixture(autouse=True)
-def fresh_settings():
-    """Each test reads the settings of its own environment (load_settings caches them)."""
-    from records.settings import load_settings
-
-    load_settings.cache_clear()
-    yield
-    load_settings.cache_clear()
-
-
 @pytest.fixture(scope="session")
 def cxr4_dir() -> Path:
     """The real labelled X-rays in ../shared; tests that need them skip when they are absent."""

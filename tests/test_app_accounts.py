@@ -25,7 +25,6 @@ from records.settings import (
     IDLE_MINUTES_ENV,
     MODEL_DIR_ENV,
     SQLITE_BUSY_ENV,
-    load_settings,
 )
 from records.tables import AuditEvent, Feedback
 from testkit.apptest import (
@@ -241,7 +240,6 @@ def test_signing_out_is_audited_and_forgets_the_session(database):
 def test_an_idle_session_must_sign_in_again(database, monkeypatch):
     at = open_page(account=RADIOLOGIST)
     monkeypatch.setenv(IDLE_MINUTES_ENV, "0")  # any time without a click is too long now
-    load_settings.cache_clear()  # settings are read once per process; this test changes one
     at.run()
     assert [widget.label for widget in at.button] == ["Sign in"]  # the sign-in page, alone
     assert "signed out after a while without activity" in at.info[0].value
@@ -262,7 +260,7 @@ def test_viewing_another_class_heatmap_is_audited(database):
 
 
 def test_the_first_admin_page_opened_after_an_admin_exists_shows_no_form():
-    at = AppTest.from_file(str(APP.parent / "pages" / "first_admin.py"), default_timeout=60)
+    at = AppTest.from_file(str(APP.parent / "views" / "first_admin.py"), default_timeout=60)
     at.run()
     assert not at.exception
     assert [info.value for info in at.info] == [FIRST_ADMIN_EXISTS]

@@ -121,8 +121,10 @@ def age_caption(prediction: Prediction) -> str | None:
     if age is None:
         return None
     words = f"Read as the film of {'a child' if age.group == 'child' else 'an adult'}"
-    how = {"given": "as chosen above", "dicom": "from the DICOM header's age"}.get(
-        age.source, f"estimated by the model, {age.probability:.0%} sure")
+    if age.source == "estimated":
+        how = f"estimated by the model, {age.probability:.0%} sure"
+    else:
+        how = "as chosen above" if age.source == "given" else "from the DICOM header's age"
     note = (" COVID-19 is not assessed for children: no child's COVID-19 film was in "
             "training." if age.group == "child" else "")
     return f"{words} ({how}).{note}"
