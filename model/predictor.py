@@ -298,8 +298,11 @@ class Predictor:
 
     def _age_reading(self, given: AgeReading | None, estimate: np.ndarray
                      ) -> AgeReading | None:
-        """The known age group, else the model's estimate; None without age heads."""
-        if given is not None or not self.age_heads:
+        """The known age group, else the model's estimate; None without age heads (a model
+        that cannot read a film by age group does not report one)."""
+        if not self.age_heads:
+            return None
+        if given is not None:
             return given
         best = int(np.argmax(estimate))
         return AgeReading(AGE_GROUP_WORDS.get(self.age_heads[best], self.age_heads[best]),

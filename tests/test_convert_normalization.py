@@ -25,11 +25,9 @@ from testkit.model_factory import (
     metadata,
     shipped_run_dir,
 )
-from testkit.shipped_probabilities import outcomes_by_name, read_expected
 from testkit.synthetic_data import synthetic_xray
 from training.backbones import get_backbone
 from training.classifier import build_classifier
-from training.config import SHARED_DATA
 from training.convert_normalization import ConversionError, convert_run, main
 
 TOLERANCE = 1e-5
@@ -79,29 +77,6 @@ def test_a_converted_run_is_not_converted_again(tmp_path):
     with pytest.raises(ConversionError, match="only format 1 runs need converting"):
         convert_run(run_dir)
     assert main(["--run", str(run_dir)]) == 2
-
-
-def test_the_shipped_model_gives_the_old_pipelines_probabilities_on_real_xrays():
-    """tests/fixtures/shipped_val_probabilities.json holds what the format-1 model and code gave
-    (testkit/shipped_probabilities.py, commit 05e025e); the converted model must agree."""
-    expected = read_expected()
-    files = [SHARED_DATA / name for name in expected["outcomes"]]
-    if not all(path.is_file() for path in files):
-        pytest.skip(f"the real val X-rays are not all at {SHARED_DATA} (shared data absent)")
-    shipped = Predictor.load(shipped_run_dir())
-    assert shipped.version == expected["model_version"]
-    assert shipped.classes == expected["classes"]
-    outcomes = outcomes_by_name(shipped, files)
-    assert outcomes.keys() == expected["outcomes"].keys()
-    accepted = [name for name, outcome in expected["outcomes"].items()
-                if not isinstance(outcome, str)]
-    assert len(accepted) >= 30
-    for name, outcome in expected["outcomes"].items():
-        if isinstance(outcome, str):
-            assert outcomes[name] == outcome
-        else:
-            np.testing.assert_allclose(outcomes[name], outcome, rtol=0, atol=TOLERANCE,
-                                       err_msg=name)
 
 
 def test_the_shipped_model_is_the_architecture_training_builds():

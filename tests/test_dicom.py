@@ -7,6 +7,7 @@ import subprocess
 import sys
 import traceback
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -213,14 +214,30 @@ def test_jpeg_xray_and_its_compressed_16_bit_monochrome1_dicom_decode_alike(cxr4
 def test_shipped_model_gives_a_dicom_the_jpegs_class_and_probabilities(cxr4_dir):
     predictor = Predictor.load(shipped_run_dir())
     for label in predictor.classes:
-        path = sorted((cxr4_dir / "val" / label).glob("*.jpg"))[1]
-        gray = decode_file(path).gray
-        from_jpeg = predictor.predict(gray)
-        dicom = make_dicom(gray, bits=16, monochrome1=True, transfer_syntax=JPEG2000Lossless)
+        path, gray, from_jpeg = first_accepted(predictor, sorted((cxr4_dir / "val" / label
+                                                                  ).glob("*.jpg"))[1:])
+        # Without a birth date: the pixels are compared here, not the age group the header gives.
+        dicom = make_dicom(gray, bits=16, monochrome1=True, transfer_syntax=JPEG2000Lossless,
+                           patient=NO_AGE_PATIENT)
         from_dicom = predictor.predict(decode_image(dicom, path.stem + ".dcm"))
         assert max(from_dicom, key=from_dicom.get) == max(from_jpeg, key=from_jpeg.get), path.name
         for name, probability in from_jpeg.items():
             assert from_dicom[name] == pytest.approx(probability, abs=0.02), (path.name, name)
+
+
+def first_accepted(predictor: Predictor, paths: list[Path]
+                   ) -> tuple[Path, np.ndarray, dict[str, float]]:
+    """The first of ``paths`` the gate accepts (a few val figures from papers it refuses)."""
+    for path in paths:
+        gray = decode_file(path).gray
+        try:
+            return path, gray, predictor.predict(gray)
+        except ImageError:
+            continue
+    raise AssertionError("the gate refused every candidate")
+
+
+NO_AGE_PATIENT = {key: value for key, value in FAKE_PATIENT.items() if key != "PatientBirthDate"}
 
 
 def identifier_leaks(text: str) -> list[str]:

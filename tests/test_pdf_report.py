@@ -12,6 +12,7 @@ from PIL import Image
 
 from model.decode import DecodedImage
 from model.lungs import LungMask
+from model.prediction import Prediction
 from webapp.analysis import Analysis
 from webapp.pdf_report import MARGIN_MM, PAGE_WIDTH_MM, pdf_report
 
@@ -32,8 +33,8 @@ def synthetic_analysis(heat_inside: bool) -> Analysis:
         heatmap[:40, :] = 1.0  # along the top edge, where text and markers sit
     return Analysis(
         file_name="film.png", image=DecodedImage(gray=gray, source_format="PNG"),
-        probabilities=dict(zip(CLASSES, (0.1, 0.6, 0.2, 0.1), strict=True)),
-        heatmaps={"BACTERIAL_PNEUMONIA": heatmap}, seconds=0.5, model_version="test",
+        prediction=Prediction.of(dict(zip(CLASSES, (0.1, 0.6, 0.2, 0.1), strict=True)), "test"),
+        heatmaps={"BACTERIAL_PNEUMONIA": heatmap}, seconds=0.5,
         analysed_at="2026-12-02T12:00:00+00:00", lungs=LungMask(lungs))
 
 

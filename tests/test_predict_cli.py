@@ -22,6 +22,9 @@ from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"file", "label", "probabilities", "model"}
+# The shipped run has age heads (a JPEG's age group is estimated) and a feature bank.
+SHIPPED_KEYS = RESULT_KEYS | {"age_group", "age_group_source", "age_group_probability",
+                              "familiar"}
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
@@ -126,7 +129,8 @@ def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
-    assert set(record) == RESULT_KEYS
+    assert set(record) == SHIPPED_KEYS
+    assert record["age_group"] == "adult" and record["age_group_source"] == "estimated"
     assert record["file"] == str(xray)
     assert list(record["probabilities"]) == list(CLASS_NAMES)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -143,7 +147,7 @@ def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir
     assert sorted(path.name for path in masks.iterdir()) == sorted(
         f"{xray.stem}.png" for xray in xrays)
     for xray, record in zip(xrays, records, strict=False):
-        assert set(record) == RESULT_KEYS | {"heat_in_lungs"}
+        assert set(record) == SHIPPED_KEYS | {"heat_in_lungs"}
         assert 0.0 <= record["heat_in_lungs"] <= 1.0
         mask = np.asarray(Image.open(masks / f"{xray.stem}.png"))
         assert mask.shape == decode_file(xray).gray.shape

@@ -145,7 +145,7 @@ def test_familiarity_flags_about_the_set_share_of_known_films_and_films_far_from
 
 
 def test_predict_lines_say_familiar_only_for_a_run_with_a_bank(banked_run, tmp_path, capsys):
-    from model import predict
+    from pipeline import predict
 
     films = write_site(tmp_path / "films", 3)
     assert predict.main([str(films), "--model", str(banked_run)]) == 0

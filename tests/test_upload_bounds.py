@@ -114,7 +114,8 @@ def test_reading_stops_at_the_limits_even_when_the_headers_pass(predictor, datab
                                    zip_max_total_bytes=150_000_000)
     with peak_rss_growth() as growth:
         rows, messages = analyse([("bomb.zip", bomb(60))], predictor, database, settings)
-    assert len(rows) == 3 and all(row.error for row in rows)  # three members read, refused
+    # three members read, refused
+    assert len(rows) == 3 and all(row.prediction.refusal for row in rows)
     assert messages == ["bomb.zip: the archive expands beyond 150 MB, the limit per archive; "
                         "reading stopped at bomb.zip/film03.png."]
     assert growth[0] < PEAK_GROWTH_LIMIT
@@ -135,7 +136,7 @@ def test_a_batch_keeps_at_most_its_pixel_limit_and_says_so(predictor, database):
     kept = [row for row in rows if row.image is not None]
     assert sum(row.image.gray.size for row in kept) <= 200_000 and len(kept) == 2
     refused = [row for row in rows if row.image is None]
-    assert all("its limit of 0.2 megapixels of images" in row.error for row in refused)
+    assert all("its limit of 0.2 megapixels of images" in row.prediction.refusal for row in refused)
     assert all(row.audit_id is not None for row in rows)
 
 
@@ -143,9 +144,9 @@ def test_a_pacs_image_over_the_answer_limit_is_refused_unread(pacs_archive, pred
     configured = settings_for(pacs_archive.orthanc.dicomweb_url, pacs_archive.environment())
     settings = dataclasses.replace(configured, max_answer_bytes=10_000)
     rows = triage_pacs(PacsClient(settings), StudyQuery(), predictor)
-    images = [row for row in rows if row.pacs_item is not None and row.error
-              and "larger than" in row.error]
+    images = [row for row in rows if row.pacs_item is not None and row.prediction.refusal
+              and "larger than" in row.prediction.refusal]
     assert images and all(row.image is None for row in images)
-    assert "0 MB, the limit per image (CXR_PACS_MAX_ANSWER_BYTES)" in images[0].error
+    assert "0 MB, the limit per image (CXR_PACS_MAX_ANSWER_BYTES)" in images[0].prediction.refusal
     unbounded = triage_pacs(PacsClient(configured), StudyQuery(), predictor)
-    assert any(row.probabilities for row in unbounded)
+    assert any(row.prediction.probabilities for row in unbounded)
