@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from model.run_dir import read_metrics
+from model.run_metrics import read_metrics
 from training.config import CXR4_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def main() -> None:
         )
         metrics = read_metrics(run_dir)
         print(f"weights={weights}: pneumonia-vs-normal AUC "
-              f"{metrics['pneumonia_vs_normal']['auc']:.3f}, 4-class accuracy "
-              f"{metrics['accuracy']:.3f}, {time.perf_counter() - started:.0f} s")
+              f"{metrics.pneumonia_vs_normal.auc:.3f}, 4-class accuracy "
+              f"{metrics.accuracy:.3f}, {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

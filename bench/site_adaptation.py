@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.formatting import score  # noqa: E402
 from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
-from model.run_dir import FEATURE_BANK_FILE, read_metrics  # noqa: E402
+from model.run_dir import FEATURE_BANK_FILE  # noqa: E402
+from model.run_metrics import read_metrics  # noqa: E402
 from training import adapt  # noqa: E402
 from training.feature_bank import FeatureBank  # noqa: E402
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(out), "--name", name, "--holdout", str(holdout)])
         seconds = time.perf_counter() - started
         adapted = Predictor.load(out)
-        report = read_metrics(out)["site"]
+        report = read_metrics(out).site
         print(f"\n## {name} as a site: {report['n']} films, {report['fitted_on']} fitted, "
               f"{report['held_out']} held out by {report['held_out_by']}; "
               f"training.adapt took {seconds:.0f} s\n")

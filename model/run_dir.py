@@ -3,8 +3,9 @@ the benchmarks and the tests.
 
 Every file a run directory may hold is named here, and nowhere else. The files with a shape of
 their own are read and written here as frozen dataclasses (``Metadata``, ``Calibration``,
-``GateSettings``), checked on read; metrics.json and history.json stay plain data, their keys
-a public contract of their own (training.metrics, training.schedule). A file that is absent is
+``GateSettings``), checked on read; metrics.json (read typed by model.run_metrics) and
+history.json stay plain data, their keys a public contract of their own (training.metrics,
+training.schedule). A file that is absent is
 a ``MissingRunFileError``, one that cannot be used a ``RunFileError``: both name the file and
 say what is wrong.
 
@@ -198,7 +199,7 @@ def parse_metadata(content: Any, path: Path) -> Metadata:
                            f"input; convert the run with `python -m "
                            f"training.convert_normalization --run {path.parent}`")
     _check_version(content, METADATA_FORMAT_VERSION, path)
-    metadata = _parse(Metadata, content, path)
+    metadata = parse_fields(Metadata, content, path)
     if not metadata.classes or not all(isinstance(name, str) for name in metadata.classes):
         raise RunFileError(f"{path}: classes should be a list of names, not {metadata.classes}")
     if metadata.image_size <= 0:
@@ -222,7 +223,7 @@ def write_metadata(run_dir: Path, metadata: Metadata) -> None:
 def read_calibration(run_dir: Path) -> Calibration:
     """calibration.json, with a positive, finite temperature."""
     path = Path(run_dir) / CALIBRATION_FILE
-    calibration = _parse(Calibration, read_json(path), path)
+    calibration = parse_fields(Calibration, read_json(path), path)
     if not 0 < calibration.temperature < math.inf:
         raise RunFileError(f"{path}: the temperature must be positive, "
                            f"got {calibration.temperature}")
@@ -240,7 +241,7 @@ def read_gate_settings(run_dir: Path) -> GateSettings:
     _check_version(content, OOD_FORMAT_VERSION, path)
     if "limits" not in content:
         raise RunFileError(f"{path} lacks limits")
-    limits = _parse(OodLimits, content["limits"], path, "limits.")
+    limits = parse_fields(OodLimits, content["limits"], path, "limits.")
     figures = {key: value for key, value in content.items()
                if key not in ("format_version", "limits")}
     return GateSettings(limits, figures, content["format_version"])
@@ -248,16 +249,6 @@ def read_gate_settings(run_dir: Path) -> GateSettings:
 
 def write_gate_settings(run_dir: Path, settings: GateSettings) -> None:
     write_json(Path(run_dir) / OOD_FILE, settings.to_dict())
-
-
-def read_metrics(run_dir: Path) -> dict:
-    """metrics.json as training.metrics wrote it."""
-    path = Path(run_dir) / METRICS_FILE
-    return _object(read_json(path), path)
-
-
-def write_metrics(run_dir: Path, metrics: dict) -> None:
-    write_json(Path(run_dir) / METRICS_FILE, metrics)
 
 
 def read_history(run_dir: Path) -> list[dict]:
@@ -307,14 +298,16 @@ def _check_version(content: dict, readable: int, path: Path) -> None:
                            f"code reads version {readable} only: update the code")
 
 
-def _parse(cls: type, content: Any, path: Path, where: str = ""):
+def parse_fields(cls: type, content: Any, path: Path, where: str = ""):
     """A dataclass from a JSON object: each field without a default required, each value of
-    the JSON type its annotation names (a tuple from a list, a dataclass from an object)."""
+    the JSON type its annotation names (a tuple from a list, a dataclass from an object, and
+    each value of a ``dict[str, X]`` parsed as X)."""
     if not isinstance(content, dict):
         raise RunFileError(f"{path}: {where or 'the file '}should be a JSON object, "
                            f"not {reprlib.repr(content)}")
     missing = [where + field.name for field in fields(cls)
-               if field.name not in content and field.default is MISSING]
+               if field.name not in content and field.default is MISSING
+               and field.default_factory is MISSING]
     if missing:
         raise RunFileError(f"{path} lacks {', '.join(missing)}")
     hints = typing.get_type_hints(cls)
@@ -322,21 +315,28 @@ def _parse(cls: type, content: Any, path: Path, where: str = ""):
     for field in fields(cls):
         if field.name not in content:
             continue
-        value, hint = content[field.name], hints[field.name]
-        if isinstance(hint, types.UnionType):  # X | None
-            if value is None:
-                values[field.name] = None
-                continue
-            (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
-        if dataclasses.is_dataclass(hint):
-            values[field.name] = _parse(hint, value, path, f"{where}{field.name}.")
-            continue
-        kind = typing.get_origin(hint) or hint
-        if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[kind]):
-            raise RunFileError(f"{path}: {where}{field.name} should be {_JSON_NAMES[kind]}, "
-                               f"not {reprlib.repr(value)}")
-        values[field.name] = tuple(value) if kind is tuple else value
+        values[field.name] = _parse_value(hints[field.name], content[field.name], path,
+                                          f"{where}{field.name}")
     return cls(**values)
+
+
+def _parse_value(hint: Any, value: Any, path: Path, where: str) -> Any:
+    """One value of the JSON type ``hint`` names; ``where`` is its dotted name, for messages."""
+    if isinstance(hint, types.UnionType):  # X | None
+        if value is None:
+            return None
+        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+    if dataclasses.is_dataclass(hint):
+        return parse_fields(hint, value, path, f"{where}.")
+    kind = typing.get_origin(hint) or hint
+    if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[kind]):
+        raise RunFileError(f"{path}: {where} should be {_JSON_NAMES[kind]}, "
+                           f"not {reprlib.repr(value)}")
+    if kind is dict and typing.get_args(hint):
+        _, item = typing.get_args(hint)
+        return {key: _parse_value(item, entry, path, f"{where}.{key}")
+                for key, entry in value.items()}
+    return tuple(value) if kind is tuple else value
 
 
 def _json_data(value: Any) -> Any:

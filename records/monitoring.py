@@ -9,6 +9,7 @@ confusion matrix): half the summed absolute differences of the shares, 0 (same) 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -76,10 +77,11 @@ def class_mix_by_day(frame: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return shares.reindex(columns=classes, fill_value=0.0)
 
 
-def validation_mix(metrics: dict) -> dict[str, float]:
-    """What the model predicted on its validation split: the confusion matrix's column shares."""
-    predicted = np.asarray(metrics["confusion_matrix"], dtype=float).sum(axis=0)
-    return dict(zip(metrics["classes"], (predicted / predicted.sum()).tolist(), strict=True))
+def validation_mix(classes: Sequence[str], confusion_matrix: Sequence[Sequence[int]]
+                   ) -> dict[str, float]:
+    """What the model predicted on its validation split: its confusion matrix's column shares."""
+    predicted = np.asarray(confusion_matrix, dtype=float).sum(axis=0)
+    return dict(zip(classes, (predicted / predicted.sum()).tolist(), strict=True))
 
 
 @dataclass(frozen=True)

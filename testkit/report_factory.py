@@ -19,8 +19,8 @@ from model.run_dir import (
     write_calibration,
     write_history,
     write_metadata,
-    write_metrics,
 )
+from model.run_metrics import write_metrics
 from training.metrics import classification_metrics
 
 FROZEN_EPOCHS = 3

@@ -19,7 +19,8 @@ from model.decode import decode_file, decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
 from model.predictor import DEFAULT_RUN_DIR, Predictor
-from model.run_dir import read_metadata, read_metrics, read_model_card
+from model.run_dir import read_metadata, read_model_card
+from model.run_metrics import read_metrics
 from records.settings import MODEL_DIR_ENV
 from testkit.apptest import open_page, png_bytes, result_text, synthetic_png, upload
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
@@ -197,23 +198,23 @@ def test_performance_page_shows_the_run_files(run_dir):
     at = open_page("views/performance.py")
 
     counts = plotly_spec(at, "confusion_matrix")["data"][0]["z"]
-    assert np.array_equal(np.asarray(counts), np.asarray(metrics["confusion_matrix"]))
+    assert np.array_equal(np.asarray(counts), np.asarray(metrics.confusion_matrix))
     for key in ("roc", "reliability", "training_curves"):
         assert plotly_spec(at, key)["data"]
     table = at.dataframe[0].value
-    assert list(table["Support"]) == [metrics["per_class"][name]["support"]
-                                      for name in metrics["classes"]]
-    assert f"{metrics['macro_f1']:.3f}" in [metric.value for metric in at.metric]
+    assert list(table["Support"]) == [metrics.per_class[name].support
+                                      for name in metrics.classes]
+    assert f"{metrics.macro_f1:.3f}" in [metric.value for metric in at.metric]
     subgroups = at.dataframe[1].value
-    assert set(subgroups["Group"]) == set(metrics["subgroups"]["source"]) | set(
-        metrics["subgroups"]["age_group"])
+    assert set(subgroups["Group"]) == set(metrics.subgroups["source"]) | set(
+        metrics.subgroups["age_group"])
     table = at.dataframe[2].value
     assert list(table["Status"]) == [row.status for row in coverage(read_metadata(run_dir))]
 
     at.radio(key="confusion_scale").set_value("Row-normalised")
     at.run()
     shares = np.asarray(plotly_spec(at, "confusion_matrix")["data"][0]["z"])
-    assert shares.sum(axis=1) == pytest.approx(np.ones(len(metrics["classes"])))
+    assert shares.sum(axis=1) == pytest.approx(np.ones(len(metrics.classes)))
 
 
 def test_model_card_page_shows_version_backbone_date_and_card(run_dir):

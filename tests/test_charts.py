@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from model.labels import CLASS_NAMES, display_name
 from model.prediction import Prediction
 from model.run_dir import METRICS_FILE, RunFileError
+from model.run_metrics import RocCurve
 from testkit.report_factory import FROZEN_EPOCHS, history_records
 from webapp.charts import (
     PRIMARY,
@@ -47,20 +48,23 @@ def test_probability_bars_show_every_class_and_highlight_the_most_likely():
 
 
 def test_confusion_matrix_counts_are_the_files_counts(reports):
-    heatmap = confusion_matrix_figure(reports.metrics).data[0]
-    assert np.array_equal(heatmap.z, reports.metrics["confusion_matrix"])
+    metrics = reports.metrics
+    heatmap = confusion_matrix_figure(metrics.classes, metrics.confusion_matrix).data[0]
+    assert np.array_equal(heatmap.z, metrics.confusion_matrix)
     assert list(heatmap.y) == [display_name(name) for name in CLASS_NAMES]
 
 
 def test_row_normalised_confusion_matrix_gives_shares_of_each_true_class(reports):
-    counts = np.asarray(reports.metrics["confusion_matrix"], dtype=float)
-    shares = np.asarray(confusion_matrix_figure(reports.metrics, normalised=True).data[0].z)
+    metrics = reports.metrics
+    counts = np.asarray(metrics.confusion_matrix, dtype=float)
+    shares = np.asarray(confusion_matrix_figure(metrics.classes, metrics.confusion_matrix,
+                                                normalised=True).data[0].z)
     assert shares == pytest.approx(counts / counts.sum(axis=1, keepdims=True))
 
 
 def test_an_empty_true_class_row_stays_zero_when_normalised():
-    metrics = {"classes": ["NORMAL", "COVID19"], "confusion_matrix": [[3, 1], [0, 0]]}
-    shares = confusion_matrix_figure(metrics, normalised=True).data[0].z
+    shares = confusion_matrix_figure(["NORMAL", "COVID19"], [[3, 1], [0, 0]],
+                                     normalised=True).data[0].z
     assert np.array_equal(shares, [[0.75, 0.25], [0.0, 0.0]])
 
 
@@ -68,24 +72,23 @@ def test_per_class_rows_follow_the_metrics_file(reports):
     rows = per_class_rows(reports.metrics)
     assert [row["Class"] for row in rows] == [display_name(name) for name in CLASS_NAMES]
     for row, name in zip(rows, CLASS_NAMES, strict=True):
-        scores = reports.metrics["per_class"][name]
+        scores = reports.metrics.per_class[name]
         assert (row["Precision"], row["Recall"], row["F1"], row["Support"]) == (
-            scores["precision"], scores["recall"], scores["f1"], scores["support"])
+            scores.precision, scores.recall, scores.f1, scores.support)
 
 
 def test_roc_curves_carry_each_class_curve_and_auc(reports):
     traces = roc_figure(reports.metrics).data
     assert len(traces) == len(CLASS_NAMES) + 1  # one per class and the chance line
     for trace, name in zip(traces, CLASS_NAMES, strict=False):
-        curve = reports.metrics["roc"][name]
-        assert list(trace.x) == curve["fpr"] and list(trace.y) == curve["tpr"]
-        assert f"AUC {curve['auc']:.3f}" in trace.name
+        curve = reports.metrics.roc[name]
+        assert tuple(trace.x) == curve.fpr and tuple(trace.y) == curve.tpr
+        assert f"AUC {curve.auc:.3f}" in trace.name
 
 
 def test_a_class_without_auc_is_labelled_not_available(reports):
-    metrics = json.loads(json.dumps(reports.metrics))
-    metrics["roc"]["COVID19"] = {"auc": None, "fpr": [], "tpr": []}
-    assert "AUC n/a" in roc_figure(metrics).data[3].name
+    roc = {**reports.metrics.roc, "COVID19": RocCurve(auc=None, fpr=(), tpr=())}
+    assert "AUC n/a" in roc_figure(replace(reports.metrics, roc=roc)).data[3].name
 
 
 def test_reliability_diagram_shows_the_non_empty_bins_before_and_after_scaling(reports):
@@ -142,7 +145,7 @@ def test_subgroup_rows_cover_every_image_once_per_kind(reports):
     rows = subgroup_rows(reports.metrics)
     for kind in ("source", "age group"):
         assert sum(row["Images"] for row in rows if row["By"] == kind) == \
-            reports.metrics["n_samples"]
+            reports.metrics.n_samples
     assert {row["Group"] for row in rows} == {"hospital_a", "hospital_b", "adult", "pediatric"}
     for row in rows:
         assert 0.0 <= row["Accuracy"] <= 1.0 and row["Recall by label"]

@@ -15,7 +15,7 @@ from PIL import Image
 from model.decode import decode_file
 from model.errors import ImageError
 from model.predictor import Predictor
-from model.run_dir import read_metadata, read_metrics, write_metadata
+from model.run_dir import METRICS_FILE, read_json, read_metadata, write_metadata
 from records.settings import MODEL_DIR_ENV
 from testkit.apptest import ADMIN
 from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
@@ -84,10 +84,10 @@ def gated_run(tmp_path_factory, sets) -> Path:
     run_dir = write_reports(make_run_dir(tmp_path_factory.mktemp("run")))
     write_metadata(run_dir, replace(read_metadata(run_dir), config=TrainConfig().to_dict()))
     fit_synthetic_gate(run_dir)
-    before = read_metrics(run_dir)
+    before = read_json(run_dir / METRICS_FILE)
     assert evaluate.main(["--model", str(run_dir), "--external", str(sets["hospital_x"]),
                           "--external", str(sets["lungs"])]) == 0
-    assert {key: value for key, value in read_metrics(run_dir).items()
+    assert {key: value for key, value in read_json(run_dir / METRICS_FILE).items()
             if key != "external"} == before, "every other metrics.json key kept as it was"
     return run_dir
 
@@ -116,7 +116,7 @@ def test_a_manifest_without_its_columns_is_named(tmp_path):
 
 
 def test_evaluate_external_scores_each_set_through_the_gate(gated_run, sets):
-    external = read_metrics(gated_run)["external"]
+    external = read_json(gated_run / METRICS_FILE)["external"]
     assert set(external) == {"hospital_x", "lungs"}
     predictor = Predictor.load(gated_run)
     for name, folder in sets.items():
@@ -149,7 +149,7 @@ def test_evaluate_needs_data_or_an_external_folder(gated_run):
 def test_model_card_shows_each_external_set_and_what_it_is(gated_run):
     card = render(gated_run, [])
     section = card.split("## Hospitals and batches it was never trained on")[1].split("\n## ")[0]
-    external = read_metrics(gated_run)["external"]
+    external = read_json(gated_run / METRICS_FILE)["external"]
     for name, figures in external.items():
         assert f"**{name}** ({figures['n']} images): {figures['description']}" in section
         assert f"| {name} | {figures['n']} | " in section
@@ -162,7 +162,7 @@ def test_performance_page_shows_the_external_checks(gated_run, monkeypatch):
 
     monkeypatch.setenv(MODEL_DIR_ENV, str(gated_run))
     at = open_page("views/performance.py", ADMIN)
-    external = read_metrics(gated_run)["external"]
+    external = read_json(gated_run / METRICS_FILE)["external"]
     (table,) = [frame.value for frame in at.dataframe if "What it is" in frame.value.columns]
     assert list(table["Set"]) == list(external)
     assert list(table["Images"]) == [figures["n"] for figures in external.values()]

@@ -15,10 +15,10 @@ from model.run_dir import (
     read_gate_settings,
     read_history,
     read_metadata,
-    read_metrics,
     write_json,
     write_metadata,
 )
+from model.run_metrics import read_metrics
 from testkit.model_factory import fit_synthetic_gate, make_run_dir
 from testkit.report_factory import write_reports
 from training.config import TrainConfig
@@ -39,7 +39,7 @@ def test_card_quotes_the_runs_metrics_and_calibration(run_dir):
     card = render(run_dir, [])
     metrics, calibration = read_metrics(run_dir), read_calibration(run_dir)
     assert card.startswith("# Model card: test-model-1\n")
-    assert f"macro-F1 **{metrics['macro_f1']:.3f}**" in card
+    assert f"macro-F1 **{metrics.macro_f1:.3f}**" in card
     assert f"{calibration.ece_after_cross_validated:.3f} on held-out halves of val" in card
     assert "3 frozen-backbone epochs then 4 fine-tuning epochs" in card
     assert f"seed 0; keras {keras.__version__}" in card
@@ -70,8 +70,8 @@ def test_experiment_table_has_a_row_per_run(run_dir):
     settings = ("cxr4+adult; 3+4 ep run, ft blocks all, lr 0.0001, dropout 0.4, "
                 "source balance 0.5")
     assert f"{settings} | {best_val_loss:.3f} |" in rows[0]
-    adult = read_metrics(run_dir)["subgroups"]["age_group"]["adult"]
-    assert f"| {adult['recall']['NORMAL']:.2f} | {adult['called_covid_among_non_covid']:.2f} |" \
+    adult = read_metrics(run_dir).subgroup("age_group", "adult")
+    assert f"| {adult.recall['NORMAL']:.2f} | {adult.called_covid_among_non_covid:.2f} |" \
         in rows[0]
     assert rows[0].endswith("| 25 min | 0.0 MB | n/a |"), "no latency file, no latency"
     write_json(run_dir / LATENCY_FILE, {"predict": {"median_ms": 41.6}})
@@ -80,8 +80,8 @@ def test_experiment_table_has_a_row_per_run(run_dir):
 
 def test_card_shows_subgroups_and_where_the_model_was_validated(run_dir):
     card = render(run_dir, [])
-    figures = read_metrics(run_dir)["subgroups"]["source"]["hospital_a"]
-    assert f"| source: hospital_a | {figures['n']} | {figures['accuracy']:.3f} |" in card
+    figures = read_metrics(run_dir).subgroup("source", "hospital_a")
+    assert f"| source: hospital_a | {figures.n} | {figures.accuracy:.3f} |" in card
     assert "## Where it was trained and validated" in card
     assert "| children | COVID-19 |" in card and "trained and validated" in card
     assert "## Sources it has never seen" not in card, "no benchmark file, no table"

@@ -44,7 +44,7 @@ def upload(database, label: str | None, latency_ms: float) -> int:
 
 
 def test_the_validation_mix_is_what_the_model_predicted_on_validation():
-    assert validation_mix(METRICS) == pytest.approx(
+    assert validation_mix(METRICS["classes"], METRICS["confusion_matrix"]) == pytest.approx(
         {"NORMAL": 0.4, "BACTERIAL_PNEUMONIA": 0.3, "VIRAL_PNEUMONIA": 0.2, "COVID19": 0.1})
 
 
@@ -60,7 +60,7 @@ def test_daily_summary_counts_refusals_and_the_median_latency(database):
 
 
 def test_drift_warns_only_past_the_threshold_with_enough_analyses(database):
-    expected = validation_mix(METRICS)
+    expected = validation_mix(METRICS["classes"], METRICS["confusion_matrix"])
     for _ in range(SETTINGS.drift_min_analyses):
         upload(database, "COVID19", 10.0)
     drifted = class_mix_drift(uploads(database), expected, audit.now_utc(), SETTINGS)

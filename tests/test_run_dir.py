@@ -28,13 +28,13 @@ from model.run_dir import (
     read_history,
     read_json,
     read_metadata,
-    read_metrics,
     read_model_card,
     write_calibration,
     write_gate_settings,
     write_json,
     write_metadata,
 )
+from model.run_metrics import read_metrics
 from testkit.model_factory import metadata
 from testkit.report_factory import synthetic_scores
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from model.predictor import Predictor
-from model.run_dir import FEATURE_BANK_FILE, read_metadata, read_metrics, write_metadata
+from model.run_dir import FEATURE_BANK_FILE, read_metadata, write_metadata
+from model.run_metrics import read_metrics
 from testkit.model_factory import fit_synthetic_gate, make_run_dir
 from testkit.report_factory import write_reports
 from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
@@ -71,7 +72,7 @@ def test_adapt_writes_a_complete_run_with_a_new_head_only(banked_run, tmp_path, 
         old, new = layer.get_weights(), adapted.model.get_layer(layer.name).get_weights()
         same = all(np.array_equal(a, b) for a, b in zip(old, new, strict=True))
         assert same == (layer.name != "logits"), layer.name
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     assert report["n"] == 30 and report["fitted_on"] + report["held_out"] == 30
     assert report["held_out"] >= 6 and report["held_out_by"] == "file"
     # The site's held-out normals: more called normal than before.
@@ -179,7 +180,7 @@ def test_real_external_folders_read_as_sites(banked_run, tmp_path, name, split_b
     out = tmp_path / "adapted"
     assert adapt.main(["--model", str(banked_run), "--site", str(folder), "--out", str(out),
                        "--holdout", "0.5", "--name", name]) == 0
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     assert report["n"] == {"lungs": 274, "kermany_test_a": 298}[name]
     assert report["held_out_by"] == split_by
     assert abs(report["held_out"] - report["n"] / 2) <= report["n"] * 0.1

@@ -44,14 +44,14 @@ from model.errors import ImageError
 from model.populations import block_targets, class_logits
 from model.run_dir import (
     CHECKPOINTS_DIR,
+    METRICS_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
     RunFileError,
     read_metadata,
-    read_metrics,
     write_metadata,
-    write_metrics,
 )
+from model.run_metrics import set_metrics_key
 from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
 from training.external import MANIFEST, accepted_figures, read_external
 from training.feature_bank import FeatureBank
@@ -394,8 +394,8 @@ def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adapt
                         "adapted": adaptation.report["adapted"]}
         write_metadata(staging, replace(metadata, version=f"{base_version}+site-{name}",
                                         adapted_from=adapted_from))
-        metrics = read_metrics(base_dir)
-        write_metrics(staging, {**metrics, "site": adaptation.report})
+        shutil.copy2(base_dir / METRICS_FILE, staging / METRICS_FILE)
+        set_metrics_key(staging, "site", adaptation.report)
         adaptation.bank.save(staging)
         (staging / MODEL_CARD_FILE).write_text(render(staging, []))
         staging.rename(out)

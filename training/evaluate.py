@@ -29,11 +29,10 @@ from model.run_dir import (
     METRICS_FILE,
     Metadata,
     RunFileError,
-    read_metrics,
     write_calibration,
     write_json,
-    write_metrics,
 )
+from model.run_metrics import merge_metrics_key, write_metrics
 from training.config import TrainConfig
 from training.data import (
     DatasetError,
@@ -155,9 +154,7 @@ def evaluate_external(
 def record_external(run_dir: Path, external: dict[str, dict]) -> None:
     """Add the sets to the run's metrics.json ``external`` key, keeping every other key (and
     the sets not scored this time)."""
-    metrics = read_metrics(run_dir)
-    metrics["external"] = {**metrics.get("external", {}), **external}
-    write_metrics(run_dir, metrics)
+    merge_metrics_key(run_dir, "external", external)
 
 
 def main(argv: list[str] | None = None) -> int:

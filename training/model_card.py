@@ -32,8 +32,8 @@ from model.run_dir import (
     read_history,
     read_json,
     read_metadata,
-    read_metrics,
 )
+from model.run_metrics import GroupScores, Metrics, read_metrics
 
 INTENDED_USE = """\
 ## Intended use
@@ -123,14 +123,6 @@ def ood_section(gate: GateSettings, benchmark: dict | None) -> list[str]:
     return lines
 
 
-def _adult(metrics: dict) -> dict:
-    return metrics.get("subgroups", {}).get("age_group", {}).get("adult", {})
-
-
-def _pediatric(metrics: dict) -> dict:
-    return metrics.get("subgroups", {}).get("age_group", {}).get("pediatric", {})
-
-
 def _latency(run_dir: Path) -> str:
     latency = if_present(read_json, run_dir / LATENCY_FILE)
     return "n/a" if latency is None else f"{latency['predict']['median_ms']:.0f} ms"
@@ -148,8 +140,8 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     metadata, metrics = read_metadata(run_dir), read_metrics(run_dir)
     calibration, history = read_calibration(run_dir), read_history(run_dir)
     config = metadata.config
-    pvn = metrics["pneumonia_vs_normal"]
-    covid = metrics["per_class"].get(COVID, {})
+    pvn = metrics.pneumonia_vs_normal
+    covid = metrics.per_class.get(COVID)
     roots = metadata.data_roots or config["data"]
     data = "+".join(Path(root).name for root in ([roots] if isinstance(roots, str) else roots))
     stages = _epochs_run(history)
@@ -159,28 +151,29 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     name = run_dir.name + (" (shipped)" if metadata.version == shipped_version else "")
     val_loss = min((record["val_loss"] for record in history if "val_loss" in record), default=None)
     size_mb = (run_dir / MODEL_FILE).stat().st_size / 1e6
-    adult, child = _adult(metrics), _pediatric(metrics)
-    return (f"| {name} | {settings} | {score(val_loss)} | {score(metrics['accuracy'])} | "
-            f"{score(metrics['macro_f1'])} | {score(pvn['auc'])} | "
-            f"{score(covid.get('recall'), 2)} / {score(covid.get('precision'), 2)} | "
+    adult = metrics.subgroup("age_group", "adult")
+    child = metrics.subgroup("age_group", "pediatric")
+    return (f"| {name} | {settings} | {score(val_loss)} | {score(metrics.accuracy)} | "
+            f"{score(metrics.macro_f1)} | {score(pvn.auc)} | "
+            f"{score(covid and covid.recall, 2)} / {score(covid and covid.precision, 2)} | "
             f"{score(calibration.ece_after_cross_validated)} | "
-            f"{score(adult.get('recall', {}).get(NORMAL), 2)} | "
-            f"{score(adult.get('called_covid_among_non_covid'), 2)} | "
-            f"{score(adult.get('pneumonia_vs_normal_auc'))} | "
-            f"{score(child.get('pneumonia_vs_normal_auc'))} | "
+            f"{score(adult and adult.recall.get(NORMAL), 2)} | "
+            f"{score(adult and adult.called_covid_among_non_covid, 2)} | "
+            f"{score(adult and adult.pneumonia_vs_normal_auc)} | "
+            f"{score(child and child.pneumonia_vs_normal_auc)} | "
             f"{_external_cells(metrics)} | "
             f"{metadata.training_seconds / 60:.0f} min | {size_mb:.1f} MB | "
             f"{_latency(run_dir)} |")
 
 
-def _external_cells(metrics: dict) -> str:
+def _external_cells(metrics: Metrics) -> str:
     """The external checks' headline figures, where the run was scored on them."""
-    external = metrics.get("external", {})
-    children, adults = external.get("kermany_test_a", {}), external.get("lungs", {})
-    return (f"{score(children.get('normal_recall'), 2)} / "
-            f"{score(children.get('pneumonia_vs_normal_auc'))} | "
-            f"{score(adults.get('normal_recall'), 2)} / "
-            f"{score(adults.get('called_covid_among_non_covid'), 2)}")
+    children = metrics.external.get("kermany_test_a")
+    adults = metrics.external.get("lungs")
+    return (f"{score(children and children.normal_recall, 2)} / "
+            f"{score(children and children.pneumonia_vs_normal_auc)} | "
+            f"{score(adults and adults.normal_recall, 2)} / "
+            f"{score(adults and adults.called_covid_among_non_covid, 2)}")
 
 
 def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
@@ -234,51 +227,52 @@ def coverage_lines(metadata: Metadata) -> list[str]:
     return lines
 
 
-def validation_lines(metadata: Metadata, metrics: dict, calibration: Calibration) -> list[str]:
+def validation_lines(metadata: Metadata, metrics: Metrics, calibration: Calibration
+                     ) -> list[str]:
     """Val figures over all images, per class and as a confusion matrix."""
-    pvn = metrics["pneumonia_vs_normal"]
+    pvn = metrics.pneumonia_vs_normal
     roots = ", ".join(Path(root).name for root in metadata.data_roots or []) or "val"
     lines = [
         "", f"## Validation results ({roots} val; hidden test sets will be lower)", "",
-        f"- Accuracy **{score(metrics['accuracy'])}** (a label set counts as right when any of "
-        f"its classes is called), macro-F1 **{score(metrics['macro_f1'])}** over the fully "
-        f"labelled images (n = {metrics.get('n_samples')} in all)",
-        f"- Pneumonia (any) vs normal: accuracy {score(pvn['accuracy'])}, AUC {score(pvn['auc'])}, "
-        f"sensitivity {score(pvn['sensitivity'])}, specificity {score(pvn['specificity'])}",
+        f"- Accuracy **{score(metrics.accuracy)}** (a label set counts as right when any of "
+        f"its classes is called), macro-F1 **{score(metrics.macro_f1)}** over the fully "
+        f"labelled images (n = {metrics.n_samples} in all)",
+        f"- Pneumonia (any) vs normal: accuracy {score(pvn.accuracy)}, AUC {score(pvn.auc)}, "
+        f"sensitivity {score(pvn.sensitivity)}, specificity {score(pvn.specificity)}",
         f"- Bacterial vs viral (true bacterial/viral cases, children): "
-        f"{score(pvn.get('bacterial_vs_viral_accuracy'))}",
+        f"{score(pvn.bacterial_vs_viral_accuracy)}",
         f"- Expected calibration error after temperature scaling: "
-        f"{score(metrics['calibration']['ece'])} (temperature fitted on these images), "
+        f"{score(metrics.calibration.ece)} (temperature fitted on these images), "
         f"{score(calibration.ece_after_cross_validated)} on held-out halves",
     ]
-    for name, scores in metrics.get("label_sets", {}).items():
+    for name, scores in metrics.label_sets.items():
         lines.append(f"- {display_name(name)} (type unknown, any of "
-                     f"{', '.join(map(display_name, scores['classes']))}): called one of them in "
-                     f"{score(scores['accuracy'])} of {scores['n']}")
+                     f"{', '.join(map(display_name, scores.classes))}): called one of them in "
+                     f"{score(scores.accuracy)} of {scores.n}")
     lines += ["", "| class | precision | recall | F1 | support | one-vs-rest AUC |",
               "|---|---|---|---|---|---|"]
     for name in metadata.classes:
-        row, auc = metrics["per_class"][name], metrics["roc"][name]["auc"]
-        lines.append(f"| {display_name(name)} | {score(row['precision'])} | {score(row['recall'])} "
-                     f"| {score(row['f1'])} | {row['support']} | {score(auc)} |")
+        row, auc = metrics.per_class[name], metrics.roc[name].auc
+        lines.append(f"| {display_name(name)} | {score(row.precision)} | {score(row.recall)} "
+                     f"| {score(row.f1)} | {row.support} | {score(auc)} |")
     lines += ["", "Confusion matrix of the fully labelled images (rows: true class, columns: "
               "predicted):", "",
               "| | " + " | ".join(display_name(c) for c in metadata.classes) + " |",
               "|---|" + "---|" * len(metadata.classes)]
-    for name, row in zip(metadata.classes, metrics["confusion_matrix"], strict=True):
+    for name, row in zip(metadata.classes, metrics.confusion_matrix, strict=True):
         lines.append(f"| {display_name(name)} | " + " | ".join(map(str, row)) + " |")
     return lines
 
 
-def _subgroup_cells(figures: dict) -> str:
-    return (f"{figures['n']} | {score(figures['accuracy'])} | {label_scores(figures['recall'])} | "
-            f"{score(figures.get('pneumonia_vs_normal_auc'))} | "
-            f"{score(figures.get('called_covid_among_non_covid'), 2)} |")
+def _subgroup_cells(figures: GroupScores) -> str:
+    return (f"{figures.n} | {score(figures.accuracy)} | {label_scores(figures.recall)} | "
+            f"{score(figures.pneumonia_vs_normal_auc)} | "
+            f"{score(figures.called_covid_among_non_covid, 2)} |")
 
 
-def subgroup_lines(metrics: dict) -> list[str]:
+def subgroup_lines(metrics: Metrics) -> list[str]:
     """The val figures per source and per age group (the metrics' subgroups)."""
-    subgroups = metrics.get("subgroups")
+    subgroups = metrics.subgroups
     if not subgroups:
         return []
     lines = ["", "## By source and age group (val)", "",
@@ -290,35 +284,35 @@ def subgroup_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def external_lines(metrics: dict) -> list[str]:
+def external_lines(metrics: Metrics) -> list[str]:
     """The external checks (metrics.json ``external``, `python -m training.evaluate
     --external`): populations no image of which was trained on, each with what it is."""
-    external = metrics.get("external")
+    external = metrics.external
     if not external:
         return []
     lines = ["", "## Hospitals and batches it was never trained on (external checks)", "",
              "`python -m training.evaluate --external DIR`: every image through the gate, as a "
              "hospital would meet it; the figures are those of the images it accepted. Compare "
              "with the val table above: same model, populations it has not seen.", ""]
-    lines += [f"- **{name}** ({figures['n']} images): {figures['description']}"
+    lines += [f"- **{name}** ({figures.n} images): {figures.description}"
               for name, figures in external.items()]
     lines += ["", "| set | n | refused | normal recall | called COVID-19 among non-COVID | "
               "pneumonia-vs-normal AUC | pneumonia-vs-normal accuracy | macro-F1 | ECE |",
               "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {figures['n']} | {share(figures['refused_fraction'])} | "
-              f"{score(figures['normal_recall'])} | "
-              f"{score(figures['called_covid_among_non_covid'])} | "
-              f"{score(figures['pneumonia_vs_normal_auc'])} | "
-              f"{score(figures['pneumonia_vs_normal_accuracy'])} | "
-              f"{score(figures['macro_f1'])} | {score(figures['ece'])} |"
+    lines += [f"| {name} | {figures.n} | {share(figures.refused_fraction)} | "
+              f"{score(figures.normal_recall)} | "
+              f"{score(figures.called_covid_among_non_covid)} | "
+              f"{score(figures.pneumonia_vs_normal_auc)} | "
+              f"{score(figures.pneumonia_vs_normal_accuracy)} | "
+              f"{score(figures.macro_f1)} | {score(figures.ece)} |"
               for name, figures in external.items()]
     return lines
 
 
-def site_lines(metrics: dict) -> list[str]:
+def site_lines(metrics: Metrics) -> list[str]:
     """The site adaptation (metrics.json ``site``, `python -m training.adapt`): what was
     adapted on which films, and before/after on the site's held-out films and the base val."""
-    site = metrics.get("site")
+    site = metrics.site
     if not site:
         return []
     from training.adapt import format_report  # the one before/after table
@@ -331,6 +325,13 @@ def site_lines(metrics: dict) -> list[str]:
             f"{site['held_out_by']}. Adapted: {site['adapted']}.", "",
             "Before: the base model; after: this one. Val: the base run's val films in its "
             "feature bank, age group not given.", "", format_report(site)]
+
+
+def _group_scores(row: dict) -> GroupScores:
+    """A leave-one-source-out row's figures (the same ones a val subgroup has)."""
+    return GroupScores(n=row["n"], accuracy=row["accuracy"], recall=row["recall"],
+                       pneumonia_vs_normal_auc=row.get("pneumonia_vs_normal_auc"),
+                       called_covid_among_non_covid=row.get("called_covid_among_non_covid"))
 
 
 def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
@@ -347,7 +348,8 @@ def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
              "called COVID-19 among non-COVID | gate refused |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {row['source']} ({row['age_group']}) | {row['rows']} | "
-              f"{_subgroup_cells(row)} {row['gate_refused']:.1%} |" for row in chosen]
+              f"{_subgroup_cells(_group_scores(row))} {row['gate_refused']:.1%} |"
+              for row in chosen]
     return lines
 
 

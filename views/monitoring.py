@@ -47,8 +47,8 @@ if frame.empty:
     st.info("No image has been analysed yet: the charts appear after the first upload.")
     st.stop()
 
-classes = list(metrics["classes"])
-expected = validation_mix(metrics)
+classes = list(metrics.classes)
+expected = validation_mix(metrics.classes, metrics.confusion_matrix)
 drift = class_mix_drift(frame, expected, now_utc(), settings)
 test = (f"Test: total-variation distance between the predicted-class mix of the last "
         f"{settings.drift_window_days} days ({drift.analyses} analyses) and the mix the model "
@@ -91,8 +91,7 @@ if read.empty:
 matrix, table = st.columns([4, 3], gap="large")
 with matrix:
     st.plotly_chart(
-        confusion_matrix_figure({"classes": classes,
-                                 "confusion_matrix": agreement_matrix(read, classes)},
+        confusion_matrix_figure(classes, agreement_matrix(read, classes),
                                 axes=("radiologist's class", "model's class")),
         config=CHART_CONFIG, key="agreement_matrix")
 with table:

@@ -15,6 +15,7 @@ from model.run_dir import (
     Metadata,
     RunFileError,
 )
+from model.run_metrics import Metrics
 from webapp.charts import (
     confusion_matrix_figure,
     coverage_rows,
@@ -33,24 +34,24 @@ from webapp.session import require_admin
 CHART_CONFIG = {"displaylogo": False}
 
 
-def show_headline(metrics: dict) -> None:
-    binary = metrics["pneumonia_vs_normal"]
+def show_headline(metrics: Metrics) -> None:
+    binary = metrics.pneumonia_vs_normal
     columns = st.columns(6)
-    columns[0].metric("Accuracy", share(metrics["accuracy"]),
+    columns[0].metric("Accuracy", share(metrics.accuracy),
                       help="Share of validation images given the right one of the four classes.")
-    columns[1].metric("Macro F1", score(metrics["macro_f1"]))
-    columns[2].metric("Pneumonia AUC", score(binary["auc"]),
+    columns[1].metric("Macro F1", score(metrics.macro_f1))
+    columns[2].metric("Pneumonia AUC", score(binary.auc),
                       help="Any pneumonia (COVID-19 included) against normal, by 1 - p(normal).")
-    columns[3].metric("Sensitivity", share(binary["sensitivity"]),
+    columns[3].metric("Sensitivity", share(binary.sensitivity),
                       help="Pneumonia (any kind) called pneumonia, at p(normal) < 0.5.")
-    columns[4].metric("Specificity", share(binary["specificity"]),
+    columns[4].metric("Specificity", share(binary.specificity),
                       help="Normal X-rays called normal, at p(normal) ≥ 0.5.")
-    columns[5].metric("ECE", score(metrics["calibration"]["ece"]),
+    columns[5].metric("ECE", score(metrics.calibration.ece),
                       help="Expected calibration error of the calibrated probabilities: the "
                       "average gap between confidence and accuracy.")
 
 
-def show_errors(metrics: dict) -> None:
+def show_errors(metrics: Metrics) -> None:
     st.subheader("Where the model errs")
     matrix, table = st.columns([4, 3], gap="large")
     with matrix:
@@ -59,7 +60,8 @@ def show_errors(metrics: dict) -> None:
             key="confusion_scale", help="Row-normalised: the share of each true class.",
         )
         st.plotly_chart(
-            confusion_matrix_figure(metrics, normalised=scale == "Row-normalised"),
+            confusion_matrix_figure(metrics.classes, metrics.confusion_matrix,
+                                    normalised=scale == "Row-normalised"),
             config=CHART_CONFIG, key="confusion_matrix",
         )
     with table:
@@ -96,7 +98,7 @@ def show_training(history: list[dict] | None) -> None:
     st.plotly_chart(training_curves(history), config=CHART_CONFIG, key="training_curves")
 
 
-def show_subgroups(metrics: dict, metadata: Metadata) -> None:
+def show_subgroups(metrics: Metrics, metadata: Metadata) -> None:
     st.subheader("By source and age group")
     st.caption("A model can learn the hospital or the age instead of the lungs: the same "
                "figures for each source and age group of the validation split. Sources it was "
@@ -115,7 +117,7 @@ def show_subgroups(metrics: dict, metadata: Metadata) -> None:
         st.dataframe(coverage, hide_index=True)
 
 
-def show_external(metrics: dict) -> None:
+def show_external(metrics: Metrics) -> None:
     st.subheader("Hospitals and batches it was never trained on")
     st.caption("External checks: every image through the out-of-distribution gate, as a "
                "hospital would meet it; the figures are those of the images it accepted. "
@@ -157,7 +159,7 @@ if reports.metadata is None or reports.metrics is None:
 metadata, metrics = reports.metadata, reports.metrics
 st.caption(
     f"Model version {metadata.version} ({metadata.backbone}), "
-    f"scored on the validation split: {metrics['n_samples']} images. "
+    f"scored on the validation split: {metrics.n_samples} images. "
     f"Read from the model's {METRICS_FILE}, {HISTORY_FILE}, {CALIBRATION_FILE} and "
     f"{METADATA_FILE}."
 )

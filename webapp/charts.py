@@ -5,6 +5,8 @@ Nothing here computes a metric: every number is read from what training and eval
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -14,6 +16,7 @@ from model.formatting import label_scores, score
 from model.labels import display_name
 from model.prediction import Prediction
 from model.run_dir import Calibration, Metadata
+from model.run_metrics import Metrics
 
 PRIMARY = "#1d5fa8"
 ACCENT = "#e07b39"
@@ -100,14 +103,15 @@ def training_curves(history: list[dict]) -> go.Figure:
     return _layout(figure, height=360, legend={"orientation": "h", "y": -0.2})
 
 
-def confusion_matrix_figure(metrics: dict, normalised: bool = False,
+def confusion_matrix_figure(classes: Sequence[str], confusion_matrix: Sequence[Sequence[int]],
+                            normalised: bool = False,
                             axes: tuple[str, str] = ("true class", "predicted class")
                             ) -> go.Figure:
     """Rows are the true class, columns the predicted one; counts, or shares of each true class.
 
     ``axes`` names the rows and columns when they are something else (radiologist vs model)."""
-    names = [display_name(name) for name in metrics["classes"]]
-    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
+    names = [display_name(name) for name in classes]
+    counts = np.asarray(confusion_matrix, dtype=float)
     if normalised:
         totals = counts.sum(axis=1, keepdims=True)
         values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
@@ -134,29 +138,29 @@ def confusion_matrix_figure(metrics: dict, normalised: bool = False,
     return _layout(figure, height=420)
 
 
-def per_class_rows(metrics: dict) -> list[dict]:
+def per_class_rows(metrics: Metrics) -> list[dict]:
     """The per-class precision, recall, F1 and support as table rows, in the model's order."""
     return [
         {
             "Class": display_name(name),
-            "Precision": metrics["per_class"][name]["precision"],
-            "Recall": metrics["per_class"][name]["recall"],
-            "F1": metrics["per_class"][name]["f1"],
-            "Support": metrics["per_class"][name]["support"],
+            "Precision": metrics.per_class[name].precision,
+            "Recall": metrics.per_class[name].recall,
+            "F1": metrics.per_class[name].f1,
+            "Support": metrics.per_class[name].support,
         }
-        for name in metrics["classes"]
+        for name in metrics.classes
     ]
 
 
-def roc_figure(metrics: dict) -> go.Figure:
+def roc_figure(metrics: Metrics) -> go.Figure:
     """One-vs-rest ROC curve of each class with its AUC (n/a where a class is absent)."""
     figure = go.Figure()
-    for name, colour in zip(metrics["classes"], CLASS_COLOURS, strict=False):
-        curve = metrics["roc"][name]
-        auc = score(curve["auc"])
+    for name, colour in zip(metrics.classes, CLASS_COLOURS, strict=False):
+        curve = metrics.roc[name]
+        auc = score(curve.auc)
         figure.add_trace(
             go.Scatter(
-                x=curve["fpr"], y=curve["tpr"], mode="lines",
+                x=curve.fpr, y=curve.tpr, mode="lines",
                 name=f"{display_name(name)} (AUC {auc})", line={"color": colour, "width": 2},
                 hovertemplate="FPR %{x:.2f}<br>TPR %{y:.2f}<extra></extra>",
             )
@@ -219,31 +223,31 @@ def dataset_rows(metadata: Metadata) -> list[dict]:
     return rows
 
 
-def subgroup_rows(metrics: dict) -> list[dict]:
+def subgroup_rows(metrics: Metrics) -> list[dict]:
     """One row per source and per age group: the metrics' ``subgroups``, for a table."""
     rows = []
-    for kind, groups in metrics.get("subgroups", {}).items():
+    for kind, groups in metrics.subgroups.items():
         for name, figures in groups.items():
             rows.append({
-                "By": kind.replace("_", " "), "Group": name, "Images": figures["n"],
-                "Accuracy": figures["accuracy"],
-                "Recall by label": label_scores(figures["recall"]),
-                "Pneumonia-vs-normal AUC": figures.get("pneumonia_vs_normal_auc"),
-                "Called COVID-19 among non-COVID": figures.get("called_covid_among_non_covid"),
+                "By": kind.replace("_", " "), "Group": name, "Images": figures.n,
+                "Accuracy": figures.accuracy,
+                "Recall by label": label_scores(figures.recall),
+                "Pneumonia-vs-normal AUC": figures.pneumonia_vs_normal_auc,
+                "Called COVID-19 among non-COVID": figures.called_covid_among_non_covid,
             })
     return rows
 
 
-def external_rows(metrics: dict) -> list[dict]:
+def external_rows(metrics: Metrics) -> list[dict]:
     """One row per external check (the metrics' ``external``), with what the set is."""
     return [{
-        "Set": name, "What it is": figures["description"], "Images": figures["n"],
-        "Refused": figures["refused_fraction"], "Normal recall": figures["normal_recall"],
-        "Called COVID-19 among non-COVID": figures["called_covid_among_non_covid"],
-        "Pneumonia-vs-normal AUC": figures["pneumonia_vs_normal_auc"],
-        "Pneumonia-vs-normal accuracy": figures["pneumonia_vs_normal_accuracy"],
-        "Macro F1": figures["macro_f1"], "ECE": figures["ece"],
-    } for name, figures in metrics.get("external", {}).items()]
+        "Set": name, "What it is": figures.description, "Images": figures.n,
+        "Refused": figures.refused_fraction, "Normal recall": figures.normal_recall,
+        "Called COVID-19 among non-COVID": figures.called_covid_among_non_covid,
+        "Pneumonia-vs-normal AUC": figures.pneumonia_vs_normal_auc,
+        "Pneumonia-vs-normal accuracy": figures.pneumonia_vs_normal_accuracy,
+        "Macro F1": figures.macro_f1, "ECE": figures.ece,
+    } for name, figures in metrics.external.items()]
 
 
 def coverage_rows(metadata: Metadata) -> list[dict]:

@@ -16,9 +16,9 @@ from model.run_dir import (
     read_calibration,
     read_history,
     read_metadata,
-    read_metrics,
     read_model_card,
 )
+from model.run_metrics import Metrics, read_metrics
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class RunReports:
 
     run_dir: Path
     metadata: Metadata | None
-    metrics: dict | None
+    metrics: Metrics | None
     history: list[dict] | None
     calibration: Calibration | None
     model_card: str | None
