@@ -15,6 +15,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 
+RAY_GROUP = "ray"  # the tests that share the session's one local Ray cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each test module on one pytest-xdist worker (its module fixtures are built once),
+    and every test that uses Ray on the same worker: one local Ray cluster per machine."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = RAY_GROUP if "ray_address" in item.fixturenames else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def cxr4_dir() -> Path:
     """The real labelled X-rays in ../shared; tests that need them skip when they are absent."""
