@@ -267,15 +267,18 @@ MAX_DAY_TICKS = 10
 
 def _day_axis(figure: go.Figure, days, switches: Sequence[tuple[datetime, str]] = ()
               ) -> go.Figure:
-    """An x axis of whole days, read as days ("02 Dec 2026") whatever the span: Plotly's own
-    ticks for one or two days are fractions of a second ("23:59:59.9995"). Half a day of room
-    each side; model switches (time, version) are marked with a dashed line and the version."""
+    """An x axis of whole UTC days, each value drawn across its day and each tick labelled as
+    a day ("02 Dec 2026"), whatever the span: Plotly's own ticks for one or two days are
+    fractions of a second ("23:59:59.9995"). Model switches (time, version) get a dashed line
+    at their time, inside the day they happened, and the version."""
     times = pd.to_datetime(pd.Series(list(days) + [at for at, _ in switches]))
     first, last = times.min().floor("D"), times.max().floor("D")
     step = max(1, math.ceil(((last - first).days + 1) / MAX_DAY_TICKS))
-    half_day = pd.Timedelta(hours=12)
-    figure.update_xaxes(type="date", tickformat="%d %b %Y", tick0=first, dtick=step * DAY_MS,
-                        range=[first - half_day, last + half_day])
+    figure.update_traces(xperiod=DAY_MS, xperiodalignment="middle")
+    figure.update_traces(width=0.8 * DAY_MS, selector={"type": "bar"})
+    figure.update_xaxes(type="date", tickformat="%d %b %Y", ticklabelmode="period",
+                        tick0=first, dtick=step * DAY_MS,
+                        range=[first, last + pd.Timedelta(days=1)])
     for at, version in switches:
         figure.add_shape(type="line", xref="x", yref="paper", x0=at, x1=at, y0=0, y1=1,
                          line={"color": MUTED, "dash": "dash", "width": 1})
@@ -294,7 +297,7 @@ def daily_volume_figure(summary, switches: Sequence[tuple[datetime, str]] = ()) 
     ])
     figure.update_layout(barmode="stack", yaxis={"title": "uploads"},
                          yaxis2={"title": "refusal rate", "overlaying": "y", "side": "right",
-                                 "tickformat": ".0%", "range": [0, 1]})
+                                 "tickformat": ".0%", "range": [0, 1], "dtick": 0.25})
     return _layout(_day_axis(figure, summary["day"], switches), height=340)
 
 
