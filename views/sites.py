@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
 from records.audit import AuditUnavailable
 from records.model_activations import (
@@ -25,7 +26,7 @@ from webapp.session import PAUSED, require_admin
 
 OUTCOME = "sites_outcome"
 CHART_CONFIG = {"displaylogo": False}
-MAX_ZIP_MEMBER_BYTES = 50_000_000
+ZIP_SOURCE, FEEDBACK_SOURCE = "A .zip in label folders", "Radiologist-confirmed films"
 
 actor = require_admin()
 database, settings = app_database(), load_settings()
@@ -79,11 +80,11 @@ st.subheader("Onboard a site")
 running = sites.running_job(settings)
 with st.container(border=True):
     name = st.text_input("Site name", key="site_name", placeholder="st-mary")
-    source = st.radio("Films", ("A .zip in label folders", "Radiologist-confirmed films"),
+    source = st.radio("Films", (ZIP_SOURCE, FEEDBACK_SOURCE),
                       key="site_source", horizontal=True)
     unavailable = sites.confirmed_films_available(database)
     upload = None
-    if source == "A .zip in label folders":
+    if source == ZIP_SOURCE:
         upload = st.file_uploader(
             "Site films (.zip)", type=["zip"], key="site_zip",
             help="Folders named by label (NORMAL/, PNEUMONIA/, COVID19/ ...); NORMAL alone is "
@@ -91,13 +92,13 @@ with st.container(border=True):
     elif unavailable:
         st.warning(unavailable, icon=":material/block:")
     start = st.button("Start adaptation", icon=":material/play_arrow:", key="start_adaptation",
-                      disabled=running is not None or (source != "A .zip in label folders"
+                      disabled=running is not None or (source != ZIP_SOURCE
                                                        and unavailable is not None),
                       help="One adaptation at a time." if running else None)
 
 if start:
-    if source == "A .zip in label folders":
-        limits = ZipLimits.from_settings(settings, MAX_ZIP_MEMBER_BYTES)
+    if source == ZIP_SOURCE:
+        limits = ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes)
 
         def gather(folder):
             if upload is None:
@@ -116,6 +117,7 @@ if start:
         for line in films.skipped[:10]:
             st.caption(plain(line))
         running = job
+
 
 def show_result(status: sites.JobStatus) -> None:
     report = sites.site_report(status.job.out)

@@ -202,7 +202,12 @@ def start(job: Job, films: GatheredFilms) -> Job:
 def start_from(settings: Settings, name: str, base_run_dir: Path,
                gather: Callable[[Path], GatheredFilms]) -> tuple[Job, GatheredFilms]:
     """A new job for site ``name``: ``gather`` writes its films into the folder given, then
-    the adaptation starts; SiteInputError (and nothing left behind) when it cannot."""
+    the adaptation starts; SiteInputError (and nothing left behind) when it cannot, or while
+    another adaptation runs."""
+    running = running_job(settings)
+    if running is not None:
+        raise SiteInputError(f"The adaptation of {running.site} is still running; one at a "
+                             "time.")
     job = new_job(settings, site_name(name), base_run_dir)
     try:
         films = gather(job.films_dir)
