@@ -65,3 +65,27 @@ def test_the_pdf_names_the_model_version(tmp_path):
     text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], check=True,
                           capture_output=True, text=True).stdout
     assert f"Model version: {VERSION}" in text
+
+
+def test_a_closed_batch_and_results_sent_to_the_pacs_name_the_version(database):
+    from sqlalchemy import select
+
+    from records.accounts import Actor
+    from records.tables import AuditEvent
+    from webapp.audited_worklist import (
+        WORKLIST_BATCH,
+        WORKLIST_PACS,
+        record_batch_done,
+        record_sent,
+        study_model_version,
+    )
+
+    rows = [WorklistRow("img-1", Prediction.of(PROBABILITIES, VERSION), study_key="study-a"),
+            WorklistRow("img-2", Prediction.of(PROBABILITIES, "other"), study_key="study-b")]
+    actor = Actor("rita", "radiologist")
+    record_batch_done(database, actor, "batch-1", WORKLIST_PACS, rows, 0)
+    record_sent(database, actor, "study-b", True, "stored",
+                study_model_version(rows, "study-b"))
+    with database.session() as session:
+        found = dict(session.execute(select(AuditEvent.action, AuditEvent.model_version)).all())
+    assert found[WORKLIST_BATCH] == VERSION and found["results sent to PACS"] == "other"

@@ -130,6 +130,13 @@ def test_an_admin_onboards_a_site_activates_it_and_goes_back(app_database_url, b
     [row] = audit_rows(app_database_url, actions.RESTORE_MODEL)
     assert row.model_version == base_version
 
+    # Monitoring marks both switches on its time charts.
+    at.switch_page("views/monitoring.py").run()
+    assert not at.exception, [item.value for item in at.exception]
+    notes = [note["text"] for chart in at.get("plotly_chart")
+             for note in json.loads(chart.proto.spec)["layout"].get("annotations", [])]
+    assert notes.count(f"model {adapted}") == 3 and notes.count(f"model {base_version}") == 3
+
 
 def test_in_model_server_mode_the_page_says_activation_happens_on_the_server(monkeypatch):
     monkeypatch.setenv(MODEL_URL_ENV, "http://127.0.0.1:9")
