@@ -126,7 +126,7 @@ def show_result(status: sites.JobStatus) -> None:
         return
     st.markdown(f"{report['n']} films ({sites.label_counts_text(report['labels'])}): "
                 f"{report['fitted_on']} fitted on, {report['held_out']} held out by "
-                f"{report['held_out_by']}. {plain(report['adapted'])}.")
+                f"{report['held_out_by']}. What was adapted: {plain(report['adapted'])}.")
     st.dataframe(sites.before_after_rows(report), hide_index=True,
                  key=f"before_after_{status.job.folder.name}",
                  column_config={"Before": st.column_config.NumberColumn(format="percent"),
@@ -137,10 +137,11 @@ def show_result(status: sites.JobStatus) -> None:
         figures = report.get(f"held_out_{when}")
         if figures:
             column.markdown(f"**{when.capitalize()}** (held-out local films)")
-            column.plotly_chart(
-                confusion_matrix_figure(sites.held_out_confusion(figures, classes),
-                                        axes=("label", "called")),
-                config=CHART_CONFIG, key=f"confusion_{when}_{status.job.folder.name}")
+            matrix = sites.held_out_confusion(figures, classes)
+            figure = confusion_matrix_figure(matrix, axes=("label", "called"))
+            column.plotly_chart(figure.update_layout(height=200 + 60 * len(matrix["rows"])),
+                                config=CHART_CONFIG,
+                                key=f"confusion_{when}_{status.job.folder.name}")
     version = read_metadata(status.job.out).version
     st.button(f"Activate {version}", icon=":material/published_with_changes:", type="primary",
               key=f"activate_{status.job.folder.name}", on_click=switch,
@@ -150,6 +151,8 @@ def show_result(status: sites.JobStatus) -> None:
 
 @st.fragment(run_every=2 if running else None)
 def adaptations() -> None:
+    if OUTCOME in st.session_state:
+        st.rerun()  # Activate (a button in here) reran only this part: redraw the whole page
     st.subheader("Adaptations")
     listed = sites.jobs(settings)
     if not listed:
