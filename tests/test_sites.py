@@ -4,11 +4,8 @@ each audited with both versions (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +28,9 @@ from records.model_activations import (
 from records.settings import Settings
 from records.tables import AuditEvent
 from testkit.apptest import png_bytes
-from testkit.model_factory import make_run_dir
-from testkit.report_factory import write_reports
-from testkit.synthetic_data import make_dataset, synthetic_xray
-from training import feature_bank
+from testkit.site_factory import banked_run as onboardable_run
+from testkit.site_factory import site_zip, zip_of
+from testkit.synthetic_data import synthetic_xray
 from webapp import site_onboarding as sites
 from webapp.audited_analysis import record_view
 from webapp.bounded_zip import ZipLimits
@@ -92,14 +88,6 @@ def test_a_heatmap_view_names_the_version_of_its_analysis_not_the_served_one(dat
     assert row.model_version == "base-v1"
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_a_zip_is_written_into_label_folders_and_loose_files_are_named(tmp_path):
     film = png_bytes(synthetic_xray(0, np.random.default_rng(0), (40, 50)))
     data = zip_of({"st-mary/NORMAL/a.png": film, "st-mary/NORMAL/b.png": film,
@@ -153,23 +141,7 @@ def test_a_refusal_reads_as_adapts_own_message():
 
 @pytest.fixture(scope="module")
 def banked_run(tmp_path_factory) -> Path:
-    """A tiny reported run with a feature bank (as tests/test_site_adaptation.py builds one)."""
-    from model.run_dir import read_metadata, write_metadata
-    from training.config import TrainConfig
-
-    root = tmp_path_factory.mktemp("base")
-    data = make_dataset(root / "data", per_class=8, val_per_class=4)
-    run_dir = write_reports(make_run_dir(root / "run"))
-    write_metadata(run_dir, replace(read_metadata(run_dir), config=TrainConfig().to_dict()))
-    assert feature_bank.main(["--model", str(run_dir), "--data", str(data)]) == 0
-    return run_dir
-
-
-def site_zip(count: int) -> bytes:
-    rng = np.random.default_rng(3)
-    return zip_of({f"NORMAL/film_{index}.png": png_bytes(np.clip(
-        synthetic_xray(3, rng, (70, 90)).astype(int) + 40, 0, 255).astype(np.uint8))
-        for index in range(count)})
+    return onboardable_run(tmp_path_factory.mktemp("base"))
 
 
 def finished(job: sites.Job, timeout: float = 240) -> sites.JobStatus:

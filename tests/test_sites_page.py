@@ -4,30 +4,23 @@ it says in model-server mode."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import zipfile
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from model.run_dir import read_metadata, write_metadata
+from model.run_dir import read_metadata
 from records import actions
 from records.db import open_database
 from records.model_activations import SERVER_MODE
 from records.settings import MODEL_DIR_ENV, MODEL_URL_ENV, SITES_DIR_ENV
 from records.tables import AuditEvent
-from testkit.apptest import RADIOLOGIST, open_page, png_bytes, synthetic_png, upload
-from testkit.model_factory import make_run_dir
-from testkit.report_factory import write_reports
-from testkit.synthetic_data import make_dataset, synthetic_xray
-from training import feature_bank
-from training.config import TrainConfig
+from testkit.apptest import RADIOLOGIST, open_page, synthetic_png, upload
+from testkit.site_factory import banked_run as onboardable_run
+from testkit.site_factory import site_zip
 from webapp.page_state import DIAGNOSE_RESULT
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
@@ -36,13 +29,7 @@ PAGE = "views/sites.py"
 
 @pytest.fixture(scope="module")
 def banked_run(tmp_path_factory) -> Path:
-    """A tiny reported run with a feature bank, so training.adapt can adapt it."""
-    root = tmp_path_factory.mktemp("base")
-    data = make_dataset(root / "data", per_class=8, val_per_class=4)
-    run_dir = write_reports(make_run_dir(root / "run"))
-    write_metadata(run_dir, replace(read_metadata(run_dir), config=TrainConfig().to_dict()))
-    assert feature_bank.main(["--model", str(run_dir), "--data", str(data)]) == 0
-    return run_dir
+    return onboardable_run(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture(autouse=True)
@@ -50,16 +37,6 @@ def served(banked_run, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(MODEL_DIR_ENV, str(banked_run))
     monkeypatch.setenv(SITES_DIR_ENV, str(tmp_path / "sites"))
     return banked_run
-
-
-def site_zip(count: int) -> bytes:
-    rng = np.random.default_rng(3)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for index in range(count):
-            film = np.clip(synthetic_xray(3, rng, (70, 90)).astype(int) + 40, 0, 255)
-            archive.writestr(f"st-mary/NORMAL/film_{index}.png", png_bytes(film.astype(np.uint8)))
-    return buffer.getvalue()
 
 
 def button(at: AppTest, starts_with: str):
