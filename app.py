@@ -31,6 +31,7 @@ ADMIN_PAGES = [
     st.Page("views/monitoring.py", title="Monitoring", icon=":material/query_stats:"),
     st.Page("views/users.py", title="Users", icon=":material/group:"),
     st.Page("views/audit_trail.py", title="Audit trail", icon=":material/verified_user:"),
+    st.Page("views/sites.py", title="Sites", icon=":material/domain_add:"),
 ]
 
 actor = current_actor()

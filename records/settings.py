@@ -21,6 +21,8 @@ MODEL_DIR_ENV = "CXR_MODEL_DIR"
 MODEL_URL_ENV = "CXR_MODEL_URL"
 DATABASE_FILE = "cxr.db"
 IMAGES_FOLDER = "images"
+SITES_DIR_ENV = "CXR_SITES_DIR"
+SITES_FOLDER = "sites"
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,23 @@ class Settings:
     batch_chunk_bytes: int = 200_000_000  # file bytes held at once while a chunk is analysed
     batch_max_megapixels: float = 400.0  # decoded pixels a worklist keeps for opening rows
     worklist_batches_per_minute: int = 6  # per user: a flood of batches is refused
+    # Site onboarding (the Sites page): where adapted run directories and their jobs' films and
+    # logs go; None: the data folder's sites/ (beside the database and kept images).
+    sites_dir_override: Path | None = None
 
     @property
     def images_dir(self) -> Path:
         """Where de-identified images are kept, when an admin turns that on."""
         return self.data_dir / IMAGES_FOLDER
 
+    @property
+    def sites_dir(self) -> Path:
+        """Where the Sites page writes adapted run directories ($CXR_SITES_DIR)."""
+        return self.sites_dir_override or self.data_dir / SITES_FOLDER
+
 
 SETTINGS_ENV = (MODEL_DIR_ENV, DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV,
-                MODEL_URL_ENV)
+                MODEL_URL_ENV, SITES_DIR_ENV)
 
 
 def load_settings() -> Settings:
@@ -87,4 +97,6 @@ def _settings(values: tuple[str, ...]) -> Settings:
     return Settings(data_dir=data_dir,
                     database_url=env[DATABASE_URL_ENV] or f"sqlite:///{data_dir / DATABASE_FILE}",
                     model_dir=Path(env[MODEL_DIR_ENV]) if env[MODEL_DIR_ENV] else None,
-                    model_url=env[MODEL_URL_ENV] or None, **numbers)
+                    model_url=env[MODEL_URL_ENV] or None,
+                    sites_dir_override=Path(env[SITES_DIR_ENV]) if env[SITES_DIR_ENV] else None,
+                    **numbers)

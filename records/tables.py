@@ -105,3 +105,18 @@ class AppSetting(Base):
 
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ModelActivation(Base):
+    """One switch of the model the app serves (embedded mode); the newest row is the one in
+    use, and every earlier one stays, so the previous model is one click away."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    username: Mapped[str] = mapped_column(String(150))
+    run_dir: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(String(100))
+    previous_run_dir: Mapped[str] = mapped_column(Text)
+    previous_version: Mapped[str] = mapped_column(String(100))

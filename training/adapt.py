@@ -461,12 +461,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = Predictor.load(args.model)
         bank = FeatureBank.load(args.model)
+        log.info("reading the site's films")
         site = read_site(args.site, predictor, args.age_group)
+        log.info("adapting on %d films", len(site.labels))
         adaptation = adapt(predictor, bank, site, name, args.holdout, args.site_weight,
                            args.seed)
     except (ModelLoadError, RunFileError, SiteError) as error:
         parser.error(str(error))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("writing %s", args.out)
     write_run(args.model, args.out, predictor, adaptation)
     print(format_report(adaptation.report))
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s)")

@@ -5,6 +5,7 @@ import streamlit as st
 from model.labels import display_name
 from model.run_dir import METRICS_FILE, RunFileError
 from records.audit import now_utc
+from records.model_activations import switches as model_switches
 from records.monitoring import (
     agreement_matrix,
     agreement_rows,
@@ -62,6 +63,7 @@ else:
     st.caption(test)
 
 summary = daily_summary(frame)
+switches = [(switch.at, switch.served.version) for switch in model_switches(database)]
 total_analyses, total_refusals = int(summary["analyses"].sum()), int(summary["refusals"].sum())
 columns = st.columns(4)
 columns[0].metric("Analyses", total_analyses)
@@ -74,13 +76,15 @@ columns[3].metric("Drift distance", f"{drift.distance:.3f}")
 volume, latency = st.columns(2, gap="large")
 with volume:
     st.subheader("Uploads per day")
-    st.plotly_chart(daily_volume_figure(summary), config=CHART_CONFIG, key="daily_volume")
+    st.plotly_chart(daily_volume_figure(summary, switches), config=CHART_CONFIG, key="daily_volume")
 with latency:
     st.subheader("Analysis time")
-    st.plotly_chart(latency_figure(summary), config=CHART_CONFIG, key="latency")
+    st.plotly_chart(latency_figure(summary, switches), config=CHART_CONFIG, key="latency")
 
+if switches:
+    st.caption("Dashed lines: the served model was switched (Sites page) to the version named.")
 st.subheader("Predicted-class mix against validation (dotted)")
-st.plotly_chart(class_mix_figure(class_mix_by_day(frame, classes), expected),
+st.plotly_chart(class_mix_figure(class_mix_by_day(frame, classes), expected, switches),
                 config=CHART_CONFIG, key="class_mix")
 
 st.subheader("Agreement with radiologists")

@@ -25,6 +25,7 @@ from webapp.audited_worklist import (
     record_pacs_batch,
     record_sent,
     record_upload_batch,
+    study_model_version,
 )
 from webapp.lung_attention import segmenter
 from webapp.page_state import (
@@ -96,7 +97,8 @@ def send_and_record(settings: PacsSettings, rows, study_key: str, predictor,
     """Send one study's results and audit it; (success, the message for the page)."""
     stored, message = send_study_results(settings, rows, study_key, predictor)
     try:
-        record_sent(app_database(), actor, study_key, stored, message)
+        record_sent(app_database(), actor, study_key, stored, message,
+                    study_model_version(rows, study_key))
     except AuditUnavailable:
         return stored, f"{message} {PAUSED}"
     return stored, message

@@ -16,6 +16,7 @@ from records.accounts import Actor
 from records.db import Database
 from records.image_store import keep_images, store_image
 from records.settings import Settings
+from records.tables import AuditEvent
 from webapp.analysis import DiagnoseState, state_for_upload
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ def analyse_and_record(database: Database, settings: Settings, actor: Actor, upl
 
 def record_view(database: Database, actor: Actor, audit_id: int, action: str,
                 **detail: str) -> None:
-    """A heatmap class viewed or a download, tied to the analysis row it belongs to."""
-    audit.record(database, audit.Event(actor.username, actor.role, action,
-                                       detail={"analysis_id": audit_id, **detail}))
+    """A heatmap class viewed or a download, tied to the analysis row it belongs to and naming
+    the model version of that analysis (the served model may have been switched since)."""
+    with audit.audited(database) as session:
+        analysis = session.get(AuditEvent, audit_id)
+        audit.append(session, audit.Event(
+            actor.username, actor.role, action,
+            model_version=None if analysis is None else analysis.model_version,
+            detail={"analysis_id": audit_id, **detail}))

@@ -88,10 +88,17 @@ def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
     return _with_ids(database, rows, events)
 
 
+def study_model_version(rows: list[WorklistRow], study_key: str) -> str | None:
+    """The model version of a study's results (the SR names it too)."""
+    return next((row.prediction.model_version for row in rows if row.study_key == study_key),
+                None)
+
+
 def record_sent(database: Database, actor: Actor, study_key: str, stored: bool,
-                message: str) -> None:
+                message: str, model_version: str | None = None) -> None:
     """Results sent to the PACS for one study (opaque key), and what the archive answered."""
     audit.record(database, audit.Event(actor.username, actor.role, actions.SENT_TO_PACS,
+                                       model_version=model_version,
                                        detail={"study": study_key, "stored": stored,
                                                "message": message}))
 
@@ -106,7 +113,9 @@ def record_batch_done(database: Database, actor: Actor, batch: str, source: str,
                       rows: list[WorklistRow], unread: int) -> None:
     """One row that closes a batch: its images, how many were refused, how many unread."""
     refused = sum(row.prediction.refusal is not None for row in rows)
-    audit.record(database, audit.Event(actor.username, actor.role, WORKLIST_BATCH, detail={
+    audit.record(database, audit.Event(actor.username, actor.role, WORKLIST_BATCH,
+                                       model_version=rows[0].prediction.model_version
+                                       if rows else None, detail={
         "batch": batch, "source": source, "images": len(rows), "refused": refused,
         "unread": unread}))
 

@@ -5,9 +5,12 @@ Nothing here computes a metric: every number is read from what training and eval
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -105,12 +108,14 @@ def training_curves(history: list[dict]) -> go.Figure:
 
 def confusion_matrix_figure(classes: Sequence[str], confusion_matrix: Sequence[Sequence[int]],
                             normalised: bool = False,
-                            axes: tuple[str, str] = ("true class", "predicted class")
-                            ) -> go.Figure:
+                            axes: tuple[str, str] = ("true class", "predicted class"),
+                            rows: Sequence[str] | None = None) -> go.Figure:
     """Rows are the true class, columns the predicted one; counts, or shares of each true class.
 
-    ``axes`` names the rows and columns when they are something else (radiologist vs model)."""
+    ``axes`` names the rows and columns when they are something else (radiologist vs model);
+    ``rows``, when given, names rows that are not the classes (a site's label sets)."""
     names = [display_name(name) for name in classes]
+    row_names = [display_name(name) for name in (classes if rows is None else rows)]
     counts = np.asarray(confusion_matrix, dtype=float)
     if normalised:
         totals = counts.sum(axis=1, keepdims=True)
@@ -123,7 +128,7 @@ def confusion_matrix_figure(classes: Sequence[str], confusion_matrix: Sequence[S
         go.Heatmap(
             z=values.tolist(),
             x=names,
-            y=names,
+            y=row_names,
             text=text,
             texttemplate="%{text}",
             colorscale="Blues",
@@ -258,7 +263,33 @@ def coverage_rows(metadata: Metadata) -> list[dict]:
             for row in coverage(metadata)]
 
 
-def daily_volume_figure(summary) -> go.Figure:
+DAY_MS = 86_400_000
+MAX_DAY_TICKS = 10
+
+
+def _day_axis(figure: go.Figure, days, switches: Sequence[tuple[datetime, str]] = ()
+              ) -> go.Figure:
+    """An x axis of whole UTC days, each value drawn across its day and each tick labelled as
+    a day ("02 Dec 2026"), whatever the span: Plotly's own ticks for one or two days are
+    fractions of a second ("23:59:59.9995"). Model switches (time, version) get a dashed line
+    at their time, inside the day they happened, and the version."""
+    times = pd.to_datetime(pd.Series(list(days) + [at for at, _ in switches]))
+    first, last = times.min().floor("D"), times.max().floor("D")
+    step = max(1, math.ceil(((last - first).days + 1) / MAX_DAY_TICKS))
+    figure.update_traces(xperiod=DAY_MS, xperiodalignment="middle")
+    figure.update_traces(width=0.8 * DAY_MS, selector={"type": "bar"})
+    figure.update_xaxes(type="date", tickformat="%d %b %Y", ticklabelmode="period",
+                        tick0=first, dtick=step * DAY_MS,
+                        range=[first, last + pd.Timedelta(days=1)])
+    for at, version in switches:
+        figure.add_shape(type="line", xref="x", yref="paper", x0=at, x1=at, y0=0, y1=1,
+                         line={"color": MUTED, "dash": "dash", "width": 1})
+        figure.add_annotation(x=at, xref="x", y=1, yref="paper", yanchor="bottom",
+                              text=f"model {version}", showarrow=False, font={"size": 10})
+    return figure
+
+
+def daily_volume_figure(summary, switches: Sequence[tuple[datetime, str]] = ()) -> go.Figure:
     """Analyses and refusals per day (stacked bars), with the refusal rate on a second axis."""
     figure = go.Figure([
         go.Bar(x=summary["day"], y=summary["analyses"], name="analyses", marker_color=PRIMARY),
@@ -268,19 +299,20 @@ def daily_volume_figure(summary) -> go.Figure:
     ])
     figure.update_layout(barmode="stack", yaxis={"title": "uploads"},
                          yaxis2={"title": "refusal rate", "overlaying": "y", "side": "right",
-                                 "tickformat": ".0%", "range": [0, 1]})
-    return _layout(figure, height=340)
+                                 "tickformat": ".0%", "range": [0, 1], "dtick": 0.25})
+    return _layout(_day_axis(figure, summary["day"], switches), height=340)
 
 
-def latency_figure(summary) -> go.Figure:
+def latency_figure(summary, switches: Sequence[tuple[datetime, str]] = ()) -> go.Figure:
     figure = go.Figure(go.Scatter(x=summary["day"], y=summary["median_latency_ms"],
                                   mode="lines+markers", line={"color": PRIMARY},
                                   name="median latency"))
     figure.update_yaxes(title_text="median analysis time (ms)", rangemode="tozero")
-    return _layout(figure, height=300)
+    return _layout(_day_axis(figure, summary["day"], switches), height=300)
 
 
-def class_mix_figure(mix_by_day, expected: dict[str, float]) -> go.Figure:
+def class_mix_figure(mix_by_day, expected: dict[str, float],
+                     switches: Sequence[tuple[datetime, str]] = ()) -> go.Figure:
     """Each class's daily share of predictions (lines) against its validation share (dotted)."""
     figure = go.Figure()
     for colour, name in zip(CLASS_COLOURS, expected, strict=False):
@@ -289,4 +321,4 @@ def class_mix_figure(mix_by_day, expected: dict[str, float]) -> go.Figure:
         figure.add_hline(y=expected[name], line={"color": colour, "dash": "dot"})
     figure.update_yaxes(title_text="share of the day's analyses", tickformat=".0%",
                         range=[0, 1])
-    return _layout(figure, height=360)
+    return _layout(_day_axis(figure, mix_by_day.index, switches), height=360)

@@ -1,7 +1,9 @@
 """What every page shares: the run directory it serves, its one predictor, the database.
 
-The run directory comes from the settings (records/settings.py): $CXR_MODEL_DIR when set
-(tests, a new model on trial), else the shipped model in model/artifacts. With $CXR_MODEL_URL
+The run directory is the one an admin activated (records/model_activations.py, the Sites page),
+else the settings' (records/settings.py): $CXR_MODEL_DIR when set (tests, a new model on
+trial), else the shipped model in model/artifacts. The predictor cache is keyed by the run
+directory, so a switch takes effect on the next page run, without a restart. With $CXR_MODEL_URL
 set, the model is a model server's (python -m serving) and the predictor is its client
 (serving.client): this process then never imports TensorFlow.
 """
@@ -16,15 +18,24 @@ import streamlit as st
 
 from model.run_dir import DEFAULT_RUN_DIR
 from records.db import Database, open_database
+from records.model_activations import active_run_dir
 from records.settings import load_settings
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
     from serving.client import ModelClient
 
-def run_dir() -> Path:
-    """The run directory this server shows and predicts with."""
+def configured_run_dir() -> Path:
+    """The settings' run directory: what the app serves until an admin activates another."""
     return load_settings().model_dir or DEFAULT_RUN_DIR
+
+
+def run_dir() -> Path:
+    """The run directory this server shows and predicts with: the activated one, else the
+    settings'. A model server chooses its own model, so activations do not apply there."""
+    if model_url():
+        return configured_run_dir()
+    return active_run_dir(app_database(), configured_run_dir())
 
 
 def model_url() -> str | None:

@@ -72,6 +72,7 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
             "study date": _formatted_date(row.study_date),
             "study description": row.study_description or None,
             "study": row.study_key,
+            "model version": row.prediction.model_version,
         })
         if viewer_url:
             record["viewer"] = viewer_link(row, viewer_url)

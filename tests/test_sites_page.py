@@ -1,0 +1,121 @@
+"""The Sites page through app.py (AppTest): a real adaptation started from an uploaded .zip,
+its before/after, Activate (Diagnose then analyses with it) and Back, each audited; and what
+it says in model-server mode."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from model.run_dir import read_metadata
+from records import actions
+from records.db import open_database
+from records.model_activations import SERVER_MODE
+from records.settings import MODEL_DIR_ENV, MODEL_URL_ENV, SITES_DIR_ENV
+from records.tables import AuditEvent
+from testkit.apptest import RADIOLOGIST, open_page, synthetic_png, upload
+from testkit.site_factory import banked_run as onboardable_run
+from testkit.site_factory import site_zip
+from webapp.page_state import DIAGNOSE_RESULT
+
+pytestmark = pytest.mark.usefixtures("app_database_url")
+PAGE = "views/sites.py"
+
+
+@pytest.fixture(scope="module")
+def banked_run(tmp_path_factory) -> Path:
+    return onboardable_run(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(autouse=True)
+def served(banked_run, tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(MODEL_DIR_ENV, str(banked_run))
+    monkeypatch.setenv(SITES_DIR_ENV, str(tmp_path / "sites"))
+    return banked_run
+
+
+def button(at: AppTest, starts_with: str):
+    return next(widget for widget in at.button if widget.label.startswith(starts_with))
+
+
+def page_text(at: AppTest) -> str:
+    return " ".join(item.value for item in [*at.markdown, *at.info, *at.error, *at.success,
+                                            *at.warning, *at.caption])
+
+
+def audit_rows(url: str, action: str) -> list[AuditEvent]:
+    database = open_database(url)
+    try:
+        with database.session() as session:
+            return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+    finally:
+        database.engine.dispose()
+
+
+def test_a_radiologist_cannot_open_the_sites_page():
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        open_page(PAGE, account=RADIOLOGIST)
+
+
+def test_confirmed_films_are_unavailable_while_images_are_not_kept():
+    at = open_page(PAGE)
+    at.radio(key="site_source").set_value("Radiologist-confirmed films").run()
+    assert "Keeping de-identified images is off" in page_text(at)
+    assert button(at, "Start adaptation").disabled
+
+
+def test_an_admin_onboards_a_site_activates_it_and_goes_back(app_database_url, banked_run):
+    base_version = read_metadata(banked_run).version
+    at = open_page(PAGE)
+    assert base_version in page_text(at)
+    at.text_input(key="site_name").input("St Mary")
+    at.file_uploader(key="site_zip").set_value(("site.zip", site_zip(30), "application/zip"))
+    button(at, "Start adaptation").click().run()
+    assert "Started St-Mary: Normal 30" in page_text(at), page_text(at)
+    deadline = time.monotonic() + 240
+    while not any(widget.label.startswith("Activate") for widget in at.button):
+        assert time.monotonic() < deadline and not at.exception, page_text(at)
+        time.sleep(1)
+        at.run()
+    assert not at.error, [item.value for item in at.error]
+    before_after = at.dataframe[0].value
+    assert list(before_after["Held-out local films"])[0] == "Normal recall"
+    assert len(at.get("plotly_chart")) == 2  # the confusion matrices, before and after
+
+    button(at, "Activate").click().run()
+    adapted = f"{base_version}+site-St-Mary"
+    assert f"Now serving {adapted} (was {base_version})." in page_text(at)
+    [row] = audit_rows(app_database_url, actions.ACTIVATE_MODEL)
+    assert row.model_version == adapted
+    assert json.loads(row.detail)["previous_version"] == base_version
+
+    # Diagnose now analyses with the adapted model, without a restart.
+    at.switch_page("views/diagnose.py").run()
+    upload(at, "chest.png", synthetic_png(label=0))
+    assert at.session_state[DIAGNOSE_RESULT].analysis.prediction.model_version == adapted
+    [row] = audit_rows(app_database_url, actions.ANALYSIS)
+    assert row.model_version == adapted
+
+    at.switch_page(PAGE).run()
+    button(at, f"Back to {base_version}").click().run()
+    assert f"Now serving {base_version} (was {adapted})." in page_text(at)
+    [row] = audit_rows(app_database_url, actions.RESTORE_MODEL)
+    assert row.model_version == base_version
+
+    # Monitoring marks both switches on its time charts.
+    at.switch_page("views/monitoring.py").run()
+    assert not at.exception, [item.value for item in at.exception]
+    notes = [note["text"] for chart in at.get("plotly_chart")
+             for note in json.loads(chart.proto.spec)["layout"].get("annotations", [])]
+    assert notes.count(f"model {adapted}") == 3 and notes.count(f"model {base_version}") == 3
+
+
+def test_in_model_server_mode_the_page_says_activation_happens_on_the_server(monkeypatch):
+    monkeypatch.setenv(MODEL_URL_ENV, "http://127.0.0.1:9")
+    at = open_page(PAGE)
+    assert SERVER_MODE in [item.value for item in at.info]

@@ -1,0 +1,181 @@
+"""Sites, for admins: onboard a hospital from its own films (training.adapt in the background),
+see before/after on its held-out films, activate the adapted model, or go back."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from model.limits import DEFAULT_LIMITS
+from model.run_dir import RunFileError, read_metadata
+from records.audit import AuditUnavailable
+from records.model_activations import (
+    SERVER_MODE,
+    ActivationError,
+    Served,
+    activate,
+    restore_previous,
+    switches,
+)
+from records.settings import load_settings
+from webapp import site_onboarding as sites
+from webapp.bounded_zip import ZipLimits
+from webapp.charts import confusion_matrix_figure
+from webapp.plain_text import plain
+from webapp.resources import app_database, model_url, run_dir
+from webapp.session import PAUSED, require_admin
+
+OUTCOME = "sites_outcome"
+CHART_CONFIG = {"displaylogo": False}
+ZIP_SOURCE, FEEDBACK_SOURCE = "A .zip in label folders", "Radiologist-confirmed films"
+
+actor = require_admin()
+database, settings = app_database(), load_settings()
+server_url = model_url()
+
+
+def served_now() -> Served:
+    path = run_dir()
+    try:
+        return Served(path, read_metadata(path).version)
+    except RunFileError as error:
+        return Served(path, f"unreadable ({error})")
+
+
+def switch(change, *arguments) -> None:
+    """An audited switch (a button callback), its outcome kept for the page."""
+    try:
+        done = change(database, actor, *arguments, model_url=server_url)
+    except ActivationError as error:
+        st.session_state[OUTCOME] = (False, str(error))
+    except AuditUnavailable:
+        st.session_state[OUTCOME] = (False, PAUSED)
+    else:
+        st.session_state[OUTCOME] = (True, f"Now serving {done.served.version} (was "
+                                           f"{done.previous.version}).")
+
+
+st.title("Sites")
+st.caption("Onboard a hospital: its own labelled films adapt the served model's head "
+           "(python -m training.adapt); a part of them is held out to show before and after. "
+           "Activating switches the model every page uses; each switch is audited.")
+if OUTCOME in st.session_state:
+    ok, message = st.session_state.pop(OUTCOME)
+    (st.success if ok else st.error)(plain(message))
+
+current = served_now()
+st.subheader("Served model")
+st.markdown(f"**{plain(current.version)}**  \n`{plain(str(current.run_dir))}`")
+if server_url:
+    st.info(SERVER_MODE, icon=":material/dns:")
+history = switches(database)
+if history:
+    st.dataframe([{"When (UTC)": item.at, "By": item.username, "Served": item.served.version,
+                   "Replaced": item.previous.version} for item in reversed(history)],
+                 hide_index=True, key="switches")
+    st.button(f"Back to {history[-1].previous.version}", icon=":material/undo:",
+              key="restore_previous", on_click=switch, args=(restore_previous,),
+              disabled=bool(server_url))
+
+st.subheader("Onboard a site")
+running = sites.running_job(settings)
+with st.container(border=True):
+    name = st.text_input("Site name", key="site_name", placeholder="st-mary")
+    source = st.radio("Films", (ZIP_SOURCE, FEEDBACK_SOURCE),
+                      key="site_source", horizontal=True)
+    unavailable = sites.confirmed_films_available(database)
+    upload = None
+    if source == ZIP_SOURCE:
+        upload = st.file_uploader(
+            "Site films (.zip)", type=["zip"], key="site_zip",
+            help="Folders named by label (NORMAL/, PNEUMONIA/, COVID19/ ...); NORMAL alone is "
+                 "enough. At least 20 films; a part is held out to check the result.")
+    elif unavailable:
+        st.warning(unavailable, icon=":material/block:")
+    start = st.button("Start adaptation", icon=":material/play_arrow:", key="start_adaptation",
+                      disabled=running is not None or (source != ZIP_SOURCE
+                                                       and unavailable is not None),
+                      help="One adaptation at a time." if running else None)
+
+if start:
+    if source == ZIP_SOURCE:
+        limits = ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes)
+
+        def gather(folder):
+            if upload is None:
+                raise sites.SiteInputError("Choose a .zip of the site's films first.")
+            return sites.films_from_zip(upload.name, upload.getvalue(), limits, folder)
+    else:
+        def gather(folder):
+            return sites.films_from_feedback(database, settings, folder)
+    try:
+        job, films = sites.start_from(settings, name, current.run_dir, gather)
+    except sites.SiteInputError as error:
+        st.error(plain(str(error)))
+    else:
+        st.success(f"Started {job.site}: {sites.label_counts_text(films.counts)}"
+                   + (f" ({len(films.skipped)} skipped)" if films.skipped else ""))
+        for line in films.skipped[:10]:
+            st.caption(plain(line))
+        running = job
+
+
+def show_result(status: sites.JobStatus) -> None:
+    report = sites.site_report(status.job.out)
+    if report is None:
+        st.warning("The adapted run has no site report in its metrics.json.")
+        return
+    st.markdown(f"{report['n']} films ({sites.label_counts_text(report['labels'])}): "
+                f"{report['fitted_on']} fitted on, {report['held_out']} held out by "
+                f"{report['held_out_by']}. What was adapted: {plain(report['adapted'])}.")
+    st.dataframe(sites.before_after_rows(report), hide_index=True,
+                 key=f"before_after_{status.job.folder.name}",
+                 column_config={"Before": st.column_config.NumberColumn(format="percent"),
+                                "After": st.column_config.NumberColumn(format="percent")})
+    classes = list(read_metadata(status.job.out).classes)
+    columns = st.columns(2)
+    for column, when in zip(columns, ("before", "after"), strict=True):
+        figures = report.get(f"held_out_{when}")
+        if figures:
+            column.markdown(f"**{when.capitalize()}** (held-out local films)")
+            matrix = sites.held_out_confusion(figures, classes)
+            figure = confusion_matrix_figure(matrix["classes"], matrix["confusion_matrix"],
+                                             axes=("label", "called"), rows=matrix["rows"])
+            column.plotly_chart(figure.update_layout(height=200 + 60 * len(matrix["rows"])),
+                                config=CHART_CONFIG,
+                                key=f"confusion_{when}_{status.job.folder.name}")
+    version = read_metadata(status.job.out).version
+    st.button(f"Activate {version}", icon=":material/published_with_changes:", type="primary",
+              key=f"activate_{status.job.folder.name}", on_click=switch,
+              args=(activate, Served(status.job.out, version), current),
+              disabled=bool(server_url) or status.job.out.resolve() == current.run_dir.resolve())
+
+
+@st.fragment(run_every=2 if running else None)
+def adaptations() -> None:
+    if OUTCOME in st.session_state:
+        st.rerun()  # Activate (a button in here) reran only this part: redraw the whole page
+    st.subheader("Adaptations")
+    listed = sites.jobs(settings)
+    if not listed:
+        st.info("No site has been onboarded yet.")
+    for job in listed:
+        status = sites.status(job)
+        title = (f"{job.site}: {status.state}, {status.seconds:.0f} s "
+                 f"(started {job.started_at:%Y-%m-%d %H:%M} UTC)")
+        with st.expander(title, expanded=job == listed[0]):
+            if status.state == sites.RUNNING:
+                st.info(f"Adapting {sites.label_counts_text(job.films)} from "
+                        f"{job.base_run_dir.name}; running for {status.seconds:.0f} s "
+                        "(up to about 5 minutes).", icon=":material/hourglass_top:")
+                st.code("\n".join(status.log_tail) or "starting…", language=None)
+            elif status.state == sites.FAILED:
+                st.error(plain(status.message), icon=":material/error:")
+            else:
+                show_result(status)
+    if running is not None and sites.running_job(settings) is None:
+        st.rerun()  # the job ended: redraw the page (its Start button, the served model)
+
+
+adaptations()
+st.caption(f"Adapted run directories: {settings.sites_dir}. Now: "
+           f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC.")
