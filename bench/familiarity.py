@@ -3,7 +3,8 @@
     python bench/familiarity.py [--model RUN_DIR] [--data ../shared/data] [--out]
 
 Prints, for the run's flag: the share of the feature bank's val films flagged unfamiliar, per
-training source (the limit is set on them: about 5 % overall by construction); for each external
+training source (the limit is set on them: about 5 % overall by construction), and of the run's
+other val films (not in the bank, so not used for the limit: the honest rate); for each external
 check (`lungs/`: adult normals from a hospital in no training set; `kermany_test_a/`: a later
 batch of a training hospital) the share flagged and the model's error rate (top suggestion not
 the film's label) on unfamiliar and on familiar films; and the share of a site's held-out films
@@ -75,6 +76,33 @@ def after_onboarding(bank: FeatureBank, predictor: Predictor, folder: Path) -> d
     return result
 
 
+def other_val(predictor: Predictor, seed: int = SEED) -> dict:
+    """Share flagged among the val films of the run's data roots that are not in its bank (the
+    limit was not set on them: the honest rate for known sources), per source."""
+    from training.data import load_split, scan_split
+    from training.evaluate import model_label_space
+    from training.feature_bank import PER_GROUP, features_and_looks, subsample
+
+    roots = [Path(root) for root in predictor.metadata.data_roots or []
+             if (Path(root) / "val").is_dir()]
+    if not roots:
+        return {}
+    pediatric = str(predictor.metadata.config.get("pediatric_sources", "kermany")).split(",")
+    folders = {entry.name for root in roots for entry in (root / "val").iterdir()
+               if entry.is_dir()}
+    space = model_label_space(predictor.metadata, folders)
+    samples = [sample for root in roots for sample in scan_split(root, "val", space, pediatric)]
+    banked = {sample.path for sample in subsample(samples, PER_GROUP["val"], seed)}
+    rest = [sample for sample in samples if sample.path not in banked]
+    loaded = load_split(rest, predictor.image_size, "val not in the bank")
+    flagged = ~predictor.familiarity.familiar(features_and_looks(predictor, loaded.images)[1])
+    sources = np.array(loaded.sources)
+    return {"n": int(len(flagged)), "flagged": float(np.mean(flagged)),
+            "by_source": {str(source): {"n": int(np.sum(sources == source)),
+                                        "flagged": float(np.mean(flagged[sources == source]))}
+                          for source in sorted(set(loaded.sources))}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
@@ -101,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
           f" reference films; val flagged {np.mean(flagged_val):.1%} (limit set on them)")
     for source, row in by_source.items():
         print(f"  val {source}: {row['flagged']:.1%} of {row['n']}")
+    others = other_val(predictor)
+    if others:
+        print(f"val films not in the bank (limit not set on them): flagged "
+              f"{others['flagged']:.1%} of {others['n']}")
+        for source, row in others["by_source"].items():
+            print(f"  {source}: {row['flagged']:.1%} of {row['n']}")
     checks, pooled_wrong, pooled_familiar = {}, [], []
     for name in CHECKS:
         wrong, familiar = external_check(predictor, args.data / name)
@@ -130,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"{predictor.familiarity.neighbours}-th nearest feature-bank training "
                        f"or site film; limit: the bank's val films' 95th percentile"),
             "val": {"flagged": float(np.mean(flagged_val)), "by_source": by_source},
+            "other_val": others,
             "external_checks": checks,
         })
         print(f"wrote {path}")
