@@ -131,4 +131,4 @@ def test_real_films_from_an_unseen_hospital_are_flagged_far_more_than_known_ones
     bank = FeatureBank.load(run_dir)
     val_flagged = np.mean(~predictor.familiarity.familiar(bank.looks[bank.splits == "val"]))
     assert val_flagged <= 0.06
-    assert lungs_flagged >= 0.4  # measured 62 % on all 274 (bench/familiarity.py)
+    assert lungs_flagged >= 0.4  # measured 67 % on all 274 (bench/familiarity.py)

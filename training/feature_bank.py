@@ -10,7 +10,7 @@ logits layer, float16), label (index into ``keys``: the classes, then the label 
 and source, and its look (model.familiarity: an early layer's channel means, float16, with the
 layer's name; banks written before looks existed still load, without them). Subsampling per
 source and label keeps every population (a 26-image source as much as a 1,700-image one, up to
-N) in a few MB: (1,280 features + 80 looks) x 2 bytes x ~1,600 images ~ 4 MB before compression.
+N) in a few MB: (1,280 features + 80 looks) x 2 bytes x ~1,250 images ~ 3.4 MB uncompressed.
 The backbone is frozen by everything that reads the bank, so its features stay valid for every
 run adapted from this one.
 """
