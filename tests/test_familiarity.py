@@ -132,3 +132,35 @@ def test_real_films_from_an_unseen_hospital_are_flagged_far_more_than_known_ones
     val_flagged = np.mean(~predictor.familiarity.familiar(bank.looks[bank.splits == "val"]))
     assert val_flagged <= 0.06
     assert lungs_flagged >= 0.4  # measured 67 % on all 274 (bench/familiarity.py)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(),
+                    reason="../shared/data/lungs is absent: the Diagnose check needs real films")
+def test_diagnose_says_an_unfamiliar_film_is_not_validated_and_quotes_the_error_rate(
+        app_database_url, monkeypatch):
+    from model.decode import decode_file
+    from model.familiarity import read_figures
+    from records.settings import MODEL_DIR_ENV
+    from testkit.apptest import open_page, upload
+    from training.external import read_external
+
+    run_dir = shipped_run_dir()
+    predictor = Predictor.load(run_dir)
+    figures = read_figures(run_dir)
+    if predictor.familiarity is None or figures is None:
+        pytest.skip("the shipped run has no familiarity flag or figures (bench/familiarity.py)")
+    monkeypatch.setenv(MODEL_DIR_ENV, str(run_dir))
+    films = {}
+    for path in read_external(SHARED_DATA / "lungs").sample(12).paths:
+        familiar = predictor.explain(decode_file(path)).prediction.familiar
+        films.setdefault(familiar, path)
+        if len(films) == 2:
+            break
+    assert False in films, "no lungs/ film of 12 flagged unfamiliar (67% measured)"
+    unfamiliar = figures["external_checks"]["all"]["unfamiliar"]
+    quoted = f"{unfamiliar['error_rate']:.0%} of {unfamiliar['n']} films"
+    for familiar, path in films.items():
+        at = upload(open_page(), path.name, path.read_bytes(), "image/jpeg")
+        said = " ".join(str(warning.value) for warning in at.warning)
+        assert ("not been validated on films like it" in said) == (not familiar)
+        assert (quoted in said) == (not familiar)
