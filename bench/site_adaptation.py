@@ -35,8 +35,8 @@ FIGURES = ("normal_recall", "called_covid_among_non_covid", "pneumonia_vs_normal
            "accuracy")
 
 
-def flagged(predictor: Predictor, features: np.ndarray) -> float:
-    return float(np.mean(~predictor.familiarity.familiar(features)))
+def flagged(predictor: Predictor, looks: np.ndarray) -> float:
+    return float(np.mean(~predictor.familiarity.familiar(looks)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     bank = FeatureBank.load(args.model)
     print(f"base model {base.version}; the bank's val films flagged unfamiliar: "
-          f"{flagged(base, bank.features[bank.splits == 'val']):.1%} (the limit is set on "
+          f"{flagged(base, bank.looks[bank.splits == 'val']):.1%} (the limit is set on "
           f"them)\n")
     for name, holdout in SITES.items():
         out = args.runs / f"site-{name}-{stamp}"
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         site = sites[name]
         _, held = adapt.holdout_split(site, holdout, 1337)
         print(f"held-out {name} films flagged unfamiliar: before "
-              f"{flagged(base, site.features[held]):.0%}, after "
-              f"{flagged(adapted, site.features[held]):.0%}")
+              f"{flagged(base, site.looks[held]):.0%}, after "
+              f"{flagged(adapted, site.looks[held]):.0%}")
         for other_name, other in sites.items():
             if other_name == name:
                 continue
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = "; ".join(f"{key} {score(before[key])} -> {score(after[key])}"
                               for key in FIGURES)
             print(f"{other_name} (not fitted on): {cells}; flagged unfamiliar "
-                  f"{flagged(base, other.features):.0%} -> {flagged(adapted, other.features):.0%}")
+                  f"{flagged(base, other.looks):.0%} -> {flagged(adapted, other.looks):.0%}")
     return 0
 
 

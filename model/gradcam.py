@@ -40,24 +40,29 @@ def explanation_layer(model: keras.Model, gradcam_layer: str) -> str:
         return gradcam_layer
 
 
-def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str) -> keras.Model:
+def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str,
+                  look_layer: str | None = None) -> keras.Model:
     """The model the map needs: input -> (the explanation layer's activations, logits, pooled
-    features); ``gradcam_layer`` is the run's last conv layer (its metadata).
+    features[, ``look_layer``'s activations]); ``gradcam_layer`` is the run's last conv layer
+    (its metadata).
 
     The pooled features (what the logits layer reads) feed the out-of-distribution gate
-    (model.ood), so one forward pass serves the prediction, the gate and the map.
+    (model.ood), and an early layer's activations the familiarity check (model.familiarity),
+    so one forward pass serves the prediction, both checks and the map.
     """
     logits = model.get_layer(logits_layer)
     activations = model.get_layer(explanation_layer(model, gradcam_layer)).output
-    return keras.Model(model.inputs[0], [activations, logits.output, logits.input])
+    looks = [model.get_layer(look_layer).output] if look_layer else []
+    return keras.Model(model.inputs[0], [activations, logits.output, logits.input, *looks])
 
 
 def forward_with_gradcam(
     cam_model: keras.Model, images: tf.Tensor, class_indices: tf.Tensor,
     populations: tf.Tensor, n_groups: int = 1,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """(N, S, S) grey inputs -> (class logits, pooled features, heatmaps at the layer's size,
-    explained classes, (N, groups) age-group estimates).
+    explained classes, (N, groups) age-group estimates, (N, K) channel means of the look layer,
+    K = 0 without one).
 
     A model with age heads (model.populations) gives one block of logits per age group: each
     image's class logits are its known group's block, or the marginal over the groups where
@@ -65,7 +70,7 @@ def forward_with_gradcam(
     predicted class where that is negative.
     """
     with tf.GradientTape() as tape:
-        activations, raw_logits, features = cam_model(images, training=False)
+        activations, raw_logits, features, *look = cam_model(images, training=False)
         n_classes = raw_logits.shape[-1] // n_groups
         logits = class_logits(raw_logits, populations, n_groups, n_classes)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -75,7 +80,10 @@ def forward_with_gradcam(
     # on its own activations only, so that gradient holds each image's own.
     gradients = tape.gradient(class_scores, activations)
     ages = age_probabilities(raw_logits, n_groups, n_classes)
-    return logits, features, CAM_METHODS[SHOWN_METHOD](activations, gradients), chosen, ages
+    looks = (tf.reduce_mean(look[0], axis=(1, 2)) if look
+             else tf.zeros((tf.shape(images)[0], 0), features.dtype))
+    return (logits, features, CAM_METHODS[SHOWN_METHOD](activations, gradients), chosen, ages,
+            looks)
 
 
 def gradcam_heatmap(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:

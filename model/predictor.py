@@ -24,7 +24,7 @@ from model.calibration import softmax
 from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
-from model.familiarity import Familiarity
+from model.familiarity import Familiarity, choose_look_layer
 from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
 from model.ood import OodGate, check_acquisition
 from model.prediction import Prediction
@@ -59,7 +59,15 @@ class Predictor:
         self.familiarity = familiarity  # None: the run has no feature bank
         self.age_heads: list[str] = list(metadata.age_heads or [])
         n_groups = max(1, len(self.age_heads))
-        cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer)
+        # The familiarity check's layer: the bank's, else the one a new bank would use (so
+        # that training.feature_bank can read looks for a run without a bank yet).
+        if familiarity is not None and familiarity.layer not in {x.name for x in model.layers}:
+            raise ModelLoadError(f"the feature bank's looks come from layer "
+                                 f"{familiarity.layer!r}, which the model lacks: rebuild it")
+        self.look_layer = (familiarity.layer if familiarity is not None
+                           else choose_look_layer(model, metadata.gradcam_layer))
+        cam_model = gradcam_model(model, metadata.gradcam_layer, metadata.logits_layer,
+                                  self.look_layer)
         # The one compiled graph: logits, pooled features and Grad-CAM maps from one pass.
         self._forward = tf.function(
             lambda images, class_indices, populations: forward_with_gradcam(
@@ -145,9 +153,15 @@ class Predictor:
 
         Not gated: for evaluation and fitting the gate.
         """
-        logits, features, _, _, _ = self._run(batch, populations=self._indices(
+        logits, features, _, _, _, _ = self._run(batch, populations=self._indices(
             age_groups or [None] * len(batch)))
         return logits, features
+
+    def features_and_looks(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) inputs -> ((N, D) pooled features, (N, K) looks: the look layer's channel
+        means, model.familiarity; K = 0 for a model without that layer), one compiled pass."""
+        _, features, _, _, _, looks = self._run(batch)
+        return features, looks
 
     def gated_probabilities(
         self, admitted: Sequence[np.ndarray | ImageError]
@@ -181,12 +195,12 @@ class Predictor:
         if not rows:
             return results
         chosen = [known[index] for index in rows]
-        logits, features, _, _, ages = self._run(
+        logits, features, _, _, ages, looks = self._run(
             np.stack([admitted[index] for index in rows]),
             populations=self._indices([age.group if age else None for age in chosen]))
         gated = self._gate_features(logits, features)
         familiar = ([None] * len(rows) if self.familiarity is None
-                    else self.familiarity.familiar(features).tolist())
+                    else self.familiarity.familiar(looks).tolist())
         for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
                                                          strict=True):
             refused = isinstance(outcome, ImageError)
@@ -259,14 +273,15 @@ class Predictor:
         class_index = -1 if class_name is None else self.classes.index(class_name)
         gray = image.gray if isinstance(image, DecodedImage) else image
         given = self.known_age(image, age_group)
-        logits, features, heatmaps, chosen, ages = self._run(
+        logits, features, heatmaps, chosen, ages, looks = self._run(
             self.admit(image)[None], class_index,
             self._indices([given.group if given else None]))
         (outcome,) = self._gate_features(logits, features)
         if isinstance(outcome, ImageError):
             raise outcome
+        familiar = None if self.familiarity is None else bool(self.familiarity.familiar(looks)[0])
         return Explanation(
-            prediction=self.prediction(outcome, self._age_reading(given, ages[0])),
+            prediction=self.prediction(outcome, self._age_reading(given, ages[0]), familiar),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
         )
@@ -280,9 +295,10 @@ class Predictor:
 
     def _run(
         self, batch: np.ndarray, class_index: int = -1, populations: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The compiled graph: (class logits, features, heatmaps, explained classes, age-group
-        estimates), as numpy; ``populations``: each image's age-head index, -1 to estimate."""
+        estimates, looks), as numpy; ``populations``: each image's age-head index, -1 to
+        estimate."""
         class_indices = tf.fill([len(batch)], tf.constant(class_index, tf.int32))
         if populations is None:
             populations = np.full(len(batch), -1, np.int32)

@@ -124,7 +124,7 @@ class ModelClient:
                                        **({"class": class_name} if class_name else {}),
                                        **_given(self.known_age(image, age_group))})
         return Explanation(prediction=Prediction.of(answer["probabilities"], self.version,
-                                                    age_reading(answer)),
+                                                    age_reading(answer), answer.get("familiar")),
                            class_name=answer[HEATMAP_CLASS_KEY],
                            heatmap=heatmap_from_text(answer[HEATMAP_KEY]))
 

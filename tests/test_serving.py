@@ -122,6 +122,7 @@ def test_the_client_gives_the_embedded_probabilities_and_heatmaps(server, embedd
     assert np.abs(served.heatmap - local.heatmap).max() <= HEATMAP_TOLERANCE
     assert max(abs(served.prediction.probabilities[name] - p)
                for name, p in local.prediction.probabilities.items()) <= PROBABILITY_TOLERANCE
+    assert served.prediction.familiar == local.prediction.familiar  # the flag travels too
 
 
 def test_a_refused_image_is_422_with_the_apps_message(server, embedded):

@@ -164,8 +164,8 @@ def test_onboarding_makes_the_sites_films_familiar(banked_run, tmp_path):
     assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out),
                        "--holdout", "0.5"]) == 0
     before, after = Predictor.load(banked_run), Predictor.load(out)
-    features = adapt.read_site(site, before, None).features  # held-out films included
-    familiar_before, familiar_after = (np.mean(p.familiarity.familiar(features))
+    looks = adapt.read_site(site, before, None).looks  # held-out films included
+    familiar_before, familiar_after = (np.mean(p.familiarity.familiar(looks))
                                        for p in (before, after))
     assert familiar_after >= max(familiar_before, 0.9)
 

@@ -100,6 +100,7 @@ class SiteFilms:
     populations: np.ndarray  # age-head index per film (0 without age heads)
     space: LabelSpace
     unreadable: list[str]
+    looks: np.ndarray | None = None  # (N, K) model.familiarity looks, from the same pass
 
 
 def head_of(model, layer_name: str) -> Head:
@@ -140,11 +141,11 @@ def read_site(folder: Path, predictor: Predictor, age_group: str | None) -> Site
             kept.append(index)
         except ImageError as error:
             refused.append(f"{path.relative_to(folder)}: {error}")
-    features = np.zeros((0, 0), np.float32)
+    features = looks = np.zeros((0, 0), np.float32)
     if kept:
-        from training.feature_bank import pooled_features
+        from training.feature_bank import features_and_looks
 
-        features = pooled_features(predictor, np.stack(admitted))
+        features, looks = features_and_looks(predictor, np.stack(admitted))
         accepted = []
         for index, row in zip(kept, features, strict=True):
             try:
@@ -153,8 +154,8 @@ def read_site(folder: Path, predictor: Predictor, age_group: str | None) -> Site
             except ImageError as error:
                 refused.append(f"{films.paths[index].relative_to(folder)}: {error}")
                 accepted.append(False)
-        features, kept = features[accepted], [i for i, ok in zip(kept, accepted, strict=True)
-                                              if ok]
+        features, looks, kept = features[accepted], looks[accepted], [
+            i for i, ok in zip(kept, accepted, strict=True) if ok]
     if refused:
         raise SiteError(f"the gate refuses {len(refused)} of {len(films.paths)} films; remove "
                         "them (they are not frontal chest radiographs the model can read) and "
@@ -165,7 +166,7 @@ def read_site(folder: Path, predictor: Predictor, age_group: str | None) -> Site
                         f"at least {MIN_FILMS} are needed to adapt and check the model")
     labels = np.array([space.keys.index(films.labels[i]) for i in kept], np.int64)
     return SiteFilms(features, labels, [patients[i] for i in kept],
-                     _populations(predictor, features, age_group), space, unreadable)
+                     _populations(predictor, features, age_group), space, unreadable, looks)
 
 
 def _patients(folder: Path, paths: tuple[Path, ...]) -> list[str]:
@@ -367,7 +368,8 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
                             for label in site.labels[fit]])
     groups = [AGE_GROUPS[p] if n_groups > 1 else "adult" for p in site.populations[fit]]
     return Adaptation(adapted, report,
-                      bank.extended(site.features[fit], site_labels, groups, f"site:{name}"))
+                      bank.extended(site.features[fit], site_labels, groups, f"site:{name}",
+                                    looks=None if site.looks is None else site.looks[fit]))
 
 
 def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adaptation) -> None:

@@ -7,8 +7,10 @@ or not (model.familiarity) without the training images.
 For each split (train, val) of the run's data roots (metadata ``data_roots``) it draws at most
 N images of each (source, label) pair, seeded, and keeps their pooled features (the input of the
 logits layer, float16), label (index into ``keys``: the classes, then the label sets), age group
-and source. Subsampling per source and label keeps every population (a 26-image source as much
-as a 1,700-image one, up to N) in a few MB: 1,280 features x 2 bytes x ~1,300 images ~ 3.3 MB.
+and source, and its look (model.familiarity: an early layer's channel means, float16, with the
+layer's name; banks written before looks existed still load, without them). Subsampling per
+source and label keeps every population (a 26-image source as much as a 1,700-image one, up to
+N) in a few MB: (1,280 features + 80 looks) x 2 bytes x ~1,250 images ~ 3.4 MB uncompressed.
 The backbone is frozen by everything that reads the bank, so its features stay valid for every
 run adapted from this one.
 """
@@ -50,6 +52,8 @@ class FeatureBank:
     keys: tuple[str, ...]  # the label names: the classes, then the label sets
     sets: dict[str, tuple[str, ...]]  # label set name -> its classes
     model_version: str  # the run whose backbone made the features
+    looks: np.ndarray | None = None  # (N, K) float16, model.familiarity; None in older banks
+    look_layer: str | None = None  # the layer the looks are channel means of
 
     @property
     def space(self) -> LabelSpace:
@@ -61,19 +65,25 @@ class FeatureBank:
         """The images where ``mask`` is true."""
         return FeatureBank(self.features[mask], self.labels[mask], self.age_groups[mask],
                            self.sources[mask], self.splits[mask], self.keys, self.sets,
-                           self.model_version)
+                           self.model_version,
+                           None if self.looks is None else self.looks[mask], self.look_layer)
 
     def extended(self, features: np.ndarray, labels: np.ndarray, age_groups: list[str],
-                 source: str, split: str = "site") -> FeatureBank:
-        """This bank plus a site's films (one source), e.g. the films a run was adapted on."""
+                 source: str, split: str = "site", looks: np.ndarray | None = None
+                 ) -> FeatureBank:
+        """This bank plus a site's films (one source), e.g. the films a run was adapted on;
+        their ``looks`` join the bank's (so they become familiar) when both have looks."""
         count = len(features)
+        joined = (None if self.looks is None or looks is None
+                  else np.concatenate([self.looks, np.asarray(looks).astype(np.float16)]))
         return FeatureBank(
             np.concatenate([self.features, features.astype(np.float16)]),
             np.concatenate([self.labels, labels]),
             np.concatenate([self.age_groups, np.array(age_groups, dtype=str)]),
             np.concatenate([self.sources, np.full(count, source)]),
             np.concatenate([self.splits, np.full(count, split)]),
-            self.keys, self.sets, self.model_version)
+            self.keys, self.sets, self.model_version, joined,
+            self.look_layer if joined is not None else None)
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / FEATURE_BANK_FILE
@@ -85,7 +95,9 @@ class FeatureBank:
                 set_names=np.array(list(self.sets), dtype=str),
                 set_members=np.array(["+".join(members) for members in self.sets.values()],
                                      dtype=str),
-                model_version=np.array(self.model_version))
+                model_version=np.array(self.model_version),
+                **({} if self.looks is None else {"looks": self.looks.astype(np.float16),
+                                                  "look_layer": np.array(self.look_layer)}))
         return path
 
     @classmethod
@@ -103,7 +115,9 @@ class FeatureBank:
                 return cls(arrays["features"], arrays["labels"].astype(np.int64),
                            arrays["age_groups"], arrays["sources"], arrays["splits"],
                            tuple(str(key) for key in arrays["keys"]), sets,
-                           str(arrays["model_version"]))
+                           str(arrays["model_version"]),
+                           arrays["looks"] if "looks" in arrays.files else None,
+                           str(arrays["look_layer"]) if "looks" in arrays.files else None)
         except (OSError, KeyError, ValueError) as error:
             raise RunFileError(f"{path} cannot be read: {error}") from error
 
@@ -111,10 +125,19 @@ class FeatureBank:
 def pooled_features(predictor: Predictor, images: np.ndarray, batch_size: int = 32
                     ) -> np.ndarray:
     """(N, S, S) model inputs -> (N, D) pooled features, from the predictor's compiled pass."""
+    return features_and_looks(predictor, images, batch_size)[0]
+
+
+def features_and_looks(predictor: Predictor, images: np.ndarray, batch_size: int = 32
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, S) model inputs -> ((N, D) pooled features, (N, K) looks), one compiled pass
+    per batch (K = 0 for a model without a look layer)."""
     if not len(images):
-        return np.zeros((0, 0), np.float32)
-    return np.concatenate([predictor.logits_and_features(images[start:start + batch_size])[1]
-                           for start in range(0, len(images), batch_size)])
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    parts = [predictor.features_and_looks(images[start:start + batch_size])
+             for start in range(0, len(images), batch_size)]
+    return (np.concatenate([features for features, _ in parts]),
+            np.concatenate([looks for _, looks in parts]))
 
 
 def subsample(samples: list[Sample], per_group: int, seed: int) -> list[Sample]:
@@ -147,15 +170,16 @@ def build_bank(predictor: Predictor, roots: list[Path], per_group: dict[str, int
         chosen = subsample(samples, per_group[split], seed)
         log.info("%s: %d of %d images", split, len(chosen), len(samples))
         loaded = load_split(chosen, predictor.image_size, split)
-        parts.append((pooled_features(predictor, loaded.images), loaded, split))
+        parts.append((*features_and_looks(predictor, loaded.images), loaded, split))
+    looks = np.concatenate([looks for _, looks, _, _ in parts]).astype(np.float16)
     return FeatureBank(
-        np.concatenate([features for features, _, _ in parts]).astype(np.float16),
-        np.concatenate([loaded.labels for _, loaded, _ in parts]),
-        np.array([age for _, loaded, _ in parts for age in loaded.age_groups], dtype=str),
-        np.array([source for _, loaded, _ in parts for source in loaded.sources], dtype=str),
-        np.array([split for _, loaded, split in parts for _ in loaded.labels], dtype=str),
+        np.concatenate([features for features, _, _, _ in parts]).astype(np.float16),
+        np.concatenate([loaded.labels for _, _, loaded, _ in parts]),
+        np.array([age for _, _, loaded, _ in parts for age in loaded.age_groups], dtype=str),
+        np.array([source for _, _, loaded, _ in parts for source in loaded.sources], dtype=str),
+        np.array([split for _, _, loaded, split in parts for _ in loaded.labels], dtype=str),
         space.keys, {name: tuple(members) for name, members in space.sets},
-        predictor.version)
+        predictor.version, looks if predictor.look_layer else None, predictor.look_layer)
 
 
 def main(argv: list[str] | None = None) -> int:

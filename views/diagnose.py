@@ -25,6 +25,7 @@ from webapp.analysis import (
     DiagnoseState,
     age_caption,
     display_image,
+    familiarity_warning,
     overlay_image,
     overlay_png,
     result_json,
@@ -148,6 +149,13 @@ def show_validation(metadata: Metadata, class_name: str) -> None:
     gaps = not_validated(metadata)
     if gaps:
         st.caption("**Not validated on:** " + "; ".join(gaps) + ". See the model card.")
+
+
+def show_familiarity(analysis: Analysis) -> None:
+    """Say so when the film does not look like those the model was trained or validated on."""
+    warning = familiarity_warning(analysis.prediction, run_dir())
+    if warning:
+        st.warning(warning, icon=":material/warning:")
 
 
 def show_acquisition(analysis: Analysis) -> None:
@@ -300,6 +308,7 @@ with images:
 with summary:
     show_headline(result)
     show_validation(predictor.metadata, result.predicted_class)
+    show_familiarity(result)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)
     show_feedback(actor, st.session_state[DIAGNOSE_AUDIT_ID], result)

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -20,9 +21,11 @@ from PIL import Image
 
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
+from model.familiarity import read_figures, unfamiliar_message
 from model.labels import display_name
 from model.overlay import overlay
 from model.prediction import Prediction
+from model.run_dir import RunFileError
 from webapp.lung_attention import segmenter
 
 if TYPE_CHECKING:
@@ -128,6 +131,19 @@ def age_caption(prediction: Prediction) -> str | None:
     note = (" COVID-19 is not assessed for children: no child's COVID-19 film was in "
             "training." if age.group == "child" else "")
     return f"{words} ({how}).{note}"
+
+
+def familiarity_warning(prediction: Prediction, run_dir: Path) -> str | None:
+    """For a film flagged unfamiliar (model.familiarity): not validated on films like it, and
+    the error rate on such films in the external checks (the run's familiarity.json); None for
+    a familiar film or a run without the flag."""
+    if prediction.familiar is not False:
+        return None
+    try:
+        figures = read_figures(run_dir)
+    except RunFileError:
+        figures = None
+    return unfamiliar_message(figures)
 
 
 @dataclass(frozen=True)
