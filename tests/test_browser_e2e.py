@@ -1,7 +1,7 @@
 """The app in a real browser: Debian's Chromium driven by Playwright against `streamlit run`.
 
-Runs on a factory-built model (so it runs today) and on the shipped model (skipped until it
-is trained); the X-rays are real ones from ../shared/data/cxr4.
+Runs on the shipped model (the factory model's pages are covered in-process by
+tests/test_app_pages.py, which takes both); the X-rays are real ones from ../shared/data/cxr4.
 """
 
 from __future__ import annotations
@@ -44,11 +44,9 @@ if not CHROMIUM.is_file():
 TIMEOUT_MS = 60_000
 
 
-@pytest.fixture(scope="module", params=["factory", "shipped"])
-def run_dir(request) -> Path:
-    if request.param == "shipped":
-        return shipped_run_dir()
-    return request.getfixturevalue("factory_run_dir")
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    return shipped_run_dir()
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +136,7 @@ def test_a_dicom_xray_shows_its_class_and_acquisition_but_no_identifiers(
 def test_a_photo_is_refused_with_the_gates_reason_then_an_xray_works(
     diagnose, run_dir, cxr4_dir, tmp_path
 ):
-    if not (run_dir / OOD_FILE).is_file():
-        pytest.skip(f"{run_dir} has no fitted out-of-distribution gate ({OOD_FILE}); "
-                    "the shipped model's run of this test checks the refusal")
+    assert (run_dir / OOD_FILE).is_file(), "the shipped model has a fitted gate"
     photo = tmp_path / "cat.jpg"
     Image.fromarray(data.chelsea()).save(photo, quality=90)
     refusal = cli_record(run_dir, photo)["error"]
