@@ -8,7 +8,9 @@ by file) and `kermany_test_a` (children, split by patient), each half fitted, ha
 For each: the time of `python -m training.adapt` (in-process, model load included), the held-out
 site films and the base val before/after (training.adapt's table), the other set before/after
 (does onboarding one hospital hurt another?), and the share of films flagged unfamiliar
-(model.familiarity) before and after. The run needs a feature bank (training.feature_bank).
+(model.familiarity) before and after. Each site's age group is given (AGE_GROUPS), so only that
+age block is adapted; --age-group auto leaves it to the model's estimate per film. The run needs
+a feature bank (training.feature_bank).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from training import adapt  # noqa: E402
 from training.feature_bank import FeatureBank  # noqa: E402
 
 SITES = {"lungs": 0.5, "kermany_test_a": 0.5}  # folder -> held-out share
+# folder -> the site's age group, as an admin onboarding a hospital says it (--age-group)
+AGE_GROUPS = {"lungs": "adult", "kermany_test_a": "child"}
 FIGURES = ("normal_recall", "called_covid_among_non_covid", "pneumonia_vs_normal_auc",
            "accuracy")
 
@@ -44,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--age-group", choices=("given", "auto"), default="given",
+                        help="give each site's age group to training.adapt (default) or let "
+                        "the model estimate it per film")
     args = parser.parse_args(argv)
     if not (args.model / FEATURE_BANK_FILE).is_file():
         parser.error(f"{args.model} has no {FEATURE_BANK_FILE}: run `python -m "
@@ -62,13 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         out = args.runs / f"site-{name}-{stamp}"
         started = time.perf_counter()
         adapt.main(["--model", str(args.model), "--site", str(args.data / name), "--out",
-                    str(out), "--name", name, "--holdout", str(holdout)])
+                    str(out), "--name", name, "--holdout", str(holdout), "--age-group",
+                    AGE_GROUPS[name] if args.age_group == "given" else "auto"])
         seconds = time.perf_counter() - started
         adapted = Predictor.load(out)
         report = read_metrics(out)["site"]
         print(f"\n## {name} as a site: {report['n']} films, {report['fitted_on']} fitted, "
               f"{report['held_out']} held out by {report['held_out_by']}; "
               f"training.adapt took {seconds:.0f} s\n")
+        print(f"age block(s) adapted: {', '.join(report['age_blocks'])}; site weight "
+              f"{report['site_weight']:g} (tried: " + ", ".join(
+                  f"{row['site_weight']:g} guard {'holds' if row['guard_holds'] else 'fails'}"
+                  for row in report["site_weights_tried"]) + ")")
         site = sites[name]
         _, held = adapt.holdout_split(site, holdout, 1337)
         print(f"held-out {name} films flagged unfamiliar: before "
