@@ -7,10 +7,11 @@ separately named runs under --runs (never model/artifacts): `lungs` (274 adult n
 by file) and `kermany_test_a` (children, split by patient), each half fitted, half held out.
 For each: the time of `python -m training.adapt` (in-process, model load included), the held-out
 site films and the base val before/after (training.adapt's table), the other set before/after
-(does onboarding one hospital hurt another?), and the share of films flagged unfamiliar
-(model.familiarity) before and after. Each site's age group is given (AGE_GROUPS), so only that
-age block is adapted; --age-group auto leaves it to the model's estimate per film. The run needs
-a feature bank (training.feature_bank).
+(does onboarding one hospital hurt another?), the share of films flagged unfamiliar
+(model.familiarity) before and after, and COVID-19 recall and children's figures on every val
+film of the run's data roots (not only the bank's), when those images are here. Each site's age
+group is given (AGE_GROUPS), so only that age block is adapted; --age-group auto leaves it to
+the model's estimate per film. The run needs a feature bank (training.feature_bank).
 """
 
 from __future__ import annotations
@@ -38,6 +39,39 @@ FIGURES = ("normal_recall", "called_covid_among_non_covid", "pneumonia_vs_normal
            "accuracy")
 
 
+def full_val(predictor: Predictor, runs: Path) -> FeatureBank | None:
+    """Every val film of the run's data roots as pooled features (the bank holds at most 50 per
+    source and label), cached under --runs per model version; None without the images."""
+    from training.feature_bank import build_bank
+
+    roots = [Path(root) for root in predictor.metadata.data_roots or []]
+    if not roots or not all((root / "val").is_dir() for root in roots):
+        return None
+    cache = runs / f"full-val-{predictor.version}"
+    if not (cache / FEATURE_BANK_FILE).is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        build_bank(predictor, roots, {"train": 1, "val": 10 ** 9}, 1337).save(cache)
+    bank = FeatureBank.load(cache)
+    return bank.part(bank.splits == "val")
+
+
+def val_line(head_before, head_after, val: FeatureBank, temperature: float,
+             n_groups: int) -> str:
+    """COVID-19 recall and children's figures on every val film, age group given, before/after."""
+    def part(head) -> dict:
+        return adapt.val_figures(head, val, temperature, n_groups)
+
+    before, after = part(head_before), part(head_after)
+    covid = [f["all_age_given"]["recall"].get("COVID19") for f in (before, after)]
+    auc = [f["children_age_given"]["pneumonia_vs_normal_auc"] for f in (before, after)]
+    normal = [f["children_age_given"]["normal_recall"] for f in (before, after)]
+    adult_called = [f["all_age_given"]["called_covid_among_non_covid"] for f in (before, after)]
+    return (f"every val film ({len(val.labels)}, age given): COVID-19 recall {score(covid[0])} "
+            f"-> {score(covid[1])}; called COVID-19 among non-COVID {score(adult_called[0])} -> "
+            f"{score(adult_called[1])}; children's pneumonia-vs-normal AUC {score(auc[0])} -> "
+            f"{score(auc[1])}, normal recall {score(normal[0])} -> {score(normal[1])}")
+
+
 def flagged(predictor: Predictor, features: np.ndarray) -> float:
     return float(np.mean(~predictor.familiarity.familiar(features)))
 
@@ -62,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     sites = {name: adapt.read_site(args.data / name, base, None) for name in SITES}
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     bank = FeatureBank.load(args.model)
+    val = full_val(base, args.runs)
     print(f"base model {base.version}; the bank's val films flagged unfamiliar: "
           f"{flagged(base, bank.features[bank.splits == 'val']):.1%} (the limit is set on "
           f"them)\n")
@@ -82,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['site_weight']:g} guard {'holds' if row['guard_holds'] else 'fails'}"
                   for row in report["site_weights_tried"]) + ")")
         site = sites[name]
+        if val is not None:
+            print(val_line(adapt.head_of_predictor(base), adapt.head_of_predictor(adapted), val,
+                           base.temperature, max(1, len(base.age_heads))))
         _, held = adapt.holdout_split(site, holdout, 1337)
         print(f"held-out {name} films flagged unfamiliar: before "
               f"{flagged(base, site.features[held]):.0%}, after "

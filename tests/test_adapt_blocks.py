@@ -65,7 +65,9 @@ def test_the_site_weight_is_chosen_by_the_forgetting_guard(age_heads_run, tmp_pa
         report["val_before"]["all_age_given"]["recall"]["COVID19"])
     card = (out / "MODEL_CARD.md").read_text()
     assert "| base val, age given: COVID-19 recall |" in card
-    assert "forgetting guard" in card
+    assert "chosen by the forgetting guard" in card
+    assert "Forgetting guard (val COVID-19 recall may fall by at most 0," in card
+    assert f"site weights tried {adapt.SITE_WEIGHTS[0]:g} (" in card
     assert "| base val, age given: COVID-19 recall |" in capsys.readouterr().out
 
 
@@ -92,8 +94,8 @@ def figures(covid: float | None, auc: float | None) -> dict:
 
 
 @pytest.mark.parametrize(("after", "holds"), [
-    (figures(0.92, 0.992), True),  # COVID-19 recall down 0.01, AUC down 0.004: within
-    (figures(0.90, 0.996), False),  # COVID-19 recall down 0.03
+    (figures(0.93, 0.992), True),  # COVID-19 recall kept, AUC down 0.004: within
+    (figures(0.92, 0.996), False),  # COVID-19 recall down 0.01 (one film in a hundred)
     (figures(0.95, 0.989), False),  # children's AUC down 0.007
     (figures(0.97, 0.999), True),  # both better
 ])

@@ -22,15 +22,17 @@ reported. The backbone stays frozen, so the out-of-distribution gate, Grad-CAM l
 calibration and the bank's features all stay valid, and each fit takes seconds. Temperature and
 thresholds are left as they were.
 
-Measured on the shipped age-heads model (bench/site_adaptation.py; base val = the bank's 104
-COVID-19 and 150 children's val films): half of lungs/ (adult normals) as the site, the other
-half's normals called normal 0.76 -> 1.00 with the previous method (every block, bank fitted to
-the base head only, site weight 0.5) but base val COVID-19 recall 0.933 -> 0.885; adapting the
-adult block alone changed nothing there (the bank's distillation already held the children's
-block); anchoring the bank to its labels with COVID-19 weighing 3x kept the recall (0.933 ->
-0.933, the site's normals 0.956, COVID-19 0.044 at site weight 0.2). Half of kermany_test_a
-(children) as the site moved children's val AUC 0.996 -> 0.974 with the previous method; with
-the children's block alone and the guard it stays within 0.005.
+Measured on the shipped age-heads model (bench/site_adaptation.py; "val" = every val film of
+its data roots, 313 COVID-19, age group given; the guard reads only the bank's 104 and 150):
+half of lungs/ (adult normals) as the site, the other half's normals called normal 0.76 ->
+1.00 with the previous method (every block, bank fitted to the base head only, site weight 0.5)
+but val COVID-19 recall 0.952 -> 0.911; adapting the adult block alone changed nothing there
+(the distillation already held the children's block); anchoring the bank to its labels with
+COVID-19 weighing 3x and the guard (site weight 0.2): normals 0.956 normal, 0.044 COVID-19,
+val COVID-19 recall 0.955. Half of kermany_test_a (children) as the site: children's val AUC
+0.996 -> 0.988 (bank val 0.974) with the previous method; the children's block alone and the
+guard (site weight 0.1): 0.996 (bank val 0.993), its held-out normals 0.36 -> 0.69, AUC 0.945
+-> 0.965, and lungs/ (adults) untouched.
 
 Refused, with a message and nothing written: an existing --out, an unknown label folder,
 films the gate refuses (listed), fewer than MIN_FILMS usable films.
@@ -84,7 +86,10 @@ HOLDOUT = 0.3
 # Each site label weighs this many whole training classes; the guard takes the largest that
 # keeps the base val (largest first: the most adaptation that forgets nothing measurable).
 SITE_WEIGHTS = (1.0, 0.5, 0.2, 0.1, 0.05)
-GUARD_COVID_RECALL = 0.01  # base val COVID-19 recall may fall by at most this (one film in 104)
+# Base val COVID-19 recall may fall by at most this. At 0.01 (one of the bank's 104 films) the
+# lungs/ half took site weight 0.5 and recall on every val film fell 0.952 -> 0.946; at 0 it
+# takes 0.2: 0.955, the site's other normals still 0.956 normal, 0.044 COVID-19.
+GUARD_COVID_RECALL = 0.0
 GUARD_CHILD_AUC = 0.005  # children's val pneumonia-vs-normal AUC may fall by at most this
 L2_TO_BASE = 1e-3  # pull of the head towards the base head, per weight
 ANCHOR = 1.0  # the bank's films also fitted to their labels, with this share of their weight
