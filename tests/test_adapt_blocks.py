@@ -106,3 +106,18 @@ def test_the_guard_keeps_covid_recall_and_the_childrens_auc(after, holds):
 def test_the_guard_ignores_a_figure_the_val_cannot_give():
     assert adapt.guard_holds(figures(0.93, None), figures(0.93, 0.5))
     assert adapt.guard_holds(figures(None, 0.99), figures(None, 0.99))
+
+
+def test_when_no_weight_passes_the_smallest_is_used_and_said(age_heads_run, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setattr(adapt, "guard_holds", lambda before, after: False)  # none passes
+    site = write_site(tmp_path / "site", 30)
+    out = tmp_path / "adapted"
+    assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
+                       "--age-group", "adult"]) == 0
+    report = read_metrics(out)["site"]
+    assert [row["site_weight"] for row in report["site_weights_tried"]] == list(
+        adapt.SITE_WEIGHTS)
+    assert report["site_weight"] == adapt.SITE_WEIGHTS[-1] and not report["guard"]["holds"]
+    assert "GUARD NOT MET at the smallest weight" in report["adapted"]
+    assert "**it did not hold at any weight tried**" in (out / "MODEL_CARD.md").read_text()

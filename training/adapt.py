@@ -86,6 +86,7 @@ HOLDOUT = 0.3
 # Each site label weighs this many whole training classes; the guard takes the largest that
 # keeps the base val (largest first: the most adaptation that forgets nothing measurable).
 SITE_WEIGHTS = (1.0, 0.5, 0.2, 0.1, 0.05)
+SITE_WEIGHT = None  # the default: auto, the guard chooses among SITE_WEIGHTS
 # Base val COVID-19 recall may fall by at most this. At 0.01 (one of the bank's 104 films) the
 # lungs/ half took site weight 0.5 and recall on every val film fell 0.952 -> 0.946; at 0 it
 # takes 0.2: 0.955, the site's other normals still 0.956 normal, 0.044 COVID-19.
@@ -403,7 +404,7 @@ class Adaptation:
 
 
 def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
-          holdout: float = HOLDOUT, site_weight: float | None = None, seed: int = 1337,
+          holdout: float = HOLDOUT, site_weight: float | None = SITE_WEIGHT, seed: int = 1337,
           l2: float = L2_TO_BASE, distill: bool = DISTILL) -> Adaptation:
     """Refit the site's age block(s) of the head on bank + site films; ``site_weight`` None
     chooses it by the forgetting guard (SITE_WEIGHTS, largest first); held-out site films and
@@ -481,7 +482,8 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
                        if distill else "(to their labels)")
                     + f" and {len(fit)} site films (site weight {chosen:g}, "
                     + ("chosen by the forgetting guard" if site_weight is None else "given")
-                    + (", guard held" if guard else ", GUARD NOT MET at the smallest weight")
+                    + (", guard held" if guard else ", GUARD NOT MET"
+                       + (" at the smallest weight" if site_weight is None else ""))
                     + f"; L2 to the base head {l2:g}); backbone, temperature, gate unchanged"),
         "seconds": round(time.perf_counter() - started, 1),
     }
