@@ -88,8 +88,9 @@ def test_a_site_weight_must_be_positive(age_heads_run, tmp_path, capsys):
     assert "positive" in message and not (tmp_path / "out").exists()
 
 
-def figures(covid: float | None, auc: float | None) -> dict:
-    return {"all_age_given": {"recall": {} if covid is None else {"COVID19": covid}},
+def figures(covid: float | None, auc: float | None, called: float | None = 0.03) -> dict:
+    return {"all_age_given": {"recall": {} if covid is None else {"COVID19": covid},
+                              "called_covid_among_non_covid": called},
             "children_age_given": {"pneumonia_vs_normal_auc": auc}}
 
 
@@ -98,6 +99,8 @@ def figures(covid: float | None, auc: float | None) -> dict:
     (figures(0.92, 0.996), False),  # COVID-19 recall down 0.01 (one film in a hundred)
     (figures(0.95, 0.989), False),  # children's AUC down 0.007
     (figures(0.97, 0.999), True),  # both better
+    (figures(0.97, 0.999, 0.04), False),  # more non-COVID films called COVID-19
+    (figures(0.93, 0.996, 0.02), True),  # fewer
 ])
 def test_the_guard_keeps_covid_recall_and_the_childrens_auc(after, holds):
     assert adapt.guard_holds(figures(0.93, 0.996), after) is holds
@@ -121,3 +124,16 @@ def test_when_no_weight_passes_the_smallest_is_used_and_said(age_heads_run, tmp_
     assert report["site_weight"] == adapt.SITE_WEIGHTS[-1] and not report["guard"]["holds"]
     assert "GUARD NOT MET at the smallest weight" in report["adapted"]
     assert "**it did not hold at any weight tried**" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_site_mostly_of_one_age_group_is_read_as_that_group():
+    class Estimating:  # what _populations_from_raw reads of a predictor
+        age_heads = ["adult", "pediatric"]
+        classes = ["A", "B", "C", "D"]
+
+    raw = np.zeros((20, 8))
+    raw[:19, 4:] = 5.0  # 19 films read as children
+    raw[19, :4] = 5.0  # one as an adult: taken for a misread
+    assert adapt._populations_from_raw(Estimating(), raw).tolist() == [1] * 20
+    raw[:5, 4:], raw[:5, :4] = 0.0, 5.0  # 14 of 20 children: a mixed site, read per film
+    assert adapt._populations_from_raw(Estimating(), raw).tolist() == [0] * 5 + [1] * 14 + [0]

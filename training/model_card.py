@@ -343,7 +343,9 @@ def _guard_sentence(site: dict) -> str:
                       for row in site.get("site_weights_tried", []))
     return (f" Forgetting guard (val COVID-19 recall may fall by at most "
             f"{guard['covid_recall_may_fall']:g}, children's pneumonia-vs-normal AUC by at most "
-            f"{guard['children_auc_may_fall']:g}, age given): site weights tried {tried}; "
+            f"{guard['children_auc_may_fall']:g}, non-COVID called COVID-19 may rise by at "
+            f"most {guard.get('called_covid_may_rise', 0):g}, age given): site weights tried "
+            f"{tried}; "
             + ("it held." if guard["holds"] else "**it did not hold at any weight tried**."))
 
 
