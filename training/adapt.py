@@ -8,16 +8,18 @@ or a `manifest.csv` (training.external's layouts); a `patient_id` column, when p
 each patient's films on one side of the held-out split (else films are split one by one).
 
 What is adapted, and why: only the head (the logits Dense layer), and of it only the age
-block(s) the site's films are read in (``--age-group``, else the model's estimate per film), so
+block(s) the site's films are read in (``--age-group``, else the model's estimate: the site's
+majority group when it holds SITE_GROUP_SHARE of the films, else per film), so
 a children's site cannot move the adults' block and vice versa. It is fitted on the run's
 feature bank (training.feature_bank: its training part, class-balanced, each film fitted both to
 the base head's own probabilities, learning without forgetting, and to its label, COVID-19
 films weighing COVID_ANCHOR times more, so COVID-19 stays COVID-19) plus the site's films (to
 their labels), each site label weighing ``site_weight`` times a whole training class, with an
 L2 pull towards the base head. ``site_weight`` is chosen by a forgetting guard: the largest of
-SITE_WEIGHTS whose head keeps the base val's COVID-19 recall (within GUARD_COVID_RECALL) and
-children's pneumonia-vs-normal AUC (within GUARD_CHILD_AUC), both read with the films' age
-group given, as training scores val. The held-out site films choose nothing; they are only
+SITE_WEIGHTS whose head keeps the base val's COVID-19 recall (within GUARD_COVID_RECALL), its
+non-COVID films called COVID-19 (GUARD_CALLED_COVID) and children's pneumonia-vs-normal AUC
+(within GUARD_CHILD_AUC), read with the films' age group given, as training scores val; when
+none does, the smallest, said in the report. The held-out site films choose nothing; they are only
 reported. The backbone stays frozen, so the out-of-distribution gate, Grad-CAM layer,
 calibration and the bank's features all stay valid, and each fit takes seconds. Temperature and
 thresholds are left as they were.
