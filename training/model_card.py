@@ -324,7 +324,23 @@ def site_lines(metrics: Metrics) -> list[str]:
             f"{site['fitted_on']} fitted on, {site['held_out']} held out by "
             f"{site['held_out_by']}. Adapted: {site['adapted']}.", "",
             "Before: the base model; after: this one. Val: the base run's val films in its "
-            "feature bank, age group not given.", "", format_report(site)]
+            "feature bank, age group not given except in the rows marked *age given* (as "
+            "training scores val)." + _guard_sentence(site), "", format_report(site)]
+
+
+def _guard_sentence(site: dict) -> str:
+    """How the site weight was chosen (reports from before the guard have none)."""
+    guard = site.get("guard")
+    if not guard:
+        return ""
+    tried = ", ".join(f"{row['site_weight']:g} ({'holds' if row['guard_holds'] else 'fails'})"
+                      for row in site.get("site_weights_tried", []))
+    return (f" Forgetting guard (val COVID-19 recall may fall by at most "
+            f"{guard['covid_recall_may_fall']:g}, children's pneumonia-vs-normal AUC by at most "
+            f"{guard['children_auc_may_fall']:g}, non-COVID called COVID-19 may rise by at "
+            f"most {guard.get('called_covid_may_rise', 0):g}, age given): site weights tried "
+            f"{tried}; "
+            + ("it held." if guard["holds"] else "**it did not hold at any weight tried**."))
 
 
 def _group_scores(row: dict) -> GroupScores:
