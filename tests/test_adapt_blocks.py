@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.predictor import Predictor
-from model.run_dir import read_metrics
+from model.run_metrics import read_metrics
 from testkit.synthetic_data import make_dataset
 from tests.test_site_adaptation import refused, reported_run, write_site
 from training import adapt, feature_bank
@@ -41,7 +41,7 @@ def test_a_site_moves_only_its_own_age_block(age_heads_run, tmp_path, age_group,
     assert np.array_equal(kernel_before[:, block[kept]], kernel_after[:, block[kept]])
     assert np.array_equal(bias_before[block[kept]], bias_after[block[kept]])
     assert not np.allclose(kernel_before[:, block[moved]], kernel_after[:, block[moved]])
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     assert report["age_blocks"] == [("adult", "pediatric")[moved]]
 
 
@@ -50,7 +50,7 @@ def test_the_site_weight_is_chosen_by_the_forgetting_guard(age_heads_run, tmp_pa
     out = tmp_path / "adapted"
     assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
                        "--age-group", "adult"]) == 0
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     tried = report["site_weights_tried"]
     assert [row["site_weight"] for row in tried] == list(adapt.SITE_WEIGHTS[:len(tried)])
     # Every weight before the chosen one failed the guard; the chosen one is the last tried.
@@ -76,7 +76,7 @@ def test_a_given_site_weight_is_the_only_one_tried(age_heads_run, tmp_path):
     out = tmp_path / "adapted"
     assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
                        "--site-weight", "0.3"]) == 0
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     assert [row["site_weight"] for row in report["site_weights_tried"]] == [0.3]
     assert report["site_weight"] == 0.3 and "given" in report["adapted"]
 
@@ -118,7 +118,7 @@ def test_when_no_weight_passes_the_smallest_is_used_and_said(age_heads_run, tmp_
     out = tmp_path / "adapted"
     assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
                        "--age-group", "adult"]) == 0
-    report = read_metrics(out)["site"]
+    report = read_metrics(out).site
     assert [row["site_weight"] for row in report["site_weights_tried"]] == list(
         adapt.SITE_WEIGHTS)
     assert report["site_weight"] == adapt.SITE_WEIGHTS[-1] and not report["guard"]["holds"]
