@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 RAY_GROUP = "ray"  # the tests that share the session's one local Ray cluster
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep each test module on one pytest-xdist worker (its module fixtures are built once),
     and every test that uses Ray on the same worker: one local Ray cluster per machine."""
