@@ -1,5 +1,6 @@
 """A run that can be onboarded (a tiny reported factory model with a feature bank) and a site's
-films as a .zip, for the Sites tests (tests/test_sites.py, tests/test_sites_page.py)."""
+films as a .zip, for the Sites tests (tests/test_sites.py, tests/test_sites_page.py); any
+members as a .zip, for the Worklist's upload tests too."""
 
 from __future__ import annotations
 

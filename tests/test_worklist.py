@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 
 import numpy as np
 import pydicom
@@ -21,6 +20,7 @@ from pacs.settings import settings_for
 from pacs.studies import StudyQuery
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.pacs_studies import identifiers
+from testkit.site_factory import zip_of
 from testkit.synthetic_data import synthetic_xray
 from webapp.bounded_zip import ZipLimits
 from webapp.pdf_report import pdf_report
@@ -48,14 +48,6 @@ def png(label: int, seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(synthetic_xray(label, np.random.default_rng(seed), (160, 140))).save(
         buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
     return buffer.getvalue()
 
 
