@@ -170,10 +170,10 @@ def distinct_xrays(data_dir: Path, count: int, run_dir: Path) -> list[Path]:
 
 def cli_record(run_dir: Path, path: Path) -> dict:
     """What `python -m model.predict` says of the file: the reference the page must match."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "model.predict", str(path), "--model", str(run_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )
+    from testkit.predict_cli import predict_cli
+
+    completed = predict_cli(path, "--model", run_dir)
+    assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.splitlines()[0])
 
 

@@ -9,9 +9,7 @@ lateral and PA in one study, and a study that is not a radiograph at all.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +19,6 @@ from pydicom.dataset import FileDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
-from testkit import REPO_ROOT
 from testkit.dicom_factory import FAKE_PATIENT, make_dataset, to_bytes
 from testkit.orthanc import Orthanc
 
@@ -167,8 +164,8 @@ SECRET = "test-key-secret"  # the opaque keys' secret the PACS tests set
 
 
 def run_pacs_cli(archive, *args: str | Path, **environment: str) -> subprocess.CompletedProcess:
-    """`python -m model.predict --pacs` against a running test archive."""
-    env = {**os.environ, **archive.environment(CXR_PACS_KEY_SECRET=SECRET), **environment}
-    return subprocess.run(
-        [sys.executable, "-m", "model.predict", "--pacs", archive.orthanc.dicomweb_url,
-         *map(str, args)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    """`python -m model.predict --pacs` against a running test archive (in this process)."""
+    from testkit.predict_cli import predict_cli
+
+    return predict_cli("--pacs", archive.orthanc.dicomweb_url, *args,
+                       **archive.environment(CXR_PACS_KEY_SECRET=SECRET, **environment))

@@ -7,8 +7,6 @@ predictor and CLI on a small real model with two age heads.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from model.populations import block_targets, class_logits
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.model_factory import make_run_dir
+from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import smooth_xray
 
 RAW = np.array([[1.0, 2.0, 0.5, -1.0, 0.0, 3.0, 1.0, -4.0]], np.float32)
@@ -130,9 +129,8 @@ def test_the_cli_prints_the_age_group_and_how_it_was_known(age_head_run, tmp_pat
     Image.fromarray(_xray()).save(image_path)
     lines = []
     for flag in ("auto", "child"):
-        result = subprocess.run(
-            [sys.executable, "-m", "model.predict", str(image_path), "--model",
-             str(age_head_run), "--age-group", flag], capture_output=True, text=True, check=True)
+        result = predict_cli(image_path, "--model", age_head_run, "--age-group", flag)
+        assert result.returncode == 0, result.stderr
         lines.append(json.loads(result.stdout.splitlines()[0]))
     assert lines[0]["age_group_source"] == "estimated" and "age_group_probability" in lines[0]
     assert lines[1]["age_group"] == "child" and lines[1]["age_group_source"] == "given"

@@ -4,8 +4,6 @@ predictor and the CLI, and (when it is there) the shipped model's gate on real i
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ from model.run_dir import (
 )
 from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_dir
 from testkit.ood_corpus import encode, ood_corpus
+from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import smooth_xray
 from training.fit_ood import cross_validated_refusal, fit_gaussians
 from webapp.analysis import analyse
@@ -249,13 +248,8 @@ def test_gate_fitted_on_other_features_is_a_load_error(tmp_path):
         Predictor.load(run_dir)
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "model.predict", *map(str, args)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-
-
 def _cli_records(run_dir: Path, files: dict[str, Path]) -> dict[str, dict]:
-    result = run_cli(*files.values(), "--model", run_dir)
+    result = predict_cli(*files.values(), "--model", run_dir)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     return dict(zip(files, records, strict=True))

@@ -18,6 +18,7 @@ from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
 from pipeline.predict import collect_files
 from testkit.model_factory import shipped_run_dir
+from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,9 @@ SHIPPED_KEYS = RESULT_KEYS | {"age_group", "age_group_source", "age_group_probab
                               "familiar"}
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+def run_module_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """The real entry point, `python -m model.predict`, in its own process (the other tests
+    run the same main() in process: testkit.predict_cli)."""
     return subprocess.run(
         [sys.executable, "-m", "model.predict", *map(str, args)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
@@ -77,8 +80,8 @@ def test_folders_are_searched_recursively_for_image_files(images):
 
 def test_cli_prints_one_json_line_per_file(run_dir, images):
     # batch size 2: the first batch holds only unusable files, the rest mix across batches
-    result = run_cli(images["png"].parent, images["alone"], "--model", run_dir,
-                     "--batch-size", "2")
+    result = run_module_cli(images["png"].parent, images["alone"], "--model", run_dir,
+                            "--batch-size", "2")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     order = ("empty", "random", "png", "jpeg", "alone")
@@ -102,14 +105,14 @@ def test_cli_prints_one_json_line_per_file(run_dir, images):
 
 
 def test_missing_path_is_a_usage_error(tmp_path, images):
-    result = run_cli(images["png"], tmp_path / "missing.png")
+    result = predict_cli(images["png"], tmp_path / "missing.png")
     assert result.returncode == 2
     assert result.stdout == ""
     assert "missing.png" in result.stderr
 
 
 def test_a_folder_that_is_not_a_run_dir_is_a_usage_error(tmp_path, images):
-    result = run_cli(images["png"], "--model", tmp_path)
+    result = predict_cli(images["png"], "--model", tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert f"{MODEL_FILE} is missing" in result.stderr
@@ -117,7 +120,7 @@ def test_a_folder_that_is_not_a_run_dir_is_a_usage_error(tmp_path, images):
 
 @pytest.mark.parametrize("size", ["0", "many"])
 def test_a_bad_batch_size_is_a_usage_error(images, size):
-    result = run_cli(images["png"], "--batch-size", size)
+    result = predict_cli(images["png"], "--batch-size", size)
     assert result.returncode == 2
     assert "--batch-size" in result.stderr
 
@@ -125,7 +128,7 @@ def test_a_bad_batch_size_is_a_usage_error(images, size):
 def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
     shipped = shipped_run_dir()
     xray = next((cxr4_dir / "val" / "COVID19").glob("*.jpg"))
-    result = run_cli(xray, "--model", shipped)
+    result = predict_cli(xray, "--model", shipped)
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
@@ -140,7 +143,8 @@ def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
 def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir, images):
     xrays = [next((cxr4_dir / "val" / label).glob("*.jpg")) for label in ("COVID19", "NORMAL")]
     masks = tmp_path / "masks"
-    result = run_cli(*xrays, images["empty"], "--model", shipped_run_dir(), "--lung-masks", masks)
+    result = predict_cli(*xrays, images["empty"], "--model", shipped_run_dir(), "--lung-masks",
+                         masks)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert set(records[-1]) == {"file", "error"}  # a refused file: no mask, no share
@@ -155,5 +159,5 @@ def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir
 
 
 def test_lung_masks_do_not_apply_to_the_pacs(tmp_path):
-    result = run_cli("--pacs", "http://127.0.0.1:9/dicom-web", "--lung-masks", tmp_path)
+    result = predict_cli("--pacs", "http://127.0.0.1:9/dicom-web", "--lung-masks", tmp_path)
     assert result.returncode == 2 and "--lung-masks" in result.stderr

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from model.predictor import Predictor
 from pacs.keys import opaque_key
 from pacs.results import HEATMAP_NOTICE, finding_code, probability_code
 from testkit.pacs_studies import SECRET, identifiers, run_pacs_cli
+from testkit.predict_cli import predict_cli
 from testkit.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -151,19 +149,15 @@ def test_a_refused_login_is_an_error_exit(pacs_archive, run_dir, environment, me
 
 def test_an_unreachable_pacs_is_an_error_exit(run_dir):
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
-    result = subprocess.run(
-        [sys.executable, "-m", "model.predict", "--pacs", url, "--model", str(run_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "CXR_PACS_BACKOFF_S": "0.01", "CXR_PACS_RETRIES": "1"})
+    result = predict_cli("--pacs", url, "--model", run_dir, CXR_PACS_BACKOFF_S="0.01",
+                         CXR_PACS_RETRIES="1")
     assert result.returncode == 1
     assert result.stdout == ""
     assert "could not be reached" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_address_that_is_not_a_url_is_an_error_exit(run_dir):
-    result = subprocess.run(
-        [sys.executable, "-m", "model.predict", "--pacs", "orthanc:8042", "--model", str(run_dir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = predict_cli("--pacs", "orthanc:8042", "--model", run_dir)
     assert result.returncode == 1
     assert "not a DICOMweb URL" in result.stderr and "Traceback" not in result.stderr
 
@@ -175,7 +169,6 @@ def test_an_address_that_is_not_a_url_is_an_error_exit(run_dir):
     ([], "at least one image PATH"),
 ])
 def test_pacs_usage_errors(args, message):
-    result = subprocess.run([sys.executable, "-m", "model.predict", *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = predict_cli(*args)
     assert result.returncode == 2
     assert message in result.stderr

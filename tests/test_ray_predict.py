@@ -66,7 +66,9 @@ def test_ray_prints_the_plain_lines_in_order(ray_address, run_dir, tmp_path):
 
 def test_ray_prints_the_plain_pacs_lines_in_order(ray_address, pacs_archive, run_dir):
     plain = run_pacs_cli(pacs_archive, "--model", run_dir)
-    on_ray = run_pacs_cli(pacs_archive, "--ray", "--model", run_dir, RAY_ADDRESS=ray_address)
+    on_ray = run_cli("--pacs", pacs_archive.orthanc.dicomweb_url, "--ray", "--model", run_dir,
+                     RAY_ADDRESS=ray_address,
+                     **pacs_archive.environment(CXR_PACS_KEY_SECRET=SECRET))
     assert plain.returncode == on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert_same_lines(on_ray.stdout, plain.stdout)
     assert SECRET not in on_ray.stdout
