@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from model.age_groups import AgeReading
 from model.decode import DecodedImage
 from model.lungs import LungMask
 from model.prediction import Prediction
@@ -20,7 +22,7 @@ CLASSES = ("NORMAL", "BACTERIAL_PNEUMONIA", "VIRAL_PNEUMONIA", "COVID19")
 DPI = 72
 
 
-def synthetic_analysis(heat_inside: bool) -> Analysis:
+def synthetic_analysis(heat_inside: bool, age: AgeReading | None = None) -> Analysis:
     """A wide film explained for the class with the longest name, lungs in its middle."""
     height, width = 300, 400
     gray = np.tile(np.linspace(30, 220, width, dtype=np.uint8), (height, 1))
@@ -33,7 +35,8 @@ def synthetic_analysis(heat_inside: bool) -> Analysis:
         heatmap[:40, :] = 1.0  # along the top edge, where text and markers sit
     return Analysis(
         file_name="film.png", image=DecodedImage(gray=gray, source_format="PNG"),
-        prediction=Prediction.of(dict(zip(CLASSES, (0.1, 0.6, 0.2, 0.1), strict=True)), "test"),
+        prediction=replace(Prediction.of(dict(zip(CLASSES, (0.1, 0.6, 0.2, 0.1), strict=True)),
+                                         "test"), age=age),
         heatmaps={"BACTERIAL_PNEUMONIA": heatmap}, seconds=0.5,
         analysed_at="2026-12-02T12:00:00+00:00", lungs=LungMask(lungs))
 
@@ -76,3 +79,17 @@ def test_the_report_says_how_much_of_the_attention_was_in_the_lungs(poppler, tmp
                                tmp_path).split())
     assert "0% of the model's attention was inside the lungs." in outside
     assert "The model looked mostly outside the lungs for this finding" in outside
+
+
+def test_the_report_says_how_the_film_was_read_for_age(poppler, tmp_path):
+    child = " ".join(text_of(pdf_report(synthetic_analysis(True, AgeReading("child", "given")),
+                                        "BACTERIAL_PNEUMONIA", 0.4), tmp_path).split())
+    assert "Read as the film of a child (as the reader chose)." in child
+    assert "COVID-19 is not assessed for children" in child
+    adult = " ".join(text_of(pdf_report(synthetic_analysis(
+        True, AgeReading("adult", "estimated", 0.93)), "BACTERIAL_PNEUMONIA", 0.4),
+        tmp_path).split())
+    assert "Read as the film of an adult (estimated by the model, 93% sure)." in adult
+    assert "Read as the film" not in " ".join(text_of(pdf_report(
+        synthetic_analysis(True), "BACTERIAL_PNEUMONIA", 0.4), tmp_path).split()), \
+        "a model without age heads says nothing of age"

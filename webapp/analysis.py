@@ -127,7 +127,7 @@ def age_caption(prediction: Prediction) -> str | None:
     if age.source == "estimated":
         how = f"estimated by the model, {age.probability:.0%} sure"
     else:
-        how = "as chosen above" if age.source == "given" else "from the DICOM header's age"
+        how = "as the reader chose" if age.source == "given" else "from the DICOM header's age"
     note = (" COVID-19 is not assessed for children: no child's COVID-19 film was in "
             "training." if age.group == "child" else "")
     return f"{words} ({how}).{note}"

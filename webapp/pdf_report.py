@@ -10,7 +10,14 @@ from PIL import Image
 from model.attention import LOW_SHARE_WARNING, in_words
 from model.labels import display_name
 from pacs.results import HEATMAP_NOTICE
-from webapp.analysis import NOTICE, Analysis, display_image, overlay_image, with_outline
+from webapp.analysis import (
+    NOTICE,
+    Analysis,
+    age_caption,
+    display_image,
+    overlay_image,
+    with_outline,
+)
 
 IMAGE_SIDE = 1024  # pixels embedded per image: sharp in print, small file
 PAGE_WIDTH_MM, MARGIN_MM = 210, 15
@@ -35,6 +42,11 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
     finding = display_name(analysis.predicted_class)
     pdf.cell(width, 7, _latin1(f"Most likely finding: {finding} ({analysis.probability:.1%})"),
              new_x="LMARGIN", new_y="NEXT")
+    how_read = age_caption(analysis.prediction)
+    if how_read:  # a model with age heads: which block it was read in, and what that means
+        pdf.set_font("helvetica", "", 10)
+        pdf.multi_cell(width, 5, _latin1(how_read), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("helvetica", "", 11)
 
     half = (width - 6) / 2
     top = pdf.get_y() + 3
