@@ -89,3 +89,27 @@ def test_a_closed_batch_and_results_sent_to_the_pacs_name_the_version(database):
     with database.session() as session:
         found = dict(session.execute(select(AuditEvent.action, AuditEvent.model_version)).all())
     assert found[WORKLIST_BATCH] == VERSION and found["results sent to PACS"] == "other"
+
+
+def test_a_worklist_csv_download_names_the_version_of_its_rows(database):
+    import json
+
+    from sqlalchemy import select
+
+    from records.accounts import Actor
+    from records.actions import DOWNLOAD
+    from records.tables import AuditEvent
+    from webapp.audited_worklist import record_export
+
+    actor = Actor("rita", "radiologist")
+    one = [WorklistRow("a.png", Prediction.of(PROBABILITIES, VERSION))] * 2
+    mixed = [*one, WorklistRow("c.png", Prediction.of(PROBABILITIES, "base-v1"))]
+    record_export(database, actor, one)
+    record_export(database, actor, mixed)
+    with database.session() as session:
+        found = session.execute(select(AuditEvent.model_version, AuditEvent.detail).where(
+            AuditEvent.action == DOWNLOAD).order_by(AuditEvent.id)).all()
+    details = [json.loads(detail) if isinstance(detail, str) else detail for _, detail in found]
+    assert [version for version, _ in found] == [VERSION, None]
+    assert [detail["model_versions"] for detail in details] == [[VERSION], ["base-v1", VERSION]]
+    assert [detail["rows"] for detail in details] == [2, 3]

@@ -38,7 +38,13 @@ from webapp.page_state import (
 from webapp.plain_text import plain
 from webapp.resources import app_database, load_predictor, run_dir
 from webapp.session import PAUSED, require_signed_in
-from webapp.worklist import open_row, pixel_budget, triage_pacs, triage_upload_files
+from webapp.worklist import (
+    WorklistRow,
+    open_row,
+    pixel_budget,
+    triage_pacs,
+    triage_upload_files,
+)
 from webapp.worklist_results import send_study_results, sendable_studies
 from webapp.worklist_table import (
     HEAT_IN_LUNGS,
@@ -104,7 +110,7 @@ def send_and_record(settings: PacsSettings, rows, study_key: str, predictor,
     return stored, message
 
 
-def export(rows: int) -> None:
+def export(rows: list[WorklistRow]) -> None:
     """Audit the CSV download (a widget callback)."""
     try:
         record_export(app_database(), require_signed_in(), rows)
@@ -217,7 +223,7 @@ if selection.selection.rows:
 
 st.download_button("Worklist (CSV)", data=to_csv(ordered, predictor.classes, sort_by),
                    file_name="worklist.csv", mime="text/csv", icon=":material/download:",
-                   on_click=export, args=(len(ordered),))
+                   on_click=export, args=(ordered,))
 
 studies = sendable_studies(ordered)
 if studies and settings is not None:

@@ -103,10 +103,14 @@ def record_sent(database: Database, actor: Actor, study_key: str, stored: bool,
                                                "message": message}))
 
 
-def record_export(database: Database, actor: Actor, rows: int) -> None:
-    """The worklist table downloaded as CSV."""
+def record_export(database: Database, actor: Actor, rows: list[WorklistRow]) -> None:
+    """The worklist table downloaded as CSV, with the model version(s) that produced its rows
+    (the row's version when they share one, as after a model switch they may not)."""
+    versions = sorted({row.prediction.model_version for row in rows})
     audit.record(database, audit.Event(actor.username, actor.role, actions.DOWNLOAD,
-                                       detail={"file": "worklist csv", "rows": rows}))
+                                       model_version=versions[0] if len(versions) == 1 else None,
+                                       detail={"file": "worklist csv", "rows": len(rows),
+                                               "model_versions": versions}))
 
 
 def record_batch_done(database: Database, actor: Actor, batch: str, source: str,
