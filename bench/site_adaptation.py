@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.formatting import score  # noqa: E402
+from model.labels import COVID  # noqa: E402
 from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
 from model.run_dir import FEATURE_BANK_FILE  # noqa: E402
 from model.run_metrics import read_metrics  # noqa: E402
@@ -63,7 +64,7 @@ def val_line(head_before, head_after, val: FeatureBank, temperature: float,
         return adapt.val_figures(head, val, temperature, n_groups)
 
     before, after = part(head_before), part(head_after)
-    covid = [f["all_age_given"]["recall"].get("COVID19") for f in (before, after)]
+    covid = [f["all_age_given"]["recall"].get(COVID) for f in (before, after)]
     auc = [f["children_age_given"]["pneumonia_vs_normal_auc"] for f in (before, after)]
     normal = [f["children_age_given"]["normal_recall"] for f in (before, after)]
     adult_called = [f["all_age_given"]["called_covid_among_non_covid"] for f in (before, after)]

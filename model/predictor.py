@@ -199,8 +199,7 @@ class Predictor:
             np.stack([admitted[index] for index in rows]),
             populations=self._indices([age.group if age else None for age in chosen]))
         gated = self._gate_features(logits, features)
-        familiar = ([None] * len(rows) if self.familiarity is None
-                    else self.familiarity.familiar(looks).tolist())
+        familiar = self._familiar(looks)
         for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
                                                          strict=True):
             refused = isinstance(outcome, ImageError)
@@ -279,9 +278,9 @@ class Predictor:
         (outcome,) = self._gate_features(logits, features)
         if isinstance(outcome, ImageError):
             raise outcome
-        familiar = None if self.familiarity is None else bool(self.familiarity.familiar(looks)[0])
         return Explanation(
-            prediction=self.prediction(outcome, self._age_reading(given, ages[0]), familiar),
+            prediction=self.prediction(outcome, self._age_reading(given, ages[0]),
+                                       self._familiar(looks)[0]),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
         )
@@ -311,6 +310,12 @@ class Predictor:
         if not self.age_heads:
             return np.full(len(groups), -1, np.int32)
         return np.array([age_group_index(group, self.age_heads) for group in groups], np.int32)
+
+    def _familiar(self, looks: np.ndarray) -> list[bool | None]:
+        """Each film's familiarity flag (model.familiarity); None for a run without a bank."""
+        if self.familiarity is None:
+            return [None] * len(looks)
+        return self.familiarity.familiar(looks).tolist()
 
     def _age_reading(self, given: AgeReading | None, estimate: np.ndarray
                      ) -> AgeReading | None:

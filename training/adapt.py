@@ -62,6 +62,7 @@ from model.age_groups import AGE_GROUPS, age_group_index
 from model.calibration import softmax
 from model.decode import decode_file
 from model.errors import ImageError
+from model.labels import COVID
 from model.populations import block_targets, class_logits
 from model.run_dir import (
     CHECKPOINTS_DIR,
@@ -76,7 +77,6 @@ from model.run_metrics import set_metrics_key
 from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
 from training.external import MANIFEST, accepted_figures, read_external
 from training.feature_bank import FeatureBank
-from training.metrics import COVID
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -444,6 +444,7 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
     free = free_blocks(site.populations[fit], n_groups, n_classes)
     covid_label = bank.keys.index(COVID) if COVID in bank.keys else None
     val_before = val_figures(base, bank, temperature, n_groups)
+    bank_labels = bank.labels[bank.splits == "train"]
     weights_tried = (site_weight,) if site_weight is not None else SITE_WEIGHTS
     tried, adapted, val_after, chosen = [], base, val_before, weights_tried[-1]
     for weight in weights_tried:
@@ -451,8 +452,7 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
         soft = None
         if distill:
             features, targets, weights, soft = anchored(
-                features, targets, weights, n_bank, bank.part(bank.splits == "train").labels,
-                covid_label)
+                features, targets, weights, n_bank, bank_labels, covid_label)
         head = fit_head(base, features, targets, weights, l2, soft=soft, free=free)
         after = val_figures(head, bank, temperature, n_groups)
         holds = guard_holds(val_before, after)
@@ -563,14 +563,14 @@ def format_report(report: dict) -> str:
             ("held-out site films: accuracy", "held_out", "accuracy"),
             ("held-out site films: pneumonia-vs-normal AUC", "held_out",
              "pneumonia_vs_normal_auc"),
-            ("base val: COVID-19 recall", "val.all", "COVID19"),
+            ("base val: COVID-19 recall", "val.all", COVID),
             ("base val: called COVID-19 among non-COVID", "val.all",
              "called_covid_among_non_covid"),
             ("base val: accuracy", "val.all", "accuracy"),
             ("base val children: pneumonia-vs-normal AUC", "val.children",
              "pneumonia_vs_normal_auc"),
             ("base val children: normal recall", "val.children", "normal_recall"),
-            ("base val, age given: COVID-19 recall", "val.all_age_given", "COVID19"),
+            ("base val, age given: COVID-19 recall", "val.all_age_given", COVID),
             ("base val children, age given: pneumonia-vs-normal AUC", "val.children_age_given",
              "pneumonia_vs_normal_auc")]
     lines = ["| figure | before | after |", "|---|---|---|"]
@@ -580,7 +580,7 @@ def format_report(report: dict) -> str:
             part, _, sub = where.partition(".")
             data = report[f"{part}_{when}"]
             data = data.get(sub) if (data and sub) else data  # older reports: no age given
-            value = None if data is None else (data["recall"].get(key) if key == "COVID19"
+            value = None if data is None else (data["recall"].get(key) if key == COVID
                                                else data.get(key))
             cells.append("n/a" if value is None else f"{value:.3f}")
         lines.append(f"| {title} | {cells[0]} | {cells[1]} |")

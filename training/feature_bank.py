@@ -122,12 +122,6 @@ class FeatureBank:
             raise RunFileError(f"{path} cannot be read: {error}") from error
 
 
-def pooled_features(predictor: Predictor, images: np.ndarray, batch_size: int = 32
-                    ) -> np.ndarray:
-    """(N, S, S) model inputs -> (N, D) pooled features, from the predictor's compiled pass."""
-    return features_and_looks(predictor, images, batch_size)[0]
-
-
 def features_and_looks(predictor: Predictor, images: np.ndarray, batch_size: int = 32
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(N, S, S) model inputs -> ((N, D) pooled features, (N, K) looks), one compiled pass

@@ -131,19 +131,20 @@ def show_result(status: sites.JobStatus) -> None:
                  key=f"before_after_{status.job.folder.name}",
                  column_config={"Before": st.column_config.NumberColumn(format="percent"),
                                 "After": st.column_config.NumberColumn(format="percent")})
-    classes = list(read_metadata(status.job.out).classes)
+    metadata = read_metadata(status.job.out)
+    classes = list(metadata.classes)
     columns = st.columns(2)
     for column, when in zip(columns, ("before", "after"), strict=True):
         figures = report.get(f"held_out_{when}")
         if figures:
             column.markdown(f"**{when.capitalize()}** (held-out local films)")
-            matrix = sites.held_out_confusion(figures, classes)
-            figure = confusion_matrix_figure(matrix["classes"], matrix["confusion_matrix"],
-                                             axes=("label", "called"), rows=matrix["rows"])
-            column.plotly_chart(figure.update_layout(height=200 + 60 * len(matrix["rows"])),
+            labels, counts = sites.held_out_confusion(figures, classes)
+            figure = confusion_matrix_figure(classes, counts, axes=("label", "called"),
+                                             rows=labels)
+            column.plotly_chart(figure.update_layout(height=200 + 60 * len(labels)),
                                 config=CHART_CONFIG,
                                 key=f"confusion_{when}_{status.job.folder.name}")
-    version = read_metadata(status.job.out).version
+    version = metadata.version
     st.button(f"Activate {version}", icon=":material/published_with_changes:", type="primary",
               key=f"activate_{status.job.folder.name}", on_click=switch,
               args=(activate, Served(status.job.out, version), current),

@@ -291,13 +291,14 @@ def before_after_rows(report: dict) -> list[dict]:
              "After": after.get(key)} for title, key in BEFORE_AFTER]
 
 
-def held_out_confusion(figures: dict, classes: list[str]) -> dict:
-    """A confusion matrix (rows: the films' labels, columns: the class called) for
-    webapp.charts.confusion_matrix_figure, from training.external's ``called`` counts."""
+def held_out_confusion(figures: dict, classes: list[str]
+                       ) -> tuple[list[str], list[list[int]]]:
+    """(the films' labels, a matrix: one row per label, one column per class called) for
+    webapp.charts.confusion_matrix_figure's ``rows`` and counts, from training.external's
+    ``called`` counts."""
     labels = list(figures["called"])
-    return {"classes": classes, "rows": labels,
-            "confusion_matrix": [[figures["called"][label].get(name, 0) for name in classes]
-                                 for label in labels]}
+    return labels, [[figures["called"][label].get(name, 0) for name in classes]
+                    for label in labels]
 
 
 def label_counts_text(counts: dict[str, int]) -> str:
