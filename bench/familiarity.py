@@ -33,6 +33,7 @@ from model.familiarity import Familiarity  # noqa: E402
 from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
 from model.run_dir import FAMILIARITY_FILE, write_json  # noqa: E402
 from training import adapt  # noqa: E402
+from training.config import SHARED_DATA  # noqa: E402
 from training.external import read_external  # noqa: E402
 from training.feature_bank import FeatureBank  # noqa: E402
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
     parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+                        default=SHARED_DATA)
     parser.add_argument("--out", action="store_true",
                         help=f"write the figures into RUN_DIR/{FAMILIARITY_FILE}")
     args = parser.parse_args(argv)

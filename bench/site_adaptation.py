@@ -32,6 +32,7 @@ from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
 from model.run_dir import FEATURE_BANK_FILE  # noqa: E402
 from model.run_metrics import read_metrics  # noqa: E402
 from training import adapt  # noqa: E402
+from training.config import SHARED_DATA  # noqa: E402
 from training.feature_bank import FeatureBank  # noqa: E402
 
 SITES = {"lungs": 0.5, "kermany_test_a": 0.5}  # folder -> held-out share
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
     parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+                        default=SHARED_DATA)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--age-group", choices=("given", "auto"), default="given",
                         help="give each site's age group to training.adapt (default) or let "
