@@ -12,34 +12,11 @@ site film is within the limit, the (1 - FLAGGED_KNOWN) quantile of the same dist
 bank's val films (not in the reference). A site's films join the reference when it is onboarded
 (training.adapt), so its films become familiar.
 
-Chosen by numbers on the model shipped 2026-12-02 (limit on the bank's val films; "other val":
-val films not in the bank; lungs/ is a hospital in no training set, kermany_test_a a later batch
-of a training hospital; "after": lungs/ held-out half flagged once 137 / 46 of its films joined
-the reference). The chosen row is bench/familiarity.py's; the others come from a one-off
-exploration on the same films with a bank-like sample (not kept; the chosen signal scored 62-67 %
-on lungs/ there). Whitening the channel means, or their 80 x 80 covariance (Gram), did worse
-(14 %, 23 %):
-
-| signal (cosine 5-NN unless said) | other val | lungs/ | kermany_test_a | after |
-|---|---|---|---|---|
-| channel means, block6 projection (14 x 14): chosen | 5.0 % | 67 % | 0 % | 0.7 / 2.2 % |
-| pooled classifier features (the flag before) | 3 % | 1 % | 2 % | 1 / 0 % |
-| 34 pixel statistics (histogram, noise, frame, layout), Euclidean | 6 % | 2 % | 0 % | 1 / 1 % |
-| the same, z-scored, cosine | 4 % | 39 % | 3 % | 6 / 7 % |
-| channel means, block4 (28 x 28) | 4 % | 50 % | 0 % | 2 / 2 % |
-| channel means, block10 / block14 / block15 | 2 % | 25 / 5 / 2 % | 0-7 % | 0-1 % |
-| block6, Euclidean on z-scores instead of cosine | 3 % | 0 % | 1 % | 0 / 0 % |
-| block6, a limit per source (5 % each) | 4 % | 28 % | 1 % | 2 / 2 % |
-
-Known sources differ: of the other val films, Kermany 1 %, NIH 5 %, RSNA 9 %, BIMCV 11 % are
-flagged. The flag does not mark likely errors: in the external checks the model was wrong on
-30 % of the films flagged unfamiliar and 32 % of the familiar ones (familiarity.json).
-
 Nearest neighbours rather than one Gaussian per source: a source is often several clusters
 (scanners, views, ages), and the bank is small enough (~1,250 films) to search whole.
-It falls short of the 80 % wanted for an unseen hospital: a third of lungs/ lies among the adult
-training sources (most near BIMCV and RSNA films). Cosine distance ignores how far along a
-direction a look lies, so an exaggerated version of a familiar look reads as familiar.
+Cosine distance ignores how far along a direction a look lies, so an exaggerated version of a
+familiar look reads as familiar. How the layer and the distance were chosen, and how often the
+flag fires on known and unseen hospitals: docs/RESULTS.md (Familiarity).
 """
 
 from __future__ import annotations
@@ -51,7 +28,7 @@ import numpy as np
 
 from model.run_dir import FAMILIARITY_FILE, FEATURE_BANK_FILE, RunFileError, read_json
 
-LOOK_LAYER = "block6_project_bn"  # EfficientNet-Lite0's name (measured: see the table)
+LOOK_LAYER = "block6_project_bn"  # EfficientNet-Lite0's name (chosen: docs/RESULTS.md)
 NEIGHBOURS = 5
 FLAGGED_KNOWN = 0.05  # share of val films from known sources flagged unfamiliar
 

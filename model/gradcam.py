@@ -125,11 +125,8 @@ def layercam_heatmap(activations: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
 
 
 # The map the product shows, chosen by bench/explanations.py's rule (beats a random pixel order
-# on both deletion and insertion, then the most heat inside the lungs). On the age-heads model
-# shipped 2026-12-02 (55 held-out films with lung masks) that is Grad-CAM at the last conv layer
-# (7 x 7 for a 224 input): deletion 0.183 and insertion 0.225 against 0.195 / 0.192 at random,
-# heat in lungs 0.43, hottest point in the lungs on 56 % of films. On the previous model only
-# HiResCAM one layer finer passed the rule, and it was shown then.
+# on both deletion and insertion, then the most heat inside the lungs): on the shipped model,
+# Grad-CAM at the last conv layer (the figures: docs/RESULTS.md, Lung fields and maps).
 SHOWN_METHOD = "gradcam"
 SHOWN_AT_FINER_LAYER = False
 # Every map method, by the name benchmarks and the run's choice use.

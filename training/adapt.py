@@ -24,17 +24,7 @@ reported. The backbone stays frozen, so the out-of-distribution gate, Grad-CAM l
 calibration and the bank's features all stay valid, and each fit takes seconds. Temperature and
 thresholds are left as they were.
 
-Measured on the shipped age-heads model (bench/site_adaptation.py; "val" = every val film of
-its data roots, 313 COVID-19, age group given; the guard reads only the bank's 104 and 150):
-half of lungs/ (adult normals) as the site, the other half's normals called normal 0.76 ->
-1.00 with the previous method (every block, bank fitted to the base head only, site weight 0.5)
-but val COVID-19 recall 0.952 -> 0.911; adapting the adult block alone changed nothing there
-(the distillation already held the children's block); anchoring the bank to its labels with
-COVID-19 weighing 3x and the guard (site weight 0.2): normals 0.956 normal, 0.044 COVID-19,
-val COVID-19 recall 0.955. Half of kermany_test_a (children) as the site: children's val AUC
-0.996 -> 0.988 (bank val 0.974) with the previous method; the children's block alone and the
-guard (site weight 0.1): 0.996 (bank val 0.993), its held-out normals 0.36 -> 0.69, AUC 0.945
--> 0.965, and lungs/ (adults) untouched.
+What it measured on real sites: docs/RESULTS.md (Site adaptation).
 
 Refused, with a message and nothing written: an existing --out, an unknown label folder,
 films the gate refuses (listed), fewer than MIN_FILMS usable films.
@@ -100,15 +90,13 @@ ANCHOR = 1.0  # the bank's films also fitted to their labels, with this share of
 COVID_ANCHOR = 3.0  # ... COVID-19 films this many times more (keeps COVID-19 recall)
 MAX_ITERATIONS = 300
 # Bank films fitted to the base head's probabilities (plus the label anchor above) rather than
-# their labels alone. Measured on the model of 2026-11-26, lungs/ half as the site: base val
-# COVID-19 recall 0.942 -> 0.962 with it, 0.885 with labels alone. On the shipped age-heads
-# model distillation alone lost recall (0.933 -> 0.885, age given); distillation plus the
-# anchor kept it (module docstring).
+# their labels alone: distillation plus the anchor keeps COVID-19 recall where either alone
+# lost it (docs/RESULTS.md, Site adaptation).
 DISTILL = True
 SHOWN_REFUSALS = 10
 # --age-group auto: a site whose films are estimated at least this share in one age group is
-# that group's. Measured: per film, 17 of kermany_test_a's 298 children were read as adults and
-# adapting on them moved the adults' block: lungs/ normals called normal 0.668 -> 0.442.
+# that group's: read per film, a few children estimated as adults would move the adults' block
+# (docs/RESULTS.md, Site adaptation).
 SITE_GROUP_SHARE = 0.9
 
 
