@@ -1,6 +1,6 @@
 """Many radiologists at once: simultaneous browser sessions uploading X-rays, with auditing on.
 
-    python bench/concurrency.py [--model RUN_DIR] [--data DIR] [--sessions 10] [--uploads 10]
+    python -m bench.concurrency [--model RUN_DIR] [--data DIR] [--sessions 10] [--uploads 10]
         [--out FILE]
 
 Starts `streamlit run app.py` with a fresh SQLite data folder, one radiologist account per

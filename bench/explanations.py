@@ -1,7 +1,7 @@
 """Which heatmap to show, chosen by numbers: map methods and layers compared on held-out films
 with expert lung masks.
 
-    python bench/explanations.py [RUN_DIR] [--lungs LUNGS_DIR] [--data DIR] [--steps 10]
+    python -m bench.explanations [RUN_DIR] [--lungs LUNGS_DIR] [--data DIR] [--steps 10]
         [--limit N]
         [--out FILE]
 
@@ -230,7 +230,7 @@ def main() -> None:
         "chosen": chosen_name, "shown": f"{SHOWN_METHOD}@{explanation_layer(model, top)}",
         "choice_rule": "faithful (deletion AUC below and insertion AUC above the random order, "
                        "means), then the highest heat in lungs + hottest point in lungs",
-        "command": "python bench/explanations.py RUN_DIR"}
+        "command": "python -m bench.explanations RUN_DIR"}
     print(f"model {predictor.version}: {len(squares)} films ({refused} refused); the lungs "
           f"cover {report['lung_share_of_image']['mean']:.0%} of the image")
     print(f"{'method@layer':32} {'grid':>4} {'heat':>6} {'(seg)':>6} {'hot':>5} "

@@ -1,6 +1,6 @@
 """External checks of a run: populations it was never trained on, through the gate.
 
-    python bench/external_checks.py RUN_DIR [--external DIR ...] [--sample N] [--out FILE]
+    python -m bench.external_checks RUN_DIR [--external DIR ...] [--sample N] [--out FILE]
 
 Default sets: ../shared/data/kermany_test_a (children, a later batch of the training hospital)
 and ../shared/data/lungs (adult normals from a teaching collection in no training set). Prints

@@ -1,6 +1,6 @@
 """How well the familiarity flag (model.familiarity) works, on real films; what Diagnose quotes.
 
-    python bench/familiarity.py [--model RUN_DIR] [--data ../shared/data] [--out]
+    python -m bench.familiarity [--model RUN_DIR] [--data ../shared/data] [--out]
 
 Prints, for the run's flag: the share of the feature bank's val films flagged unfamiliar, per
 training source (the limit is set on them: about 5 % overall by construction), and of the run's
@@ -25,17 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.batch import classify  # noqa: E402
-from model.decode import decode_file  # noqa: E402
-from model.familiarity import Familiarity  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
-from model.run_dir import FAMILIARITY_FILE, write_json  # noqa: E402
-from training import adapt  # noqa: E402
-from training.config import SHARED_DATA  # noqa: E402
-from training.external import read_external  # noqa: E402
-from training.feature_bank import FeatureBank  # noqa: E402
+from model.batch import classify
+from model.decode import decode_file
+from model.familiarity import Familiarity
+from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.run_dir import FAMILIARITY_FILE, write_json
+from training import adapt
+from training.config import SHARED_DATA
+from training.external import read_external
+from training.feature_bank import FeatureBank
 
 CHECKS = ("lungs", "kermany_test_a")
 ONBOARDED = 46  # films a hospital onboards with in issue 21's targets

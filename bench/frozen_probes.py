@@ -1,6 +1,6 @@
 """Frozen-feature probes: which design to fine-tune, judged on the external checks.
 
-    python bench/frozen_probes.py [--variants plain heq clahe] [--external DIR ...]
+    python -m bench.frozen_probes [--variants plain heq clahe] [--external DIR ...]
         [--cache-dir runs/probes] [--out runs/frozen_probes.json]
 
 A fine-tuning run takes over an hour on this CPU; a probe takes minutes. For each intensity
@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from leave_one_source_out import cached_features, fit_head, load_all  # noqa: E402
-
-from model.age_groups import AGE_GROUPS  # noqa: E402
-from model.decode import decode_file  # noqa: E402
-from model.populations import block_targets, class_logits  # noqa: E402
-from model.preprocess import resize_gray  # noqa: E402
-from training.config import SHARED_DATA, TrainConfig  # noqa: E402
-from training.data import LoadedSplit, sampling_weights  # noqa: E402
-from training.external import accepted_figures, read_external  # noqa: E402
+from bench.leave_one_source_out import cached_features, fit_head, load_all
+from model.age_groups import AGE_GROUPS
+from model.decode import decode_file
+from model.populations import block_targets, class_logits
+from model.preprocess import resize_gray
+from training.config import SHARED_DATA, TrainConfig
+from training.data import LoadedSplit, sampling_weights
+from training.external import accepted_figures, read_external
 
 DEFAULTS = TrainConfig()
 CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))

@@ -1,6 +1,6 @@
 """Fuzz the one decode path with mutated PNG, JPEG, TIFF and DICOM files for a set time.
 
-    python bench/fuzz_decode.py [--seconds 60] [--seed 0]
+    python -m bench.fuzz_decode [--seconds 60] [--seed 0]
 
 Every input must either decode to an (H, W) uint8 image or raise ImageError with a message;
 anything else (another exception, a wrong output) is a bug. Mutations of valid seeds: byte

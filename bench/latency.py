@@ -1,6 +1,6 @@
 """Inference speed of a run directory on this machine, warm, decoding included.
 
-    python bench/latency.py [--model RUN_DIR] [--data DIR] [--repeats 30]
+    python -m bench.latency [--model RUN_DIR] [--data DIR] [--repeats 30]
         [--out FILE]
 
 Prints the median and p95 of (1) decode + predict and (2) decode + predict + Grad-CAM for a

@@ -1,6 +1,6 @@
 """Leave one source out: our stand-in for a hidden test set from hospitals we have never seen.
 
-    python bench/leave_one_source_out.py [--data DIR ...] [--source-balance 0 0.5 1]
+    python -m bench.leave_one_source_out [--data DIR ...] [--source-balance 0 0.5 1]
         [--cache runs/loso_features.npz] [--out runs/loso.json]
 
 For every source (a manifest's patient-id namespace: kermany, rsna, nih, bimcv, ieee8023,

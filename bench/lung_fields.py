@@ -1,7 +1,7 @@
 """Should "no lung field found" refuse an image? The lung share the segmenter finds on real
 chest films of every shared set and on the non-chest-X-ray corpus, against the model's gate.
 
-    python bench/lung_fields.py [--per-set 150] [--out FILE]
+    python -m bench.lung_fields [--per-set 150] [--out FILE]
 
 For each set: how many images, how many the classifier accepts (its header, pixel and feature
 checks), the lung share (min, 1st and 5th percentile, median) and how many fall under

@@ -1,6 +1,6 @@
 """How well the out-of-distribution gate tells chest X-rays from everything else, and its cost.
 
-    python bench/ood_gate.py [--model RUN_DIR] [--data DIR ...] [--out FILE]
+    python -m bench.ood_gate [--model RUN_DIR] [--data DIR ...] [--out FILE]
 
 Prints: the refused fraction of the generated non-X-ray set (testkit/ood_corpus.py), by
 category and by the step that refused (DICOM header, pixels, features), and what the feature

@@ -2,7 +2,7 @@
 their results (SR + heatmap Secondary Capture) stored back, as `model.predict --pacs URL
 --send-results` does it (warm model, in process).
 
-    python bench/pacs_triage.py [--model RUN_DIR] [--studies N] [--side PX]
+    python -m bench.pacs_triage [--model RUN_DIR] [--studies N] [--side PX]
 
 Starts Orthanc (testkit.orthanc) in a temporary folder, stores N single-image chest studies
 made from the real val X-rays (16-bit DX and 12-bit MONOCHROME1 CR, PX pixels a side), then

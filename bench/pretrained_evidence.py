@@ -1,6 +1,6 @@
 """Evidence that the ImageNet weights are real: a short run with them against one without.
 
-    python bench/pretrained_evidence.py [--data DIR] [--out runs/evidence]
+    python -m bench.pretrained_evidence [--data DIR] [--out runs/evidence]
 
 Trains `--limit-per-class 100 --epochs-frozen 1 --epochs-finetune 0` twice (efficientnet_lite0,
 `--weights imagenet` and `--weights none`) and prints each run's val pneumonia-vs-normal AUC,

@@ -1,6 +1,6 @@
 """The model server under load, the app as its client, and Ray Data against the plain CLI.
 
-    python bench/serving.py [--model RUN_DIR] [--data DIR] [--requests 48] [--images 200]
+    python -m bench.serving [--model RUN_DIR] [--data DIR] [--requests 48] [--images 200]
         [--out FILE]
 
 1. For 1 and 2 replicas (each on its own local 2-CPU Ray cluster, started by python -m serving):

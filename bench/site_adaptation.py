@@ -1,6 +1,6 @@
 """Onboarding on real films: adapt a run to each external set as a "site", print before/after.
 
-    python bench/site_adaptation.py [--model RUN_DIR] [--data ../shared/data] [--runs runs]
+    python -m bench.site_adaptation [--model RUN_DIR] [--data ../shared/data] [--runs runs]
 
 The ONE place where ../shared/data/lungs and kermany_test_a are fitted on, and only into
 separately named runs under --runs (never model/artifacts): `lungs` (274 adult normals, split
@@ -24,16 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.formatting import score  # noqa: E402
-from model.labels import COVID  # noqa: E402
-from model.predictor import DEFAULT_RUN_DIR, Predictor  # noqa: E402
-from model.run_dir import FEATURE_BANK_FILE  # noqa: E402
-from model.run_metrics import read_metrics  # noqa: E402
-from training import adapt  # noqa: E402
-from training.config import SHARED_DATA  # noqa: E402
-from training.feature_bank import FeatureBank  # noqa: E402
+from model.formatting import score
+from model.labels import COVID
+from model.predictor import DEFAULT_RUN_DIR, Predictor
+from model.run_dir import FEATURE_BANK_FILE
+from model.run_metrics import read_metrics
+from training import adapt
+from training.config import SHARED_DATA
+from training.feature_bank import FeatureBank
 
 SITES = {"lungs": 0.5, "kermany_test_a": 0.5}  # folder -> held-out share
 # folder -> the site's age group, as an admin onboarding a hospital says it (--age-group)

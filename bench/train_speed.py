@@ -1,6 +1,6 @@
 """Training throughput of each stage on this machine, in images per second.
 
-    python bench/train_speed.py [--backbone efficientnet_lite0] [--batch-size 32] [--batches 8]
+    python -m bench.train_speed [--backbone efficientnet_lite0] [--batch-size 32] [--batches 8]
 
 Runs real optimisation steps (augmentation and preprocessing included) on random images:
 speed does not depend on the pixels. Prints the median seconds per batch and images/s for the

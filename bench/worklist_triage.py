@@ -1,6 +1,6 @@
 """Batch triage speed, as the Worklist runs it: uploads -> decode, gate, predict, thumbnail.
 
-    python bench/worklist_triage.py [--model RUN_DIR] [--data DIR] [--count N] [--dicom-side PX]
+    python -m bench.worklist_triage [--model RUN_DIR] [--data DIR] [--count N] [--dicom-side PX]
 
 Prints images per second end to end (``webapp.worklist.triage_uploads``; heatmaps are made
 only when a row is opened, so none here) for two batches: the val X-rays as uploaded (JPEG
