@@ -39,14 +39,8 @@ import tensorflow as tf
 from model.decode import decode_file
 from model.errors import ImageError
 from model.gradcam import CAM_METHODS, SHOWN_METHOD, explanation_layer, finer_layer
-from model.lung_share import heat_in_lungs
-from model.lungs import (
-    DEFAULT_LUNGS_DIR,
-    LungSegmenter,
-    hottest_point_in_lungs,
-    mask_from_probabilities,
-    read_lungs_metadata,
-)
+from model.lung_fields import heat_in_lungs, hottest_point_in_lungs, mask_from_probabilities
+from model.lungs import DEFAULT_LUNGS_DIR, LungSegmenter, read_lungs_metadata
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import EXPLANATIONS_FILE, write_json
 

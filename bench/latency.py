@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.attention import share
-from model.decode import decode_image
+from model.decode import collect_files, decode_image
 from model.labels import COVID
+from model.lung_fields import share
 from model.lungs import shipped_segmenter
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.run_dir import LATENCY_FILE, write_json
-from pipeline.predict import collect_files, predict_files
+from pipeline.predict import predict_files
 from training.config import CXR4_DATA
 
 

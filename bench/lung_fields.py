@@ -5,7 +5,7 @@ chest films of every shared set and on the non-chest-X-ray corpus, against the m
 
 For each set: how many images, how many the classifier accepts (its header, pixel and feature
 checks), the lung share (min, 1st and 5th percentile, median) and how many fall under
-model.lungs.MIN_LUNG_FRACTION ("no lung field"), among all and among the accepted. Prints the
+model.lung_fields.MIN_LUNG_FRACTION ("no lung field"), among all and among the accepted. Prints the
 figures; --out also writes them as JSON.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from model.decode import IMAGE_SUFFIXES, decode_file, decode_image
 from model.errors import ImageError
-from model.lung_share import MIN_LUNG_FRACTION
+from model.lung_fields import MIN_LUNG_FRACTION
 from model.lungs import LungSegmenter
 from model.predictor import Predictor
 from model.run_dir import write_json

@@ -151,3 +151,17 @@ def _is_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(character.isprintable() or character.isspace() for character in text)
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Named files as given, folders expanded recursively to their image files, in order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(
+                found for found in path.rglob("*")
+                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES
+            ))
+        else:
+            files.append(path)
+    return files

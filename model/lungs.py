@@ -1,5 +1,5 @@
-"""The lung segmenter at inference: lung fields on the grey image the classifier sees, and the
-share of a heatmap's heat that falls inside them.
+"""The lung segmenter at inference: the network that finds the lung fields (model.lung_fields)
+on the grey image the classifier sees.
 
 The segmenter ships as its own small run directory (``model/artifacts/lungs/``: the files named
 below, written by ``python -m training.train_lungs``). It is loaded once and runs as one
@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 from model import normalization  # noqa: F401  (registers the layer load_model meets first)
-from model.lung_share import MIN_LUNG_FRACTION
+from model.lung_fields import LungMask, mask_from_probabilities
 from model.preprocess import resize_gray
 from model.run_dir import RunFileError, read_json, write_json
 
@@ -32,9 +31,6 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 TRAIN_LOG_FILE = "train.log"
 FORMAT_VERSION = 1
-
-# A connected region smaller than this share of the largest is noise, not a lung.
-MIN_REGION_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -83,40 +79,6 @@ def read_lungs_metrics(run_dir: Path) -> dict[str, Any]:
     return read_json(run_dir / METRICS_FILE)
 
 
-@dataclass(frozen=True)
-class LungMask:
-    """Lung fields on the model's (S, S) square; ``at_size`` undoes the stretch."""
-
-    square: np.ndarray  # bool (S, S)
-
-    @property
-    def fraction(self) -> float:
-        """The share of the image inside the lungs (the stretch does not change it)."""
-        return float(self.square.mean())
-
-    @property
-    def found(self) -> bool:
-        return self.fraction >= MIN_LUNG_FRACTION
-
-    def at_size(self, shape: tuple[int, int]) -> np.ndarray:
-        """bool (H, W): the mask on the original image."""
-        height, width = shape
-        return cv2.resize(self.square.astype(np.float32), (width, height),
-                          interpolation=cv2.INTER_LINEAR) >= 0.5
-
-    def png_levels(self, shape: tuple[int, int]) -> np.ndarray:
-        """uint8 (H, W), 255 lung and 0 elsewhere: the mask as written to a file."""
-        return np.where(self.at_size(shape), 255, 0).astype(np.uint8)
-
-    def outline(self, shape: tuple[int, int], thickness: int = 2) -> np.ndarray:
-        """bool (H, W): the lung fields' border, for drawing over the film."""
-        mask = self.png_levels(shape)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        canvas = np.zeros_like(mask)
-        cv2.drawContours(canvas, contours, -1, 255, max(1, thickness))
-        return canvas > 0
-
-
 class LungSegmenter:
     """The shipped segmenter: load once, then ``segment`` any decoded grey image."""
 
@@ -155,30 +117,6 @@ class LungSegmenter:
 
     def warm_up(self) -> None:
         self.probabilities(np.full((1, self.image_size, self.image_size), 128, np.uint8))
-
-
-def mask_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5) -> LungMask:
-    """Threshold, then keep the two largest regions (two lungs) unless tiny next to the largest:
-    speckles outside the chest would otherwise draw outlines and take heat."""
-    binary = (probabilities >= threshold).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if count <= 1:
-        return LungMask(binary.astype(bool))
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    order = np.argsort(areas)[::-1][:2]
-    keep = [index + 1 for index in order if areas[index] >= MIN_REGION_SHARE * areas[order[0]]]
-    return LungMask(np.isin(labels, keep))
-
-
-def hottest_point_in_lungs(heatmap: np.ndarray, lungs: np.ndarray) -> bool:
-    """Whether the map's maximum falls inside a bool mask of the heatmap's own size."""
-    return bool(lungs.flat[int(np.argmax(heatmap))])
-
-
-def dice(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Dice overlap of two bool masks of one size; 1.0 when both are empty."""
-    total = int(truth.sum()) + int(predicted.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(truth, predicted).sum()) / total
 
 
 @functools.cache

@@ -61,3 +61,19 @@ class Prediction:
     def probability(self) -> float | None:
         """The calibrated probability of the label; None when refused."""
         return None if self.probabilities is None else self.probabilities[self.label]
+
+    def json_fields(self) -> dict:
+        """The prediction's fields of a ``python -m model.predict`` line (and of the model
+        server's answer): the error, or the label, probabilities, model version, the age-group
+        keys of a model with age heads and ``familiar`` of a run with a feature bank."""
+        if self.refusal is not None:
+            return {"error": self.refusal}
+        fields = {"label": self.label, "probabilities": self.probabilities,
+                  "model": self.model_version}
+        if self.age is not None:
+            fields |= {"age_group": self.age.group, "age_group_source": self.age.source}
+            if self.age.probability is not None:
+                fields["age_group_probability"] = round(self.age.probability, 4)
+        if self.familiar is not None:
+            fields["familiar"] = self.familiar
+        return fields

@@ -117,7 +117,7 @@ class Metrics:
     label_sets: dict[str, LabelSetScores] = field(default_factory=dict)
     subgroups: dict[str, dict[str, GroupScores]] = field(default_factory=dict)  # kind -> group
     external: dict[str, ExternalScores] = field(default_factory=dict)
-    site: dict | None = None  # training.adapt's report, plain data (its format_report reads it)
+    site: dict | None = None  # training.adapt's report, plain data (model_card.site_table)
 
     def subgroup(self, kind: str, name: str) -> GroupScores | None:
         """One source's or age group's figures, None when the run has no such group."""

@@ -178,7 +178,7 @@ def send_results(client: PacsClient, image: ImageRef, decoded: DecodedImage,
     explanation = predictor.explain(decoded, prediction.label, prediction.chosen_age_group)
     heat_share = None
     if segmenter is not None:
-        from model.attention import share  # TensorFlow, as the segmenter itself
+        from model.lung_fields import share
 
         heat_share = share(segmenter.segment(decoded.gray), explanation.heatmap,
                            prediction.label).heat_in_lungs

@@ -40,9 +40,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from model.age_groups import AgeReading
 from model.batch import Classified, classify
-from model.decode import IMAGE_SUFFIXES, decode_file
+from model.decode import collect_files, decode_file
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -50,20 +49,6 @@ if TYPE_CHECKING:
     from pacs.studies import StudyQuery
 
 SEND_THREADS = 2  # results stored while the next images are analysed
-
-
-def collect_files(paths: list[Path]) -> list[Path]:
-    """Named files as given, folders expanded recursively to their image files, in order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(
-                found for found in path.rglob("*")
-                if found.is_file() and found.suffix.lower() in IMAGE_SUFFIXES
-            ))
-        else:
-            files.append(path)
-    return files
 
 
 def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out: TextIO,
@@ -86,7 +71,7 @@ def write_lung_mask(outcome: Classified, predictor: Predictor, folder: Path,
     """Save an accepted image's lung mask as a PNG named after it; its heat share in the lungs."""
     from PIL import Image
 
-    from model.attention import explain_in_lungs
+    from model.lung_fields import explain_in_lungs
     from model.lungs import shipped_segmenter
 
     _, attention = explain_in_lungs(predictor, shipped_segmenter(), outcome.image,
@@ -99,26 +84,8 @@ def write_lung_mask(outcome: Classified, predictor: Predictor, folder: Path,
 def write_record(where: dict, outcome: Classified, out: TextIO,
                  **extra: object) -> None:
     """One JSON line: ``where`` (the file, or the PACS keys), then the result or the error."""
-    prediction = outcome.prediction
-    if prediction.refusal is not None:
-        record = {**where, "error": prediction.refusal}
-    else:
-        record = {**where, "label": prediction.label, "probabilities": prediction.probabilities,
-                  "model": prediction.model_version, **age_keys(prediction.age)}
-        if prediction.familiar is not None:
-            record["familiar"] = prediction.familiar
-    out.write(json.dumps({**record, **extra}) + "\n")
+    out.write(json.dumps({**where, **outcome.prediction.json_fields(), **extra}) + "\n")
     out.flush()
-
-
-def age_keys(age: AgeReading | None) -> dict:
-    """A JSON line's age-group keys; none for a model without age heads."""
-    if age is None:
-        return {}
-    keys = {"age_group": age.group, "age_group_source": age.source}
-    if age.probability is not None:
-        keys["age_group_probability"] = round(age.probability, 4)
-    return keys
 
 
 def _study_date(text: str) -> str:
@@ -165,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "DICOM header's age, else the model's estimate")
     parser.add_argument("--ray", action="store_true",
                         help="run on Ray Data: the cluster $RAY_ADDRESS names, else a local one "
-                             "(same lines, same order; see serving.ray_data)")
+                             "(same lines, same order; see pipeline.ray_data)")
     return parser
 
 
@@ -187,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such file or folder: {', '.join(missing)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.ray:
-        from serving.ray_data import run_cli
+        from pipeline.ray_data import run_cli
 
         return run_cli(args, parser)
     with contextlib.redirect_stdout(sys.stderr):  # nothing but JSON lines on stdout

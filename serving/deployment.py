@@ -9,8 +9,6 @@ plain 500 message, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import logging
 from pathlib import Path
 
@@ -19,12 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from model.age_groups import AgeReading
-from model.batch import Classified
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.limits import DEFAULT_LIMITS, check_upload_size
 from model.prediction import Prediction
-from pipeline.predict import write_record
 from serving.wire import (
     AGE_GROUP_PARAM,
     DECODED_HEADER,
@@ -103,7 +99,7 @@ class ModelServer:
             return _answer(422, {ERROR_KEY: str(refusal)})
         if isinstance(outcome, ImageError):
             return _answer(422, {ERROR_KEY: str(outcome)})
-        return _answer(200, self._fields(Classified(None, image, outcome)))
+        return _answer(200, outcome.json_fields())
 
     def _known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         try:
@@ -141,15 +137,9 @@ class ModelServer:
 
     def _explain(self, image: DecodedImage, class_name: str | None, given: str | None) -> dict:
         explanation = self.predictor.explain(image, class_name, given)
-        fields = self._fields(Classified(None, image, explanation.prediction))
-        return {**fields, HEATMAP_KEY: heatmap_text(explanation.heatmap),
+        return {**explanation.prediction.json_fields(),
+                HEATMAP_KEY: heatmap_text(explanation.heatmap),
                 HEATMAP_CLASS_KEY: explanation.class_name}
-
-    def _fields(self, outcome: Classified) -> dict:
-        """The fields of the CLI's JSON line for this outcome, written by the CLI's own code."""
-        line = io.StringIO()
-        write_record({}, outcome, line)
-        return json.loads(line.getvalue())
 
 
 async def _body_within_limit(request: Request) -> tuple[int, bytes | None]:

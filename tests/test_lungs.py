@@ -8,15 +8,18 @@ import cv2
 import numpy as np
 import pytest
 
-from model.attention import in_words, share
 from model.decode import decode_file
-from model.lung_share import heat_in_lungs
+from model.lung_fields import (
+    LungMask,
+    dice,
+    heat_in_lungs,
+    in_words,
+    mask_from_probabilities,
+    share,
+)
 from model.lungs import (
     DEFAULT_LUNGS_DIR,
-    LungMask,
     LungSegmenter,
-    dice,
-    mask_from_probabilities,
     read_lungs_metadata,
     read_lungs_metrics,
 )

@@ -13,7 +13,7 @@ from PIL import Image
 
 from model.age_groups import AgeReading
 from model.decode import DecodedImage
-from model.lungs import LungMask
+from model.lung_fields import LungMask
 from model.prediction import Prediction
 from webapp.analysis import Analysis
 from webapp.pdf_report import MARGIN_MM, PAGE_WIDTH_MM, pdf_report

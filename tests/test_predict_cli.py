@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.decode import decode_file
+from model.decode import collect_files, decode_file
 from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
-from pipeline.predict import collect_files
 from testkit.model_factory import shipped_run_dir
 from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import synthetic_xray

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from model.age_groups import AgeReading
 from model.labels import BACTERIAL, CLASS_NAMES, COVID, NORMAL, VIRAL
 from model.prediction import Prediction
 
@@ -29,3 +30,19 @@ def test_a_prediction_holds_probabilities_or_a_refusal_never_both_or_neither(pro
                                                                             refusal):
     with pytest.raises(ValueError):
         Prediction(probabilities, "v1", refusal)
+
+
+def test_the_json_fields_are_the_cli_lines_keys_in_its_order():
+    probabilities = {NORMAL: 0.1, BACTERIAL: 0.2, VIRAL: 0.6, COVID: 0.1}
+    estimated = Prediction.of(probabilities, "v1", AgeReading("child", "estimated", 0.97123),
+                              familiar=False)
+    assert estimated.json_fields() == {
+        "label": VIRAL, "probabilities": probabilities, "model": "v1", "age_group": "child",
+        "age_group_source": "estimated", "age_group_probability": 0.9712, "familiar": False}
+    assert list(estimated.json_fields()) == ["label", "probabilities", "model", "age_group",
+                                             "age_group_source", "age_group_probability",
+                                             "familiar"]
+    plain = Prediction.of(probabilities, "v1")
+    assert plain.json_fields() == {"label": VIRAL, "probabilities": probabilities, "model": "v1"}
+    assert Prediction.refused("not a chest X-ray", "v1").json_fields() == {
+        "error": "not a chest X-ray"}

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.decode import collect_files
 from model.predictor import Predictor
-from pipeline.predict import collect_files, predict_files
+from pipeline.predict import predict_files
 from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import SECRET, run_pacs_cli
 from testkit.synthetic_data import synthetic_xray

@@ -67,6 +67,7 @@ from model.run_metrics import set_metrics_key
 from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
 from training.external import MANIFEST, accepted_figures, read_external
 from training.feature_bank import FeatureBank
+from training.model_card import render, site_table
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -512,8 +513,6 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
 def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adaptation) -> None:
     """The adapted run directory: the base's files, the new head, metadata, metrics, bank and
     card; written beside ``out`` and renamed into place, so a failure leaves nothing."""
-    from training.model_card import render
-
     name = adaptation.report["name"]
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -541,38 +540,6 @@ def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adapt
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def format_report(report: dict) -> str:
-    """Before/after as a Markdown table."""
-    rows = [("held-out site films: normal recall", "held_out", "normal_recall"),
-            ("held-out site films: called COVID-19 among non-COVID", "held_out",
-             "called_covid_among_non_covid"),
-            ("held-out site films: accuracy", "held_out", "accuracy"),
-            ("held-out site films: pneumonia-vs-normal AUC", "held_out",
-             "pneumonia_vs_normal_auc"),
-            ("base val: COVID-19 recall", "val.all", COVID),
-            ("base val: called COVID-19 among non-COVID", "val.all",
-             "called_covid_among_non_covid"),
-            ("base val: accuracy", "val.all", "accuracy"),
-            ("base val children: pneumonia-vs-normal AUC", "val.children",
-             "pneumonia_vs_normal_auc"),
-            ("base val children: normal recall", "val.children", "normal_recall"),
-            ("base val, age given: COVID-19 recall", "val.all_age_given", COVID),
-            ("base val children, age given: pneumonia-vs-normal AUC", "val.children_age_given",
-             "pneumonia_vs_normal_auc")]
-    lines = ["| figure | before | after |", "|---|---|---|"]
-    for title, where, key in rows:
-        cells = []
-        for when in ("before", "after"):
-            part, _, sub = where.partition(".")
-            data = report[f"{part}_{when}"]
-            data = data.get(sub) if (data and sub) else data  # older reports: no age given
-            value = None if data is None else (data["recall"].get(key) if key == COVID
-                                               else data.get(key))
-            cells.append("n/a" if value is None else f"{value:.3f}")
-        lines.append(f"| {title} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines)
 
 
 def _site_weight(text: str) -> float | None:
@@ -625,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log.info("writing %s", args.out)
     write_run(args.model, args.out, predictor, adaptation)
-    print(format_report(adaptation.report))
+    print(site_table(adaptation.report))
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -315,8 +315,6 @@ def site_lines(metrics: Metrics) -> list[str]:
     site = metrics.site
     if not site:
         return []
-    from training.adapt import format_report  # the one before/after table
-
     return ["", "## Site adaptation", "",
             f"Adapted from **{site['base_model']}** to site **{site['name']}** with "
             f"`python -m training.adapt`: {site['n']} accepted site films "
@@ -325,7 +323,40 @@ def site_lines(metrics: Metrics) -> list[str]:
             f"{site['held_out_by']}. Adapted: {site['adapted']}.", "",
             "Before: the base model; after: this one. Val: the base run's val films in its "
             "feature bank, age group not given except in the rows marked *age given* (as "
-            "training scores val)." + _guard_sentence(site), "", format_report(site)]
+            "training scores val)." + _guard_sentence(site), "", site_table(site)]
+
+
+def site_table(report: dict) -> str:
+    """A site adaptation's before/after (metrics.json ``site``) as a Markdown table: the card's
+    and ``python -m training.adapt``'s."""
+    rows = [("held-out site films: normal recall", "held_out", "normal_recall"),
+            ("held-out site films: called COVID-19 among non-COVID", "held_out",
+             "called_covid_among_non_covid"),
+            ("held-out site films: accuracy", "held_out", "accuracy"),
+            ("held-out site films: pneumonia-vs-normal AUC", "held_out",
+             "pneumonia_vs_normal_auc"),
+            ("base val: COVID-19 recall", "val.all", COVID),
+            ("base val: called COVID-19 among non-COVID", "val.all",
+             "called_covid_among_non_covid"),
+            ("base val: accuracy", "val.all", "accuracy"),
+            ("base val children: pneumonia-vs-normal AUC", "val.children",
+             "pneumonia_vs_normal_auc"),
+            ("base val children: normal recall", "val.children", "normal_recall"),
+            ("base val, age given: COVID-19 recall", "val.all_age_given", COVID),
+            ("base val children, age given: pneumonia-vs-normal AUC", "val.children_age_given",
+             "pneumonia_vs_normal_auc")]
+    lines = ["| figure | before | after |", "|---|---|---|"]
+    for title, where, key in rows:
+        cells = []
+        for when in ("before", "after"):
+            part, _, sub = where.partition(".")
+            data = report[f"{part}_{when}"]
+            data = data.get(sub) if (data and sub) else data  # older reports: no age given
+            value = None if data is None else (data["recall"].get(key) if key == COVID
+                                               else data.get(key))
+            cells.append("n/a" if value is None else f"{value:.3f}")
+        lines.append(f"| {title} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
 
 
 def _guard_sentence(site: dict) -> str:

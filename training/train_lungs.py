@@ -24,12 +24,12 @@ import keras
 import numpy as np
 
 from model.decode import decode_file
+from model.lung_fields import dice
 from model.lungs import (
     MODEL_FILE,
     TRAIN_LOG_FILE,
     LungSegmenter,
     LungsMetadata,
-    dice,
     write_lungs_history,
     write_lungs_metadata,
     write_lungs_metrics,

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from model.attention import LOW_SHARE_WARNING, in_words
 from model.coverage import not_validated, validation_warning
 from model.errors import ModelLoadError
 from model.labels import display_name
+from model.lung_fields import LOW_SHARE_WARNING, in_words
 from model.run_dir import Metadata
 from records.accounts import Actor
 from records.actions import DOWNLOAD, HEATMAP_VIEWED

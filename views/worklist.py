@@ -27,7 +27,7 @@ from webapp.audited_worklist import (
     record_upload_batch,
     study_model_version,
 )
-from webapp.lung_attention import segmenter
+from webapp.lung_fields import segmenter
 from webapp.page_state import (
     WORKLIST_AGE_GROUP,
     WORKLIST_MESSAGES,

@@ -26,11 +26,10 @@ from model.labels import display_name
 from model.overlay import overlay
 from model.prediction import Prediction
 from model.run_dir import RunFileError
-from webapp.lung_attention import segmenter
+from webapp.lung_fields import segmenter
 
 if TYPE_CHECKING:
-    from model.attention import Attention
-    from model.lungs import LungMask
+    from model.lung_fields import Attention, LungMask
     from model.predictor import Predictor
 
 NOTICE = (
@@ -55,7 +54,7 @@ class Analysis:
         """The share of an explained class's heat inside the lungs (None without a segmenter)."""
         if self.lungs is None:
             return None
-        from model.attention import share
+        from model.lung_fields import share
 
         return share(self.lungs, self.heatmaps[class_name], class_name)
 

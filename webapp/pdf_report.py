@@ -7,8 +7,8 @@ from __future__ import annotations
 from fpdf import FPDF
 from PIL import Image
 
-from model.attention import LOW_SHARE_WARNING, in_words
 from model.labels import display_name
+from model.lung_fields import LOW_SHARE_WARNING, in_words
 from pacs.results import HEATMAP_NOTICE
 from webapp.analysis import (
     NOTICE,

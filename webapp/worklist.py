@@ -28,7 +28,7 @@ from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from records.settings import Settings
 from webapp.analysis import Analysis, DiagnoseState, lung_fields, with_explanation
 from webapp.bounded_zip import ZipLimits
-from webapp.lung_attention import heat_share
+from webapp.lung_fields import heat_share
 from webapp.worklist_uploads import Upload, expected_images, iter_uploads, upload_chunks
 
 if TYPE_CHECKING:

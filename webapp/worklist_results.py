@@ -10,7 +10,7 @@ from pacs.results import send_results
 from pacs.settings import PacsSettings
 from pacs.studies import ImageRef
 from serving.client import ModelUnavailable
-from webapp.lung_attention import segmenter
+from webapp.lung_fields import segmenter
 from webapp.worklist import WorklistRow
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from model.familiarity import familiar_text
 from model.labels import NORMAL, display_name
-from model.lung_share import LOW_HEAT_IN_LUNGS
+from model.lung_fields import LOW_HEAT_IN_LUNGS
 from records.safe_csv import csv_text
 from webapp.worklist import WorklistRow
 

@@ -1,15 +1,15 @@
 """``python -m model.predict --ray``: the CLI's work as Ray Data, for archives too big for one
 process. The items (files, or a PACS query's images) are listed here; ``map_batches`` sends
 them to a pool of actors, each holding one ``Predictor`` and running the CLI's own path
-(model.batch.classify, pipeline.predict.write_record), so each line is what the plain CLI prints,
-in the same order. Joins $RAY_ADDRESS when set, else starts a local cluster.
+(model.batch.classify, Prediction.json_fields), so each line is what the plain CLI prints, in
+the same order. Joins $RAY_ADDRESS when set, else starts a local cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import json
 import os
 import sys
 from collections.abc import Iterable
@@ -43,24 +43,22 @@ class _Lines:
             self.pacs_client = PacsClient(pacs_settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from pipeline.predict import write_record
-
         chosen = [self.items[index] for index in batch["index"]]
-        lines = io.StringIO()
+        lines = []
         if self.pacs_client is None:
             from model.batch import classify
             from model.decode import decode_file
 
             for outcome in classify(chosen, decode_file, self.predictor, len(chosen),
                                     age_group=self.age_group):
-                write_record({"file": str(outcome.item)}, outcome, lines)
+                lines.append({"file": str(outcome.item), **outcome.prediction.json_fields()})
         else:
             from pacs.triage import keys, triage
 
             for outcome in triage(self.pacs_client, chosen, self.predictor, len(chosen),
                                   self.age_group):
-                write_record(keys(outcome.item), outcome, lines)
-        return {"line": np.array(lines.getvalue().splitlines(), dtype=object)}
+                lines.append({**keys(outcome.item), **outcome.prediction.json_fields()})
+        return {"line": np.array([json.dumps(line) for line in lines], dtype=object)}
 
 
 def connect() -> None:
@@ -130,8 +128,8 @@ def predict_pacs(settings: PacsSettings, query: StudyQuery, run_dir: Path, batch
 
 def run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``python -m model.predict --ray ...``: exit codes as without --ray."""
+    from model.decode import collect_files
     from model.run_dir import DEFAULT_RUN_DIR, RunFileError, read_metadata
-    from pipeline.predict import collect_files
 
     run_dir = args.model or DEFAULT_RUN_DIR
     try:

@@ -1,5 +1,6 @@
-"""The lung segmenter as the pages use it, and the share of heat inside the lungs for a batch
-outcome (Worklist rows): computed once per analysed image, for its predicted class.
+"""Lung fields as the pages use them: the shipped segmenter, and the share of heat inside the
+lungs (model.lung_fields) for a batch outcome (Worklist rows), computed once per analysed image,
+for its predicted class.
 
 As a model server's client (CXR_MODEL_URL) the app runs no model at all, the segmenter
 included, so there are no lung fields then; model.lungs (TensorFlow) is imported only when
@@ -33,7 +34,7 @@ def heat_share(outcome: Classified, predictor: Predictor) -> float | None:
     lungs = segmenter()
     if lungs is None or outcome.prediction.refusal is not None or outcome.image is None:
         return None
-    from model.attention import explain_in_lungs
+    from model.lung_fields import explain_in_lungs
 
     return explain_in_lungs(predictor, lungs, outcome.image,
                             age_group=outcome.prediction.chosen_age_group)[1].heat_in_lungs
