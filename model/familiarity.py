@@ -33,19 +33,6 @@ NEIGHBOURS = 5
 FLAGGED_KNOWN = 0.05  # share of val films from known sources flagged unfamiliar
 
 
-def choose_look_layer(model, gradcam_layer: str) -> str | None:
-    """LOOK_LAYER where the model has it; else, for another backbone (not measured), the last
-    layer at twice the Grad-CAM layer's size (model.gradcam.finer_layer); None if none."""
-    from model.gradcam import finer_layer  # TensorFlow only where a model is at hand
-
-    if LOOK_LAYER in {layer.name for layer in model.layers}:
-        return LOOK_LAYER
-    try:
-        return finer_layer(model, gradcam_layer)
-    except ValueError:
-        return None
-
-
 def _unit(looks: np.ndarray) -> np.ndarray:
     looks = np.asarray(looks, np.float32)
     return looks / np.maximum(np.linalg.norm(looks, axis=1, keepdims=True), 1e-12)

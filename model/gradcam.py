@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.familiarity import LOOK_LAYER
 from model.populations import age_probabilities, class_logits
 
 
@@ -38,6 +39,17 @@ def explanation_layer(model: keras.Model, gradcam_layer: str) -> str:
         return finer_layer(model, gradcam_layer)
     except ValueError:
         return gradcam_layer
+
+
+def choose_look_layer(model: keras.Model, gradcam_layer: str) -> str | None:
+    """LOOK_LAYER where the model has it; else, for another backbone (not measured), the last
+    layer at twice the Grad-CAM layer's size; None if none. The look is model.familiarity's."""
+    if LOOK_LAYER in {layer.name for layer in model.layers}:
+        return LOOK_LAYER
+    try:
+        return finer_layer(model, gradcam_layer)
+    except ValueError:
+        return None
 
 
 def gradcam_model(model: keras.Model, gradcam_layer: str, logits_layer: str,

@@ -1,10 +1,11 @@
 """The lung segmenter at inference: the network that finds the lung fields (model.lung_fields)
 on the grey image the classifier sees.
 
-The segmenter ships as its own small run directory (``model/artifacts/lungs/``: the files named
-below, written by ``python -m training.train_lungs``). It is loaded once and runs as one
-compiled function on the same (S, S) uint8 image the classifier reads (model.preprocess), so
-the outline drawn, the share quoted and the classifier's input are the same pixels.
+The segmenter ships as its own small run directory (``model/artifacts/lungs/``: files named as
+in a classifier's run, model.run_dir, written by ``python -m training.train_lungs``). It is
+loaded once and runs as one compiled function on the same (S, S) uint8 image the classifier
+reads (model.preprocess), so the outline drawn, the share quoted and the classifier's input are
+the same pixels.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import tensorflow as tf
 from model import normalization  # noqa: F401  (registers the layer load_model meets first)
 from model.lung_fields import LungMask, mask_from_probabilities
 from model.preprocess import resize_gray
-from model.run_dir import RunFileError, read_json, write_json
+from model.run_dir import (
+    HISTORY_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RunFileError,
+    read_json,
+    write_json,
+)
 
 DEFAULT_LUNGS_DIR = Path(__file__).resolve().parent / "artifacts" / "lungs"
-MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
-TRAIN_LOG_FILE = "train.log"
 FORMAT_VERSION = 1
 
 

@@ -24,8 +24,13 @@ from model.calibration import softmax
 from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
-from model.familiarity import Familiarity, choose_look_layer
-from model.gradcam import forward_with_gradcam, gradcam_model, resize_heatmap
+from model.familiarity import Familiarity
+from model.gradcam import (
+    choose_look_layer,
+    forward_with_gradcam,
+    gradcam_model,
+    resize_heatmap,
+)
 from model.ood import OodGate, check_acquisition
 from model.prediction import Prediction
 from model.preprocess import resize_gray

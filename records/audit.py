@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -148,6 +148,14 @@ def record(database: Database, event: Event) -> int:
     """Append one event in its own transaction; returns its row id."""
     with audited(database) as session:
         return append(session, event).id
+
+
+def count_since(database: Database, action: str, username: str, since: datetime) -> int:
+    """How many ``action`` rows ``username`` has written since ``since`` (a rate limit's count)."""
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == action, AuditEvent.username == username,
+            AuditEvent.at >= since))
 
 
 def image_sha256(data: bytes) -> str:

@@ -25,7 +25,7 @@ from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
 from model.prediction import Prediction
-from model.run_dir import RunFileError, parse_metadata
+from model.run_dir import METADATA_FILE, RunFileError, parse_metadata
 from serving.wire import (
     AGE_GROUP_PARAM,
     DECODED_HEADER,
@@ -54,7 +54,7 @@ class ModelClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
         try:
-            self.metadata = parse_metadata(self._request("/metadata"), Path("metadata.json"))
+            self.metadata = parse_metadata(self._request("/metadata"), Path(METADATA_FILE))
         except RunFileError as error:
             raise ModelLoadError(f"the model server at {self.url} describes its model in a "
                                  f"way this app cannot read: {error}") from error

@@ -5,7 +5,8 @@
 The data root holds ``manifest.csv`` (``image``, ``mask`` columns, paths relative to it). Films
 are split by file (seeded; the split is recorded in ``metadata.json``), and ``metrics.json``
 holds the Dice of every held-out film at its own size. Every field of ``LungsConfig`` is a flag.
-The run directory (``model.lungs`` names its files) is what ``model/artifacts/lungs/`` ships.
+The run directory (``model.run_dir`` names its files, ``model.lungs`` reads them) is what
+``model/artifacts/lungs/`` ships.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ import numpy as np
 from model.decode import decode_file
 from model.lung_fields import dice
 from model.lungs import (
-    MODEL_FILE,
-    TRAIN_LOG_FILE,
     LungSegmenter,
     LungsMetadata,
     write_lungs_history,
@@ -35,6 +34,7 @@ from model.lungs import (
     write_lungs_metrics,
 )
 from model.preprocess import resize_gray
+from model.run_dir import MODEL_FILE, TRAIN_LOG_FILE
 from training.artifacts import git_commit, log_to, now_utc, software_versions
 from training.config import SHARED_DATA, _add_fields, json_ready
 from training.lung_augment import LungAugmentConfig, augment_pair

@@ -14,13 +14,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
 from pacs.studies import ImageRef
 from records import actions, audit
 from records.accounts import Actor
 from records.db import Database
-from records.tables import AuditEvent
 from webapp.audited_analysis import image_event
 from webapp.worklist import WorklistRow
 from webapp.worklist_uploads import Upload
@@ -128,10 +125,7 @@ def check_batch_rate(database: Database, actor: Actor, per_minute: int,
                      now: datetime | None = None) -> None:
     """TooManyBatches when the user closed ``per_minute`` batches in the last minute."""
     since = (now or audit.now_utc()) - timedelta(minutes=1)
-    with database.session() as session:
-        recent = session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == WORKLIST_BATCH, AuditEvent.username == actor.username,
-            AuditEvent.at >= since))
+    recent = audit.count_since(database, WORKLIST_BATCH, actor.username, since)
     if recent >= per_minute:
         raise TooManyBatches(f"You ran {recent} batches in the last minute; the limit is "
                              f"{per_minute} per minute. Try again in a moment.")
