@@ -78,7 +78,7 @@ def peak_rss_growth() -> list[int]:
 def analyse(files, predictor, database, settings):
     return triage_upload_files(
         files, predictor, settings,
-        lambda uploads, rows: record_upload_batch(database, READER, uploads, rows, predictor))
+        lambda uploads, rows: record_upload_batch(database, READER, uploads, rows))
 
 
 def test_a_zip_bomb_is_refused_by_its_headers_within_500_mb(predictor, database):

@@ -80,7 +80,7 @@ def from_uploads(predictor, actor: Actor, age_group: str | None) -> None:
             rows, messages = triage_upload_files(
                 [(file.name, file.getvalue()) for file in files], predictor, settings,
                 lambda uploads, rows: record_upload_batch(app_database(), actor, uploads, rows,
-                                                          predictor, batch),
+                                                          batch),
                 progress=progress_bar("Analysing"), age_group=age_group)
             record_batch_done(app_database(), actor, batch, WORKLIST_UPLOAD, rows, len(messages))
             st.session_state[WORKLIST_ROWS] = rows
@@ -145,7 +145,7 @@ def from_pacs(predictor, settings, actor: Actor, age_group: str | None) -> None:
             st.error(plain(error), icon=":material/error:")
             return
         try:
-            rows = record_pacs_batch(app_database(), actor, rows, predictor, batch)
+            rows = record_pacs_batch(app_database(), actor, rows, batch)
             record_batch_done(app_database(), actor, batch, WORKLIST_PACS, rows, 0)
         except AuditUnavailable:
             st.session_state.pop(WORKLIST_ROWS, None)

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from pacs.studies import ImageRef
 from records import actions, audit
@@ -21,9 +20,6 @@ from records.db import Database
 from webapp.audited_analysis import image_event
 from webapp.worklist import WorklistRow
 from webapp.worklist_uploads import Upload
-
-if TYPE_CHECKING:
-    from model.predictor import Predictor
 
 WORKLIST_UPLOAD = "worklist upload"
 WORKLIST_PACS = "worklist PACS"
@@ -63,8 +59,7 @@ def _with_ids(database: Database, rows: list[WorklistRow],
 
 
 def record_upload_batch(database: Database, actor: Actor, uploads: list[Upload],
-                        rows: list[WorklistRow], predictor: Predictor,
-                        batch: str | None = None) -> list[WorklistRow]:
+                        rows: list[WorklistRow], batch: str | None = None) -> list[WorklistRow]:
     """Audit rows for a batch (or a chunk of one) of uploads (``rows`` in the uploads' order);
     AuditUnavailable if they cannot be written."""
     events = [row_event(actor, row, WORKLIST_UPLOAD, upload.name,
@@ -75,7 +70,7 @@ def record_upload_batch(database: Database, actor: Actor, uploads: list[Upload],
 
 
 def record_pacs_batch(database: Database, actor: Actor, rows: list[WorklistRow],
-                      predictor: Predictor, batch: str | None = None) -> list[WorklistRow]:
+                      batch: str | None = None) -> list[WorklistRow]:
     """Audit rows for a PACS query's images; the archive's image is known by the salted hash
     of its SOP Instance UID, never the UID itself."""
     events = [row_event(actor, row, WORKLIST_PACS, None, _pixel_sha256(row),
