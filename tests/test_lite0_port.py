@@ -12,6 +12,7 @@ import pytest
 from skimage import data, transform
 
 from training import lite0
+from training.torch_checkpoint import UnsafeCheckpointError
 
 IMAGENET_SIZE = 224
 # skimage image, ImageNet classes accepted as top-1, reference class, its probability (NOTES.md).
@@ -235,6 +236,6 @@ def test_checkpoint_with_a_foreign_global_is_refused(tmp_path, container):
         _write_torch_zip(path, payload, {})
     else:
         path.write_bytes(payload)
-    with pytest.raises(lite0.UnsafeCheckpointError, match=r"os\.system"):
+    with pytest.raises(UnsafeCheckpointError, match=r"os\.system"):
         lite0.read_lite0_state_dict(path)
     assert not marker.exists()
