@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +19,7 @@ IDLE_MINUTES_ENV = "CXR_SESSION_IDLE_MINUTES"
 SQLITE_BUSY_ENV = "CXR_SQLITE_BUSY_SECONDS"
 MODEL_DIR_ENV = "CXR_MODEL_DIR"
 MODEL_URL_ENV = "CXR_MODEL_URL"
+MODEL_TOKEN_ENV = "CXR_MODEL_TOKEN"
 DATABASE_FILE = "cxr.db"
 IMAGES_FOLDER = "images"
 SITES_DIR_ENV = "CXR_SITES_DIR"
@@ -50,6 +51,9 @@ class Settings:
     # A model server (python -m serving) the app uses instead of loading the model; then the
     # app process never imports TensorFlow (no lung segmenter either).
     model_url: str | None = None
+    # The model server's shared secret: it refuses /predict and /metadata without it, and the
+    # app sends it (Authorization: Bearer). Kept out of repr so that it is never logged.
+    model_token: str | None = field(default=None, repr=False)
     # Worklist batches: what one uploaded .zip may expand to (checked from its headers and again
     # while each member is read), and what one batch may hold in memory at once.
     zip_max_members: int = 2000
@@ -75,7 +79,7 @@ class Settings:
 
 
 SETTINGS_ENV = (MODEL_DIR_ENV, DATA_DIR_ENV, DATABASE_URL_ENV, IDLE_MINUTES_ENV, SQLITE_BUSY_ENV,
-                MODEL_URL_ENV, SITES_DIR_ENV)
+                MODEL_URL_ENV, SITES_DIR_ENV, MODEL_TOKEN_ENV)
 
 
 def load_settings() -> Settings:
@@ -98,5 +102,6 @@ def _settings(values: tuple[str, ...]) -> Settings:
                     database_url=env[DATABASE_URL_ENV] or f"sqlite:///{data_dir / DATABASE_FILE}",
                     model_dir=Path(env[MODEL_DIR_ENV]) if env[MODEL_DIR_ENV] else None,
                     model_url=env[MODEL_URL_ENV] or None,
+                    model_token=env[MODEL_TOKEN_ENV] or None,
                     sites_dir_override=Path(env[SITES_DIR_ENV]) if env[SITES_DIR_ENV] else None,
                     **numbers)

@@ -1,9 +1,10 @@
 """The Ray Serve deployment: one ``Predictor`` per replica, requests batched by ``@serve.batch``.
 
-Every answer is JSON: 200 with the fields of a ``python -m model.predict`` line (less "file"),
-422 with the app's own message for an image it refuses or cannot read, 413 over the upload
-limit, 400 for a request that is not one; a failure of ours is logged here and answered with a
-plain 500 message, never a traceback.
+The replicas take requests already checked by the front (serving.front): a body within the
+upload limit, an authorised caller. Every answer is a status and JSON: 200 with the fields of a
+``python -m model.predict`` line (less "file"), 422 with the app's own message for an image it
+refuses or cannot read (also one over the server's pixel cap), 400 for a request that is not
+one; a failure of ours is logged here and answered with a plain 500 message, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import logging
 from pathlib import Path
 
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from ray.serve.handle import DeploymentHandle
 
 from model.age_groups import AgeReading
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
-from model.limits import DEFAULT_LIMITS, check_upload_size
+from model.limits import DEFAULT_LIMITS, DecodeLimits
 from model.prediction import Prediction
 from serving.wire import (
     AGE_GROUP_PARAM,
-    DECODED_HEADER,
     ERROR_KEY,
     HEATMAP_CLASS_KEY,
     HEATMAP_KEY,
@@ -34,6 +33,11 @@ from serving.wire import (
 MAX_BATCH = 16  # images per forward pass; a 2-core replica is past its best beyond this
 BATCH_WAIT_SECONDS = 0.01  # how long a request waits for others to share its pass
 MAX_ONGOING = 64  # requests a replica queues, so that batches can fill under load
+# A heatmap holds several float copies of its image: a 49-megapixel film costs about 0.5 GB per
+# request. The largest chest detectors are about 4,300 pixels a side (18 megapixels).
+SERVER_LIMITS = DecodeLimits(max_upload_bytes=DEFAULT_LIMITS.max_upload_bytes,
+                             max_pixels=25_000_000, min_side=DEFAULT_LIMITS.min_side)
+STOP_GRACE_S = 2.0  # the front drains its requests before the replicas are stopped
 logger = logging.getLogger("ray.serve")
 
 
@@ -41,65 +45,53 @@ class BadRequest(ValueError):
     """A request the server cannot take: its message says what to change."""
 
 
-def _answer(status: int, content: dict) -> JSONResponse:
-    return JSONResponse(content, status_code=status)
-
-
-@serve.deployment(max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 1})
+@serve.deployment(max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 1},
+                  graceful_shutdown_timeout_s=STOP_GRACE_S,
+                  graceful_shutdown_wait_loop_s=STOP_GRACE_S / 4)
 class ModelServer:
-    """``GET /healthz``, ``GET /metadata`` and ``POST /predict[?heatmap=1[&class=NAME]]``."""
+    """The metadata, and one prediction (with a heatmap when asked) per ``predict`` call."""
 
-    def __init__(self, run_dir: str, replicas: int) -> None:
+    def __init__(self, run_dir: str) -> None:
         from model.predictor import Predictor  # TensorFlow only in the replica
 
         self.predictor = Predictor.load(Path(run_dir))
         self.predictor.warm_up()
-        self.replicas = replicas
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    def metadata(self) -> dict:
+        return self.predictor.metadata.to_dict()
+
+    async def predict(self, body: bytes, params: dict[str, str], decoded: str | None
+                      ) -> tuple[int, dict]:
+        """``params``: heatmap=1, class=NAME, age_group=adult|child; ``decoded``: the
+        serving.wire header of an image the app sent decoded."""
         try:
-            return await self._route(request)
+            return await self._predict(body, params, decoded)
         except BadRequest as error:
-            return _answer(400, {ERROR_KEY: str(error)})
+            return 400, {ERROR_KEY: str(error)}
         except Exception:  # the request's failure, not the replica's: log it, answer plainly
             logger.exception("prediction failed")
-            return _answer(500, {ERROR_KEY: "The model server could not analyse this image "
-                                            "(an internal error, logged on the server)."})
+            return 500, {ERROR_KEY: "The model server could not analyse this image "
+                                    "(an internal error, logged on the server)."}
 
-    async def _route(self, request: Request) -> JSONResponse:
-        path, method = request.url.path.rstrip("/"), request.method
-        if path == "/healthz" and method == "GET":
-            return _answer(200, {"model": self.predictor.version, "replicas": self.replicas})
-        if path == "/metadata" and method == "GET":
-            return _answer(200, self.predictor.metadata.to_dict())
-        if path == "/predict" and method == "POST":
-            return await self._predict(request)
-        return _answer(404, {ERROR_KEY: f"no {method} {path or '/'} here: GET /healthz, "
-                                        "GET /metadata or POST /predict"})
-
-    async def _predict(self, request: Request) -> JSONResponse:
-        size, data = await _body_within_limit(request)
-        if data is None:
-            return _answer(413, {ERROR_KEY: _too_large(size)})
-        want_heatmap = request.query_params.get("heatmap", "0") in ("1", "true")
-        class_name = request.query_params.get("class")
-        given = request.query_params.get(AGE_GROUP_PARAM)
+    async def _predict(self, body: bytes, params: dict[str, str], decoded: str | None
+                       ) -> tuple[int, dict]:
+        want_heatmap = params.get("heatmap", "0") in ("1", "true")
+        class_name = params.get("class")
+        given = params.get(AGE_GROUP_PARAM)
         if class_name is not None and class_name not in self.predictor.classes:
             raise BadRequest(f"unknown class {class_name!r}; the model knows "
                              f"{', '.join(self.predictor.classes)}")
         try:
-            image = await asyncio.to_thread(self._decode, data,
-                                            request.headers.get(DECODED_HEADER))
+            image = await asyncio.to_thread(self._decode, body, decoded)
             known = self._known_age(image, given)
             if want_heatmap:
-                return _answer(200, await asyncio.to_thread(self._explain, image, class_name,
-                                                            given))
+                return 200, await asyncio.to_thread(self._explain, image, class_name, given)
             outcome = await self._classify((image, known))
         except ImageError as refusal:
-            return _answer(422, {ERROR_KEY: str(refusal)})
+            return 422, {ERROR_KEY: str(refusal)}
         if isinstance(outcome, ImageError):
-            return _answer(422, {ERROR_KEY: str(outcome)})
-        return _answer(200, outcome.json_fields())
+            return 422, {ERROR_KEY: str(outcome)}
+        return 200, outcome.json_fields()
 
     def _known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         try:
@@ -109,7 +101,7 @@ class ModelServer:
 
     @staticmethod
     def _decode(data: bytes, header: str | None) -> DecodedImage:
-        image = decode_image(data)
+        image = decode_image(data, limits=SERVER_LIMITS)
         if header is None:
             return image
         try:
@@ -142,28 +134,20 @@ class ModelServer:
                 HEATMAP_CLASS_KEY: explanation.class_name}
 
 
-async def _body_within_limit(request: Request) -> tuple[int, bytes | None]:
-    """(the body's size, the body), or None for a body over the upload limit: read to its end
-    but not kept, so that the client, still sending, gets the 413 instead of a reset."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= DEFAULT_LIMITS.max_upload_bytes:
-            chunks.append(chunk)
-    return size, b"".join(chunks) if size <= DEFAULT_LIMITS.max_upload_bytes else None
+class Replicas:
+    """The deployment's replicas as serving.front calls them, through its handle."""
 
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
 
-def _too_large(size: int) -> str:
-    """The app's own message for a file over the upload limit."""
-    try:
-        check_upload_size(size, "the file", DEFAULT_LIMITS)
-    except ImageError as refusal:
-        return str(refusal)
-    raise ValueError(f"{size} bytes is within the upload limit")
+    async def metadata(self) -> dict:
+        return await self.handle.metadata.remote()
+
+    async def predict(self, body: bytes, params: dict[str, str], decoded: str | None
+                      ) -> tuple[int, dict]:
+        return await self.handle.predict.remote(body, params, decoded)
 
 
 def build(run_dir: Path, replicas: int) -> serve.Application:
     """The application ``serve.run`` starts: ``replicas`` copies of the model."""
-    return ModelServer.options(num_replicas=replicas).bind(str(run_dir), replicas)
-
+    return ModelServer.options(num_replicas=replicas).bind(str(run_dir))
