@@ -3,14 +3,18 @@
 With $CXR_MODEL_URL set, the app holds a ``ModelClient`` where it would hold a ``Predictor``
 (webapp.resources): the same ``explain``, ``admit`` and ``gated_probabilities``, the same
 ``version``, ``classes`` and ``metadata``, so the pages, model.batch and the PACS path do not
-know which one they have, and the app process never imports TensorFlow. A server that cannot
-be reached, answers too slowly or fails gives ``ModelUnavailable`` with a plain message; the
+know which one they have, and the app process never imports TensorFlow. Every request carries
+the server's token ($CXR_MODEL_TOKEN). Every result names the model of the answer that produced
+it, and when an answer names another model than the metadata held here (the server restarted on
+another run directory), the metadata is read again. A server that cannot be reached, answers
+too slowly, refuses the token or fails gives ``ModelUnavailable`` with a plain message; the
 caller keeps the upload and offers to try again.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +30,7 @@ from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
 from model.prediction import Prediction
 from model.run_dir import METADATA_FILE, RunFileError, parse_metadata
+from records.settings import MODEL_TOKEN_ENV
 from serving.wire import (
     AGE_GROUP_PARAM,
     DECODED_HEADER,
@@ -41,25 +46,51 @@ from serving.wire import (
 TIMEOUT_SECONDS = 30.0  # one request: a cold replica or a busy cluster, not a dead one
 CONCURRENT_REQUESTS = 8  # a batch's images in flight at once, for the server to batch
 REFUSED = 422  # the image was refused or unreadable: the message is the app's own
+UNAUTHORISED = 401  # no token, or not the server's
 
 
 class ModelUnavailable(ModelLoadError):
     """The model server cannot answer now; the message says so plainly, and nothing is lost."""
 
 
+class ServedProbabilities(np.ndarray):
+    """One answer's probabilities in the client's class order, carrying the version of the model
+    that gave them, so that ``prediction`` names that model even if the server switched since."""
+
+    model_version: str
+
+    @classmethod
+    def of(cls, answer: dict, classes: Sequence[str]) -> ServedProbabilities:
+        served = np.array([answer["probabilities"][name] for name in classes]).view(cls)
+        served.model_version = answer["model"]
+        return served
+
+
 class ModelClient:
     """A model server at ``url`` standing in for a loaded ``Predictor``."""
 
-    def __init__(self, url: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, url: str, token: str | None = None,
+                 timeout: float = TIMEOUT_SECONDS) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._authorization = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self._reading = threading.Lock()
+        self._read_metadata()
+
+    def _read_metadata(self) -> None:
         try:
-            self.metadata = parse_metadata(self._request("/metadata"), Path(METADATA_FILE))
+            metadata = parse_metadata(self._request("/metadata"), Path(METADATA_FILE))
         except RunFileError as error:
             raise ModelLoadError(f"the model server at {self.url} describes its model in a "
                                  f"way this app cannot read: {error}") from error
-        self.classes: list[str] = list(self.metadata.classes)
-        self.version = self.metadata.version
+        self.metadata, self.classes, self.version = (metadata, list(metadata.classes),
+                                                     metadata.version)
+
+    def _follow(self, answer: dict) -> None:
+        """Read the metadata again if ``answer`` came from another model than it describes."""
+        with self._reading:
+            if answer["model"] != self.version:
+                self._read_metadata()
 
     def admit(self, image: DecodedImage) -> DecodedImage:
         """Nothing to check here: the server runs the whole accept/refuse path on the image."""
@@ -103,17 +134,19 @@ class ModelClient:
                 answer = self._predict(item, _given(age))
             except ImageError as refusal:
                 return refusal, None, None
-            return (np.array([answer["probabilities"][name] for name in self.classes]),
-                    age_reading(answer), answer.get("familiar"))
+            return (ServedProbabilities.of(answer, self.classes), age_reading(answer),
+                    answer.get("familiar"))
 
         with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
             return list(pool.map(outcome, admitted, known))
 
     def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
                    familiar: bool | None = None) -> Prediction:
-        """As Predictor.prediction: one image's probabilities as the value callers pass on."""
+        """As Predictor.prediction: one image's probabilities as the value callers pass on, named
+        for the model that gave them."""
         return Prediction.of(dict(zip(self.classes, probabilities.tolist(), strict=True)),
-                             self.version, age, familiar)
+                             getattr(probabilities, "model_version", self.version), age,
+                             familiar)
 
     def explain(self, image: DecodedImage, class_name: str | None = None,
                 age_group: str | None = None) -> Explanation:
@@ -123,7 +156,7 @@ class ModelClient:
         answer = self._predict(image, {"heatmap": "1",
                                        **({"class": class_name} if class_name else {}),
                                        **_given(self.known_age(image, age_group))})
-        return Explanation(prediction=Prediction.of(answer["probabilities"], self.version,
+        return Explanation(prediction=Prediction.of(answer["probabilities"], answer["model"],
                                                     age_reading(answer), answer.get("familiar")),
                            class_name=answer[HEATMAP_CLASS_KEY],
                            heatmap=heatmap_from_text(answer[HEATMAP_KEY]))
@@ -131,12 +164,15 @@ class ModelClient:
     def _predict(self, image: DecodedImage, query: dict[str, str] | None = None) -> dict:
         """POST the decoded image; ImageError with the server's message if it refuses it."""
         path = "/predict" + (f"?{urlencode(query)}" if query else "")
-        return self._request(path, png(image.gray), {DECODED_HEADER: decoded_header(image),
-                                                     "Content-Type": "image/png"})
+        answer = self._request(path, png(image.gray), {DECODED_HEADER: decoded_header(image),
+                                                       "Content-Type": "image/png"})
+        self._follow(answer)
+        return answer
 
     def _request(self, path: str, body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> dict:
-        request = Request(self.url + path, data=body, headers=headers or {},
+        request = Request(self.url + path, data=body,
+                          headers={**self._authorization, **(headers or {})},
                           method="GET" if body is None else "POST")
         try:
             with urlopen(request, timeout=self.timeout) as response:
@@ -145,6 +181,10 @@ class ModelClient:
             message = _error_message(error)
             if error.code == REFUSED:
                 raise ImageError(message) from error
+            if error.code == UNAUTHORISED:
+                raise ModelUnavailable(
+                    f"The model server ({self.url}) refused this app's token: ${MODEL_TOKEN_ENV} "
+                    "must be the server's. The image is kept: ask IT to check it.") from error
             raise ModelUnavailable(f"The model server could not analyse the image "
                                    f"(HTTP {error.code}: {message}). The image is kept: try "
                                    "again, or ask IT to look at the model server.") from error

@@ -55,7 +55,7 @@ def connect_model_server(url: str) -> ModelClient:
     """One client per server process and URL (not cached while the server cannot answer)."""
     from serving.client import ModelClient
 
-    return ModelClient(url)
+    return ModelClient(url, load_settings().model_token)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
