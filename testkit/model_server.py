@@ -1,8 +1,9 @@
 """A real local Ray cluster and the model server on it, for tests and benchmarks.
 
 ``ray_cluster`` starts the one cluster (in this process, ``num_cpus`` within the machine);
-``model_server`` runs ``python -m serving`` joined to it, as an operator would, and waits for
-``/healthz``.
+``model_server`` runs ``python -m serving`` joined to it (or on its own local cluster), as an
+operator would, in its own process group as systemd starts a service, and waits for ``/healthz``
+(the server listens once its replicas are ready).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from records.settings import MODEL_TOKEN_ENV
 from testkit.servers import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-0123456789abcdef"  # what the tests' servers require and their clients send
 START_TIMEOUT_S = 240.0  # a replica loads TensorFlow and the model; slow on a busy 2-core box
 
 
@@ -42,6 +45,12 @@ class RunningServer:
     url: str
     process: subprocess.Popen
     log: Path
+    token: str | None
+    port: int
+
+    def authorised(self) -> dict[str, str]:
+        """The header a client of this server sends."""
+        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
 
 
 def health(url: str, timeout: float = 5.0) -> dict | None:
@@ -55,23 +64,28 @@ def health(url: str, timeout: float = 5.0) -> dict | None:
 
 @contextmanager
 def model_server(run_dir: Path, ray_address: str | None, log: Path, replicas: int = 1,
-                 num_cpus: int = 2) -> Iterator[RunningServer]:
+                 num_cpus: int = 2, token: str | None = TOKEN, port: int | None = None
+                 ) -> Iterator[RunningServer]:
     """``python -m serving`` on the cluster at ``ray_address`` (None: its own local cluster of
-    ``num_cpus``), answering /healthz."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    ``num_cpus``) requiring ``token``, on ``port`` (default: a free one), answering /healthz."""
+    port = port or free_port()
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("RAY_ADDRESS", MODEL_TOKEN_ENV)}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)})
     if ray_address is not None:
         env["RAY_ADDRESS"] = ray_address
+    if token is not None:
+        env[MODEL_TOKEN_ENV] = token
     with open(log, "w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "serving", "--port", str(port), "--replicas", str(replicas),
              "--model", str(run_dir), "--num-cpus", str(num_cpus)],
-            cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    server = RunningServer(f"http://127.0.0.1:{port}", process, log)
+            cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log, token, port)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while (answer := health(server.url)) is None or answer.get("replicas") != replicas:
+        while health(server.url) is None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the model server did not start: {log.read_text()[-3000:]}")
             time.sleep(1.0)
