@@ -10,8 +10,12 @@
    uploads through webapp.analysis (the Diagnose path): embedded vs $CXR_MODEL_URL.
 3. Images per second of python -m model.predict over --images validation images, plain and
    --ray (wall time of the whole command, start-up included).
+4. Hostile clients, on 127.0.0.1 only: seconds to the 413 of a request announcing 100 MB; the
+   latency of a normal request while 70 clients send one byte every 2 s; seconds from SIGTERM
+   to the server's process group until it has exited.
 Targets (issue 22): sequential p50 <= 120 ms; concurrency 16 >= 1.5x sequential throughput;
-client process <= 350 MB after 20 uploads; --ray >= 30 images/s.
+client process <= 350 MB after 20 uploads; --ray >= 30 images/s. Issue 27: 413 within 3 s,
+the normal request within 5 s, the stop within 15 s.
 """
 
 from __future__ import annotations
@@ -19,22 +23,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.request import Request, urlopen
 
 from model.run_dir import DEFAULT_RUN_DIR
-from testkit.model_server import REPO_ROOT, model_server
+from testkit.model_server import REPO_ROOT, TOKEN, model_server
 from training.config import CXR4_DATA
 
 CONCURRENCY = (1, 4, 16)
 REPLICAS = (1, 2)
 UPLOADS = 20
+SLOW_CLIENTS = 70
+SLOW_BYTE_EVERY_S = 2.0
+AUTHORISED = {"Authorization": f"Bearer {TOKEN}"}
 MEMORY_SCRIPT = """
 import json, sys, psutil
 from pathlib import Path
@@ -64,7 +74,8 @@ def val_files(data: Path, count: int) -> list[Path]:
 
 def timed_post(url: str, data: bytes) -> float:
     start = time.perf_counter()
-    with urlopen(Request(f"{url}/predict", data=data, method="POST"), timeout=300) as answer:
+    with urlopen(Request(f"{url}/predict", data=data, headers=AUTHORISED, method="POST"),
+                 timeout=300) as answer:
         answer.read()
     return time.perf_counter() - start
 
@@ -106,7 +117,8 @@ def memory_figures(run_dir: Path, files: list[Path], work: Path) -> dict:
     figures["embedded"] = json.loads(embedded.stdout.splitlines()[-1])
     with model_server(run_dir, None, work / "serve_memory.log") as server:
         client = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *uploads],
-                                env={**env, "CXR_MODEL_URL": server.url}, cwd=REPO_ROOT,
+                                env={**env, "CXR_MODEL_URL": server.url,
+                                     "CXR_MODEL_TOKEN": TOKEN}, cwd=REPO_ROOT,
                                 capture_output=True, text=True, check=True)
     figures["client"] = json.loads(client.stdout.splitlines()[-1])
     print(json.dumps({"app_memory_after_uploads": UPLOADS, **figures}), flush=True)
@@ -135,6 +147,47 @@ def batch_figures(run_dir: Path, files: list[Path], work: Path) -> dict:
     return figures
 
 
+def hostile_figures(run_dir: Path, files: list[Path], work: Path) -> dict:
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    with model_server(run_dir, None, work / "serve_hostile.log") as server:
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            client.sendall(f"{head}Content-Length: 100000000\r\n\r\n".encode())
+            status = client.recv(100).split(b" ")[1].decode()
+        figures = {"announced_100mb": {"status": status,
+                                       "seconds": time.perf_counter() - started}}
+        slow = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                for _ in range(SLOW_CLIENTS)]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            for client in slow:
+                client.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode())
+            for _ in range(10):  # bounded: 20 s at most
+                if stop.wait(SLOW_BYTE_EVERY_S):
+                    return
+                for client in slow:
+                    client.sendall(b"\0")
+
+        trickling = threading.Thread(target=trickle)
+        trickling.start()
+        time.sleep(1.0)
+        latencies = [timed_post(server.url, files[index].read_bytes()) for index in range(5)]
+        stop.set()
+        trickling.join()
+        for client in slow:
+            client.close()
+        figures["while_slow_clients"] = {"clients": SLOW_CLIENTS,
+                                         "max_s": max(latencies),
+                                         "median_s": statistics.median(latencies)}
+        started = time.perf_counter()
+        os.killpg(os.getpgid(server.process.pid), signal.SIGTERM)
+        figures["group_sigterm"] = {"exit": server.process.wait(timeout=60),
+                                    "seconds": time.perf_counter() - started}
+    print(json.dumps({"hostile": figures}), flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_RUN_DIR)
@@ -151,6 +204,7 @@ def main() -> int:
         figures = {"serving": serving_figures(args.model, files, args.requests, Path(work)),
                    "app_memory": memory_figures(args.model, files, Path(work)),
                    "batch": batch_figures(args.model, files[:args.images], Path(work)),
+                   "hostile": hostile_figures(args.model, files, Path(work)),
                    "load_average": os.getloadavg()}
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
