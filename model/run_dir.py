@@ -55,6 +55,7 @@ FAMILIARITY_FILE = "familiarity.json"  # the familiarity flag measured (bench/fa
 CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)
 
 METADATA_FORMAT_VERSION = 2  # 2: normalisation inside the model
+MAX_VERSION_CHARS = 100  # a version names its model in every audit row (records.tables)
 OOD_FORMAT_VERSION = 1
 
 _Read = TypeVar("_Read")

@@ -27,11 +27,17 @@ from records.tables import AppSetting, SignInThrottle, User
 MIN_PASSWORD_LENGTH = 8
 WRONG = "Wrong username or password."
 FIRST_ADMIN_EXISTS = "The first admin account exists already: sign in instead."
+NOT_AN_ADMIN = ("Only an active admin account can do this: this account was disabled or is no "
+                "longer an admin. Nothing was changed.")
 _hasher = PasswordHasher()
 
 
 class AccountError(ValueError):
     """A request about an account that cannot be done; the message is for a person."""
+
+
+class NotAnAdmin(AccountError):
+    """An admin action asked for by someone who is not an active admin now."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,21 @@ class Actor:
 
 
 CLI_ACTOR = Actor(audit.CLI_USER, ADMIN)
+
+
+def check_admin(session: Session, actor: Actor) -> None:
+    """Refuse an admin action (NotAnAdmin) unless ``actor`` is an active admin account now.
+
+    Read inside the action's own transaction after taking the trail's write lock, so an account
+    disabled a moment before, while its page was open, acts no more. The command line
+    (``CLI_ACTOR`` itself, not an account of that name) is IT on the server and passes.
+    """
+    if actor is CLI_ACTOR:
+        return
+    audit.lock(session)
+    user = session.scalar(select(User).where(User.username == actor.username))
+    if user is None or user.disabled or user.role != ADMIN:
+        raise NotAnAdmin(NOT_AN_ADMIN)
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,8 @@ def add_account(database: Database, actor: Actor, username: str, password: str |
             audit.lock(session)
             if session.scalar(select(func.count()).select_from(User)) > 0:
                 raise AccountError(FIRST_ADMIN_EXISTS)
+        else:
+            check_admin(session, actor)
         if session.scalar(select(User).where(User.username == username)) is not None:
             raise AccountError(f"An account named {username!r} exists already.")
         session.add(User(username=username, role=role, disabled=False,
@@ -237,6 +260,7 @@ def list_accounts(database: Database, now: datetime | None = None) -> list[Accou
 def _change(database: Database, actor: Actor, username: str, action: str,
             unlock: bool = False, **values) -> None:
     with audit.audited(database) as session:
+        check_admin(session, actor)
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             raise AccountError(f"No account named {username!r}.")

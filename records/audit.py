@@ -216,10 +216,9 @@ def _rows(database: Database) -> Iterator[AuditEvent]:
                                    .execution_options(yield_per=500))
 
 
-def _keyed_from(database: Database, key: bytes) -> int | None:
+def keyed_from(session: Session, key: bytes) -> int | None:
     """The first row the key signs, from its signed marker; None if missing or forged."""
-    with database.session() as session:
-        marker = session.get(AppSetting, KEYED_FROM_KEY)
+    marker = session.get(AppSetting, KEYED_FROM_KEY)
     if marker is None:
         return None
     seq = marker.value.split(":", 1)[0]
@@ -229,12 +228,20 @@ def _keyed_from(database: Database, key: bytes) -> int | None:
     return int(seq)
 
 
+def is_signed(row: AuditEvent, key: bytes, first_keyed: int | None) -> bool:
+    """Whether this one row carries a valid keyed hash: what a reader that acts on a row (the
+    model switch the app serves) checks before trusting it; the chain is verify_chain's."""
+    return (first_keyed is not None and row.seq >= first_keyed
+            and hmac.compare_digest(keyed_row_hash(row, key), row.row_hash))
+
+
 def verify_chain(database: Database) -> ChainCheck:
     """Recompute every hash in order; name the first row that was changed, removed, added or
     rewritten without the audit key, and check the signed head (a removed last row)."""
     key = audit_key(load_settings())
-    keyed_from = _keyed_from(database, key)
-    if keyed_from is None:
+    with database.session() as session:
+        first_keyed = keyed_from(session, key)
+    if first_keyed is None:
         return ChainCheck(0, 1, "the record of where the audit key starts is missing or not "
                           "signed with this deployment's key (see docs/AUDIT.md)")
     prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
@@ -244,20 +251,20 @@ def verify_chain(database: Database) -> ChainCheck:
             return ChainCheck(checked, expected_seq, f"row {expected_seq} is missing")
         if row.prev_hash != prev_hash:
             return ChainCheck(checked, row.seq, "its previous hash does not match the row before")
-        expected = row_hash(row) if row.seq < keyed_from else keyed_row_hash(row, key)
+        expected = row_hash(row) if row.seq < first_keyed else keyed_row_hash(row, key)
         if not hmac.compare_digest(expected, row.row_hash):
-            reason = ("its content does not match its hash" if row.seq < keyed_from else
+            reason = ("its content does not match its hash" if row.seq < first_keyed else
                       "its content does not match its keyed hash (changed, or written without "
                       "the audit key)")
             return ChainCheck(checked, row.seq, reason)
         prev_hash, expected_seq = row.row_hash, expected_seq + 1
     with database.session() as session:
         head = session.get(AuditHead, 1)
-    pre_key = min(checked, keyed_from - 1)
+    pre_key = min(checked, first_keyed - 1)
     if head.seq != checked or head.last_hash != prev_hash:
         return ChainCheck(checked, checked + 1, f"the trail should hold {head.seq} rows",
                           pre_key)
-    if checked >= keyed_from and not hmac.compare_digest(head.mac or "",
+    if checked >= first_keyed and not hmac.compare_digest(head.mac or "",
                                                          head_mac(key, head.seq, prev_hash)):
         return ChainCheck(checked, checked, "the head of the trail is not signed with the "
                           "audit key (rows were removed from the end, or the head was rewritten)",

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from records import actions, audit
-from records.accounts import Actor
+from records.accounts import Actor, check_admin
 from records.db import Database
 from records.tables import AppSetting
 
@@ -28,6 +28,7 @@ def keep_images(database: Database) -> bool:
 def set_keep_images(database: Database, actor: Actor, keep: bool) -> None:
     """Turn keeping de-identified images on or off (an audited admin action)."""
     with audit.audited(database) as session:
+        check_admin(session, actor)
         session.merge(AppSetting(key=KEEP_IMAGES_KEY, value="on" if keep else "off"))
         audit.append(session, audit.Event(actor.username, actor.role,
                                           actions.KEEP_IMAGES, detail={"keep": keep}))

@@ -1,24 +1,34 @@
-"""Which model the app serves: an admin switches it to an adapted run directory (the Sites page)
-and back, each switch stored and audited with both versions.
+"""Which model the app serves: an admin switches it to any kept run directory (the Sites page),
+each switch one audit row naming both models.
 
-The newest row of ``model_activations`` names the run directory in use; with none, the app
-serves the settings' model (``CXR_MODEL_DIR``, else the shipped one). Rows are never changed
-or removed, so every earlier model stays named, and going back is one more switch. In
-model-server mode (``CXR_MODEL_URL``) the server decides the model: a switch here is refused.
+The switch is the audit row itself (action ``admin:activate-model``; trails from before also
+hold ``admin:restore-previous-model``), so the keyed chain covers it: a row written into the
+database without the audit key fails ``python -m records.audit verify``, and it is not served
+either. The app serves the newest switch whose row carries a valid keyed hash, else the
+settings' model (``CXR_MODEL_DIR``, else the shipped one); newer rows without one are skipped,
+and ``Serving.unsigned`` names them for the admins. In model-server mode (``CXR_MODEL_URL``)
+the server decides the model: a switch here is refused.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from model.run_dir import RunFileError, read_metadata
 from records import actions, audit
-from records.accounts import Actor
+from records.accounts import Actor, check_admin
+from records.audit_key import audit_key
 from records.db import Database
-from records.tables import ModelActivation
+from records.settings import load_settings
+from records.tables import AuditEvent
+
+SWITCH_ACTIONS = (actions.ACTIVATE_MODEL, actions.RESTORE_MODEL)
 
 
 class ActivationError(ValueError):
@@ -40,65 +50,99 @@ class Served:
 
 @dataclass(frozen=True)
 class Switch:
-    """One activation: when, by whom, from which model to which."""
+    """One activation: when, by whom, from which model to which (its audit row's ``seq``)."""
 
     at: datetime
     username: str
     served: Served
     previous: Served
+    seq: int
 
 
-def _switch(row: ModelActivation) -> Switch:
-    return Switch(row.at, row.username, Served(Path(row.run_dir), row.model_version),
-                  Served(Path(row.previous_run_dir), row.previous_version))
+@dataclass(frozen=True)
+class Serving:
+    """The run directory to serve: the newest signed switch's, else the default; ``unsigned``
+    holds the audit row numbers of newer switches that carry no valid keyed hash (not served)."""
+
+    run_dir: Path
+    switch: Switch | None
+    unsigned: tuple[int, ...]
 
 
-def switches(database: Database) -> list[Switch]:
-    """Every switch, oldest first (Monitoring marks each)."""
+def _switch(row: AuditEvent) -> Switch:
+    detail = json.loads(row.detail)
+    return Switch(row.at, row.username, Served(Path(detail["run_dir"]), row.model_version),
+                  Served(Path(detail["previous_run_dir"]), detail["previous_version"]), row.seq)
+
+
+def _switch_rows(session: Session, newest_first: bool):
+    order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
+    return session.scalars(select(AuditEvent).where(AuditEvent.action.in_(SWITCH_ACTIONS))
+                           .order_by(order))
+
+
+def _serving(session: Session, default: Path) -> Serving:
+    key = audit_key(load_settings())
+    first_keyed = audit.keyed_from(session, key)
+    unsigned = []
+    for row in _switch_rows(session, newest_first=True):
+        if audit.is_signed(row, key, first_keyed):
+            switch = _switch(row)
+            return Serving(switch.served.run_dir, switch, tuple(unsigned))
+        unsigned.append(row.seq)
+    return Serving(default, None, tuple(unsigned))
+
+
+def serving(database: Database, default: Path) -> Serving:
+    """What to serve now, and any switch skipped for want of the audit key's signature."""
     with database.session() as session:
-        rows = session.scalars(select(ModelActivation).order_by(ModelActivation.id)).all()
-        return [_switch(row) for row in rows]
-
-
-def latest_switch(database: Database) -> Switch | None:
-    with database.session() as session:
-        row = session.scalar(select(ModelActivation).order_by(ModelActivation.id.desc())
-                             .limit(1))
-        return None if row is None else _switch(row)
+        return _serving(session, default)
 
 
 def active_run_dir(database: Database, default: Path) -> Path:
-    """The run directory to serve: the newest switch's, else ``default`` (the settings')."""
-    switch = latest_switch(database)
-    return default if switch is None else switch.served.run_dir
+    """The run directory to serve: the newest signed switch's, else ``default`` (the settings')."""
+    return serving(database, default).run_dir
 
 
-def activate(database: Database, actor: Actor, target: Served, current: Served,
-             model_url: str | None = None, action: str = actions.ACTIVATE_MODEL) -> Switch:
-    """Serve ``target`` instead of ``current``: one row and its audit row in one transaction.
+def switches(database: Database) -> list[Switch]:
+    """Every signed switch, oldest first (Monitoring marks each, the Sites page lists them)."""
+    key = audit_key(load_settings())
+    with database.session() as session:
+        first_keyed = audit.keyed_from(session, key)
+        return [_switch(row) for row in _switch_rows(session, newest_first=False)
+                if audit.is_signed(row, key, first_keyed)]
 
-    ActivationError in model-server mode, or when ``target`` is what is served already."""
+
+def _version(run_dir: Path) -> str | None:
+    try:
+        return read_metadata(run_dir).version
+    except RunFileError:
+        return None
+
+
+def activate(database: Database, actor: Actor, run_dir: Path, default: Path,
+             model_url: str | None = None) -> Switch:
+    """Serve the run directory ``run_dir`` instead of what is served now (the newest signed
+    switch's, else ``default``), as one audit row naming both; ``actor`` must be an active admin
+    now (NotAnAdmin). ActivationError in model-server mode, when ``run_dir`` is not a readable
+    run, or when it is what is served already. Whether its model loads is the caller's check
+    (the app's process holds the model framework)."""
     if model_url:
         raise ActivationError(SERVER_MODE)
-    if target.run_dir.resolve() == current.run_dir.resolve():
-        raise ActivationError(f"{target.version} is the model in use already.")
-    now = audit.now_utc()
+    version = _version(run_dir)
+    if version is None:
+        raise ActivationError(f"{run_dir} cannot be served: it is not a readable run "
+                              "directory (deleted or moved since the page was drawn?). Nothing "
+                              "was changed.")
     with audit.audited(database) as session:
-        session.add(ModelActivation(at=now, username=actor.username, run_dir=str(target.run_dir),
-                                    model_version=target.version,
-                                    previous_run_dir=str(current.run_dir),
-                                    previous_version=current.version))
-        audit.append(session, audit.Event(
-            actor.username, actor.role, action, model_version=target.version,
-            detail={"previous_version": current.version, "run_dir": str(target.run_dir),
-                    "previous_run_dir": str(current.run_dir)}))
-    return Switch(now, actor.username, target, current)
-
-
-def restore_previous(database: Database, actor: Actor, model_url: str | None = None) -> Switch:
-    """Go back to the model the newest switch replaced (itself audited, with both versions)."""
-    switch = latest_switch(database)
-    if switch is None:
-        raise ActivationError("No model has been switched yet: there is no previous one.")
-    return activate(database, actor, switch.previous, switch.served, model_url,
-                    actions.RESTORE_MODEL)
+        check_admin(session, actor)  # takes the trail's lock: what is served cannot change now
+        current = _serving(session, default)
+        if run_dir.resolve() == current.run_dir.resolve():
+            raise ActivationError(f"{version} is the model in use already.")
+        previous = (current.switch.served if current.switch is not None
+                    else Served(default, _version(default) or "unreadable"))
+        row = audit.append(session, audit.Event(
+            actor.username, actor.role, actions.ACTIVATE_MODEL, model_version=version,
+            detail={"previous_version": previous.version, "run_dir": str(run_dir),
+                    "previous_run_dir": str(previous.run_dir)}))
+        return Switch(row.at, actor.username, Served(run_dir, version), previous, row.seq)

@@ -11,6 +11,8 @@ from datetime import datetime
 from sqlalchemy import Double, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from model.run_dir import MAX_VERSION_CHARS
+
 GENESIS_HASH = "0" * 64  # the "previous hash" of the first audit row
 
 
@@ -61,7 +63,7 @@ class AuditEvent(Base):
     image_sha256: Mapped[str | None] = mapped_column(String(64))
     image_bytes: Mapped[int | None]
     sop_uid_hash: Mapped[str | None] = mapped_column(String(64))
-    model_version: Mapped[str | None] = mapped_column(String(100))
+    model_version: Mapped[str | None] = mapped_column(String(MAX_VERSION_CHARS))
     label: Mapped[str | None] = mapped_column(String(60))
     probabilities: Mapped[str | None] = mapped_column(Text)  # canonical JSON
     refusal_reason: Mapped[str | None] = mapped_column(Text)
@@ -106,17 +108,3 @@ class AppSetting(Base):
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-
-class ModelActivation(Base):
-    """One switch of the model the app serves (embedded mode); the newest row is the one in
-    use, and every earlier one stays, so the previous model is one click away."""
-
-    __tablename__ = "model_activations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(index=True)
-    username: Mapped[str] = mapped_column(String(150))
-    run_dir: Mapped[str] = mapped_column(Text)
-    model_version: Mapped[str] = mapped_column(String(100))
-    previous_run_dir: Mapped[str] = mapped_column(Text)
-    previous_version: Mapped[str] = mapped_column(String(100))

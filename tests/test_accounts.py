@@ -27,6 +27,13 @@ SETTINGS = Settings(data_dir=REPO_ROOT / "unused", database_url="unused")
 ADMIN = Actor("ada", "admin")
 
 
+@pytest.fixture
+def admin(database) -> Actor:
+    """An admin account that is one now: every admin action checks that inside itself."""
+    accounts.add_account(database, CLI_ACTOR, ADMIN.username, "ada's password", "admin")
+    return ADMIN
+
+
 def actions(database) -> list[str]:
     with database.session() as session:
         return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
@@ -46,8 +53,8 @@ def test_the_first_admin_is_created_once_and_can_sign_in(database):
     assert actions(database) == [ADD_ACCOUNT, SIGN_IN]
 
 
-def test_passwords_are_stored_as_argon2_hashes(database):
-    accounts.add_account(database, ADMIN, "rita", "s3cret pass", "radiologist")
+def test_passwords_are_stored_as_argon2_hashes(database, admin):
+    accounts.add_account(database, admin, "rita", "s3cret pass", "radiologist")
     with database.session() as session:
         stored = session.scalar(select(User.password_hash).where(User.username == "rita"))
     assert stored.startswith("$argon2id$") and "s3cret pass" not in stored
@@ -65,8 +72,8 @@ def messages_of(database, attempts: list[tuple[str, str]], now, client: str = "h
     return said
 
 
-def test_repeated_failures_answer_the_same_for_a_known_and_an_unknown_name(database):
-    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+def test_repeated_failures_answer_the_same_for_a_known_and_an_unknown_name(database, admin):
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
     start = now_utc()
     known = messages_of(database, [("rita", "wrong")] * 6 + [("rita", "right password")], start)
     unknown = messages_of(database, [("nobody", "wrong")] * 6 + [("nobody", "right password")],
@@ -76,8 +83,8 @@ def test_repeated_failures_answer_the_same_for_a_known_and_an_unknown_name(datab
         "Too many failed sign-ins: wait 5 seconds and try again."] * 2
 
 
-def test_a_stranger_cannot_lock_the_owner_out_and_the_delay_passes(database):
-    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+def test_a_stranger_cannot_lock_the_owner_out_and_the_delay_passes(database, admin):
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
     start = now_utc()
     messages_of(database, [("rita", "wrong")] * 5, start, client="stranger")
     assert accounts.sign_in(database, SETTINGS, "rita", "right password", now=start,
@@ -102,11 +109,11 @@ def test_the_delay_is_capped(database):
                     "seconds and try again."]
 
 
-def test_every_outcome_costs_one_password_hash_check(database, monkeypatch):
+def test_every_outcome_costs_one_password_hash_check(database, admin, monkeypatch):
     """The same work whatever the name: one argon2 verification per try (timings printed)."""
-    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
-    accounts.add_account(database, ADMIN, "gone", "right password", "radiologist")
-    accounts.set_disabled(database, ADMIN, "gone", True)
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
+    accounts.add_account(database, admin, "gone", "right password", "radiologist")
+    accounts.set_disabled(database, admin, "gone", True)
     calls = []
 
     class CountingHasher(PasswordHasher):
@@ -141,14 +148,18 @@ def test_an_unknown_typed_name_is_stored_only_as_a_salted_hash(database):
     assert row.username == "" and '"typed_name_hash":"' in row.detail
 
 
-def test_an_admin_unlocks_an_account_from_every_client(database):
-    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
+def test_an_admin_unlocks_an_account_from_every_client(database, admin):
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
     start = now_utc()
     for client in ("a", "b"):
         messages_of(database, [("rita", "wrong")] * 5, start, client=client)
-    assert accounts.list_accounts(database, now=start)[0].locked_until is not None
-    accounts.unlock(database, ADMIN, "rita")
-    assert accounts.list_accounts(database, now=start)[0].locked_until is None
+    def rita_locked_until():
+        return next(row.locked_until for row in accounts.list_accounts(database, now=start)
+                    if row.username == "rita")
+
+    assert rita_locked_until() is not None
+    accounts.unlock(database, admin, "rita")
+    assert rita_locked_until() is None
     assert messages_of(database, [("rita", "right password")], start, client="a") == [
         "signed in"]
     assert "admin:unlock-account" in actions(database)
@@ -159,22 +170,22 @@ def test_an_unknown_user_gets_the_same_message_as_a_wrong_password(database):
         accounts.sign_in(database, SETTINGS, "nobody-here", "whatever")
 
 
-def test_a_disabled_account_cannot_sign_in_and_loses_its_role(database):
-    accounts.add_account(database, ADMIN, "rita", "right password", "radiologist")
-    accounts.set_disabled(database, ADMIN, "rita", True)
+def test_a_disabled_account_cannot_sign_in_and_loses_its_role(database, admin):
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
+    accounts.set_disabled(database, admin, "rita", True)
     with pytest.raises(AccountError):
         accounts.sign_in(database, SETTINGS, "rita", "right password")
     assert accounts.current_role(database, "rita") is None
     with pytest.raises(AccountError, match="your own account"):
-        accounts.set_disabled(database, ADMIN, "ada", True)
+        accounts.set_disabled(database, admin, "ada", True)
 
 
-def test_a_reset_password_replaces_the_old_one_and_lifts_the_lock(database):
-    accounts.add_account(database, ADMIN, "rita", "old password", "radiologist")
+def test_a_reset_password_replaces_the_old_one_and_lifts_the_lock(database, admin):
+    accounts.add_account(database, admin, "rita", "old password", "radiologist")
     for _ in range(5):
         with pytest.raises(AccountError):
             accounts.sign_in(database, SETTINGS, "rita", "wrong")
-    accounts.reset_password(database, ADMIN, "rita", "new password")
+    accounts.reset_password(database, admin, "rita", "new password")
     with pytest.raises(AccountError):
         accounts.sign_in(database, SETTINGS, "rita", "old password")
     assert accounts.sign_in(database, SETTINGS, "rita", "new password").username == "rita"
@@ -243,3 +254,34 @@ def test_two_first_admin_submissions_at_once_create_one_admin(database):
         outcomes = sorted(pool.map(submit, ["ada", "eve"]))
     assert outcomes == [accounts.FIRST_ADMIN_EXISTS, "created"]
     assert len(accounts.list_accounts(database)) == 1
+
+
+def test_an_admin_disabled_or_demoted_meanwhile_changes_nothing_and_leaves_no_row(database,
+                                                                                 admin):
+    """The Actor a page kept from an earlier run is not trusted: each admin action reads the
+    account inside its own transaction."""
+    from records.image_store import set_keep_images
+
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
+    accounts.add_account(database, admin, "bob", "bob's password", "admin")
+    accounts.set_disabled(database, CLI_ACTOR, "ada", True)  # IT, while ada's page is open
+    before = actions(database)
+    attempts = [lambda: accounts.set_disabled(database, admin, "ada", False),
+                lambda: accounts.add_account(database, admin, "eve", "long enough", "admin"),
+                lambda: accounts.reset_password(database, admin, "rita", "taken over"),
+                lambda: accounts.unlock(database, admin, "rita"),
+                lambda: set_keep_images(database, admin, True)]
+    for attempt in attempts:
+        with pytest.raises(accounts.NotAnAdmin, match="Nothing was changed"):
+            attempt()
+    assert actions(database) == before
+    assert accounts.current_role(database, "ada") is None
+    assert [row.username for row in accounts.list_accounts(database)] == ["ada", "bob", "rita"]
+    accounts.set_disabled(database, CLI_ACTOR, "ada", False)
+    with database.session() as session:  # made a radiologist while the admin page was open
+        session.get(User, session.scalar(select(User.id).where(User.username == "bob"))
+                    ).role = "radiologist"
+        session.commit()
+    with pytest.raises(accounts.NotAnAdmin):
+        accounts.set_disabled(database, Actor("bob", "admin"), "rita", True)
+    accounts.set_disabled(database, admin, "rita", True)  # ada is an admin again: it works

@@ -1,7 +1,7 @@
 """Onboard a hospital: refit a run's head on its own films, report before/after, write a new run.
 
     python -m training.adapt --model RUN_DIR --site DIR --out NEW_RUN_DIR [--name SITE]
-        [--holdout 0.3] [--site-weight auto|W] [--age-group adult|child|auto]
+        [--holdout 0.3] [--site-weight auto|W] [--age-group adult|child|auto] [--status FILE]
 
 DIR holds the site's films as `<LABEL>/*` (a class or a label set; `NORMAL` alone is enough),
 or a `manifest.csv` (training.external's layouts); a `patient_id` column, when present, keeps
@@ -27,7 +27,9 @@ thresholds are left as they were.
 What it measured on real sites: docs/RESULTS.md (Site adaptation).
 
 Refused, with a message and nothing written: an existing --out, an unknown label folder,
-films the gate refuses (listed), fewer than MIN_FILMS usable films.
+films the gate refuses (listed), fewer than MIN_FILMS usable films, a site name or adapted
+version too long to store (training.site_names). ``--status FILE`` keeps a JSON status file
+(training.job_status) for whoever runs it in the background (the Sites page).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ from model.run_metrics import set_metrics_key
 from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
 from training.external import MANIFEST, accepted_figures, read_external
 from training.feature_bank import FeatureBank
+from training.job_status import DONE, REFUSED, RUNNING, write_status
 from training.model_card import render, site_table
+from training.site_names import SiteNameError, adapted_version, site_name
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -530,7 +534,7 @@ def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adapt
         adapted_from = {"base_model": base_version, "site": name,
                         "adapted_at": datetime.now(UTC).isoformat(timespec="seconds"),
                         "adapted": adaptation.report["adapted"]}
-        write_metadata(staging, replace(metadata, version=f"{base_version}+site-{name}",
+        write_metadata(staging, replace(metadata, version=adapted_version(base_version, name),
                                         adapted_from=adapted_from))
         shutil.copy2(base_dir / METRICS_FILE, staging / METRICS_FILE)
         set_metrics_key(staging, "site", adaptation.report)
@@ -566,20 +570,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--age-group", choices=("adult", "child", "auto"), default="auto",
                         help="the site's patients' age group (default: the model's estimate)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--status", type=Path, metavar="FILE",
+                        help="keep FILE up to date with where the run stands, as JSON "
+                        "(training.job_status): running, then done, or refused and why")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    def refuse(message: str) -> None:
+        if args.status:
+            write_status(args.status, REFUSED, message)
+        parser.error(message)
+
+    if args.status:
+        write_status(args.status, RUNNING, "reading the site's films")
     if args.out.exists():
-        parser.error(f"{args.out} exists; choose a new run directory")
+        refuse(f"{args.out} exists; choose a new run directory")
     if not args.site.is_dir():
-        parser.error(f"no site folder at {args.site}")
+        refuse(f"no site folder at {args.site}")
     if not 0 < args.holdout < 1:
-        parser.error("--holdout must be between 0 and 1")
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in (args.name or
-                                                                   args.site.resolve().name))
+        refuse("--holdout must be between 0 and 1")
     from model.predictor import ModelLoadError, Predictor
 
     started = time.perf_counter()
     try:
+        name = site_name(args.name or args.site.resolve().name)
+        version = adapted_version(read_metadata(args.model).version, name)
         predictor = Predictor.load(args.model)
         bank = FeatureBank.load(args.model)
         log.info("reading the site's films")
@@ -587,13 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("adapting on %d films", len(site.labels))
         adaptation = adapt(predictor, bank, site, name, args.holdout, args.site_weight,
                            args.seed)
-    except (ModelLoadError, RunFileError, SiteError) as error:
-        parser.error(str(error))
+    except (ModelLoadError, RunFileError, SiteError, SiteNameError) as error:
+        refuse(str(error))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log.info("writing %s", args.out)
     write_run(args.model, args.out, predictor, adaptation)
     print(site_table(adaptation.report))
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s)")
+    if args.status:
+        write_status(args.status, DONE, f"wrote {version}", args.out, version)
     return 0
 
 

@@ -44,7 +44,7 @@ from webapp.page_state import (
 )
 from webapp.pdf_report import pdf_report
 from webapp.plain_text import plain
-from webapp.resources import app_database, load_predictor, run_dir
+from webapp.resources import app_database, load_predictor, model_unavailable, run_dir
 from webapp.session import PAUSED, require_signed_in
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ st.caption(
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
+    st.error(model_unavailable(error, actor.role))
     st.stop()
 
 age_group = chosen_age_group(predictor)

@@ -1,27 +1,33 @@
 """Sites, for admins: onboard a hospital from its own films (training.adapt in the background),
-see before/after on its held-out films, activate the adapted model, or go back."""
+see before/after on its held-out films, and serve any kept model (the shipped one, an adapted
+one). Every action here re-checks, inside itself, that its admin still is one."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import streamlit as st
 
 from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
+from records.accounts import AccountError
 from records.audit import AuditUnavailable
 from records.model_activations import (
     SERVER_MODE,
     ActivationError,
     Served,
     activate,
-    restore_previous,
+    serving,
     switches,
 )
 from records.settings import load_settings
+from training import adapt_jobs as jobs
+from training.job_status import DONE, RUNNING
 from webapp import site_onboarding as sites
 from webapp.bounded_zip import ZipLimits
 from webapp.charts import confusion_matrix_figure
+from webapp.kept_models import check_servable, kept_models
 from webapp.plain_text import plain
-from webapp.resources import app_database, model_url, run_dir
+from webapp.resources import app_database, configured_run_dir, model_url, run_dir
 from webapp.session import PAUSED, require_admin
 
 OUTCOME = "sites_outcome"
@@ -41,11 +47,14 @@ def served_now() -> Served:
         return Served(path, f"unreadable ({error})")
 
 
-def switch(change, *arguments) -> None:
-    """An audited switch (a button callback), its outcome kept for the page."""
+def switch(target: Path) -> None:
+    """An audited switch to ``target`` (a button callback, run before the page: what it knows
+    of the account and the model it reads now), its outcome kept for the page."""
     try:
-        done = change(database, actor, *arguments, model_url=server_url)
-    except ActivationError as error:
+        if not server_url:
+            check_servable(target)
+        done = activate(database, actor, target, configured_run_dir(), model_url=server_url)
+    except (ActivationError, AccountError) as error:
         st.session_state[OUTCOME] = (False, str(error))
     except AuditUnavailable:
         st.session_state[OUTCOME] = (False, PAUSED)
@@ -67,17 +76,32 @@ st.subheader("Served model")
 st.markdown(f"**{plain(current.version)}**  \n`{plain(str(current.run_dir))}`")
 if server_url:
     st.info(SERVER_MODE, icon=":material/dns:")
+else:
+    unsigned = serving(database, configured_run_dir()).unsigned
+    if unsigned:
+        st.error(f"Audit rows {', '.join(map(str, unsigned))} switch the model but are not signed "
+                 "with the audit key (written into the database by something other than this "
+                 f"app): they are ignored, and {plain(current.version)} is served, the newest "
+                 "signed switch (or the settings' model). Run python -m records.audit verify "
+                 "and see docs/AUDIT.md.", icon=":material/gpp_bad:")
 history = switches(database)
 if history:
     st.dataframe([{"When (UTC)": item.at, "By": item.username, "Served": item.served.version,
                    "Replaced": item.previous.version} for item in reversed(history)],
                  hide_index=True, key="switches")
-    st.button(f"Back to {history[-1].previous.version}", icon=":material/undo:",
-              key="restore_previous", on_click=switch, args=(restore_previous,),
-              disabled=bool(server_url))
+kept = {str(model.run_dir): model for model in kept_models(configured_run_dir(),
+                                                           settings.sites_dir)}
+choose, serve = st.columns([3, 1], vertical_alignment="bottom")
+chosen = choose.selectbox("Kept models", list(kept), key="kept_model",
+                          format_func=lambda key: f"{kept[key].version} ({Path(key).name})",
+                          help="The shipped model and every adapted run in the sites folder.")
+serve.button("Serve this model", icon=":material/published_with_changes:", key="serve_kept",
+             on_click=switch, args=(Path(chosen),) if chosen else (current.run_dir,),
+             disabled=bool(server_url) or chosen is None
+             or Path(chosen).resolve() == current.run_dir.resolve())
 
 st.subheader("Onboard a site")
-running = sites.running_job(settings)
+running = jobs.running_job(settings.sites_dir)
 with st.container(border=True):
     name = st.text_input("Site name", key="site_name", placeholder="st-mary")
     source = st.radio("Films", (ZIP_SOURCE, FEEDBACK_SOURCE),
@@ -108,9 +132,11 @@ if start:
         def gather(folder):
             return sites.films_from_feedback(database, settings, folder)
     try:
-        job, films = sites.start_from(settings, name, current.run_dir, gather)
-    except sites.SiteInputError as error:
+        job, films = sites.start_from(database, settings, actor, name, current, gather)
+    except (sites.SiteInputError, AccountError) as error:
         st.error(plain(str(error)))
+    except AuditUnavailable:
+        st.error(PAUSED, icon=":material/error:")
     else:
         st.success(f"Started {job.site}: {sites.label_counts_text(films.counts)}"
                    + (f" ({len(films.skipped)} skipped)" if films.skipped else ""))
@@ -119,7 +145,7 @@ if start:
         running = job
 
 
-def show_result(status: sites.JobStatus) -> None:
+def show_result(status: jobs.JobStatus) -> None:
     report = sites.site_report(status.job.out)
     if report is None:
         st.warning("The adapted run has no site report in its metrics.json.")
@@ -146,8 +172,7 @@ def show_result(status: sites.JobStatus) -> None:
                                 key=f"confusion_{when}_{status.job.folder.name}")
     version = metadata.version
     st.button(f"Activate {version}", icon=":material/published_with_changes:", type="primary",
-              key=f"activate_{status.job.folder.name}", on_click=switch,
-              args=(activate, Served(status.job.out, version), current),
+              key=f"activate_{status.job.folder.name}", on_click=switch, args=(status.job.out,),
               disabled=bool(server_url) or status.job.out.resolve() == current.run_dir.resolve())
 
 
@@ -156,24 +181,24 @@ def adaptations() -> None:
     if OUTCOME in st.session_state:
         st.rerun()  # Activate (a button in here) reran only this part: redraw the whole page
     st.subheader("Adaptations")
-    listed = sites.jobs(settings)
+    listed = jobs.jobs(settings.sites_dir)
     if not listed:
         st.info("No site has been onboarded yet.")
     for job in listed:
-        status = sites.status(job)
+        status = jobs.status(job)
         title = (f"{job.site}: {status.state}, {status.seconds:.0f} s "
                  f"(started {job.started_at:%Y-%m-%d %H:%M} UTC)")
         with st.expander(title, expanded=job == listed[0]):
-            if status.state == sites.RUNNING:
+            if status.state == RUNNING:
                 st.info(f"Adapting {sites.label_counts_text(job.films)} from "
                         f"{job.base_run_dir.name}; running for {status.seconds:.0f} s "
                         "(up to about 5 minutes).", icon=":material/hourglass_top:")
                 st.code("\n".join(status.log_tail) or "starting…", language=None)
-            elif status.state == sites.FAILED:
-                st.error(plain(status.message), icon=":material/error:")
-            else:
+            elif status.state == DONE:
                 show_result(status)
-    if running is not None and sites.running_job(settings) is None:
+            else:
+                st.error(plain(status.message), icon=":material/error:")
+    if running is not None and jobs.running_job(settings.sites_dir) is None:
         st.rerun()  # the job ended: redraw the page (its Start button, the served model)
 
 

@@ -36,7 +36,7 @@ from webapp.page_state import (
     OpenedRow,
 )
 from webapp.plain_text import plain
-from webapp.resources import app_database, load_predictor, run_dir
+from webapp.resources import app_database, load_predictor, model_unavailable, run_dir
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import (
     WorklistRow,
@@ -165,7 +165,7 @@ st.caption("Many chest X-rays at once, the most suspicious first. Studies are sh
 try:
     predictor = load_predictor(run_dir())
 except ModelLoadError as error:
-    st.error(f"The model could not be loaded, so no image can be analysed. {plain(error)}")
+    st.error(model_unavailable(error, actor.role))
     st.stop()
 settings = from_environment()
 age_group = chosen_age_group(predictor)

@@ -19,7 +19,9 @@ import streamlit as st
 from model.run_dir import DEFAULT_RUN_DIR
 from records.db import Database, open_database
 from records.model_activations import active_run_dir
+from records.roles import ADMIN
 from records.settings import load_settings
+from webapp.plain_text import plain
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -36,6 +38,15 @@ def run_dir() -> Path:
     if model_url():
         return configured_run_dir()
     return active_run_dir(app_database(), configured_run_dir())
+
+
+def model_unavailable(error: Exception, role: str) -> str:
+    """What a page says when the model cannot be loaded: why, with its paths, to an admin only;
+    a radiologist is told to call one (server paths are no business of theirs)."""
+    head = "The model could not be loaded, so no image can be analysed."
+    if role == ADMIN:
+        return f"{head} {plain(str(error))}"
+    return f"{head} Please tell an admin: the Sites page shows which model is served."
 
 
 def model_url() -> str | None:

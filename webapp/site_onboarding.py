@@ -1,68 +1,60 @@
 """What the Sites page does, as plain functions: gather a hospital's films (an uploaded .zip in
-label folders, or radiologist-confirmed films the app kept), run ``python -m training.adapt``
-on them in the background, read how it went, and show its before/after.
+label folders, or radiologist-confirmed films the app kept), start ``python -m training.adapt``
+on them as a background job (training.adapt_jobs: one at a time, read back from its folder),
+and show its before/after. Starting, and each refusal to start, is audited here; the job's end
+by its runner.
 
-A job is a folder under ``Settings.sites_dir/jobs``: its films, ``job.json`` (what and where),
-``adapt.log`` (the command's output) and ``exit_code`` (written by the job itself when it
-ends). Everything the page shows is read back from that folder, so a rerun, a reload or a
-restarted server finds the job where it was. The adapted run directory goes beside it, under
-``sites_dir``.
+A site's films are written numbered (``NORMAL/00001.png``), never under their original names,
+which may carry a patient's; they are deleted when the job ends unless keeping images is on.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from model.labels import display_name
 from model.run_dir import RunFileError
 from model.run_metrics import read_metrics
+from records import actions
+from records.accounts import Actor
 from records.db import Database
 from records.feedback import labelled_images
 from records.image_store import image_path, keep_images
-from records.settings import REPO_ROOT, Settings
+from records.model_activations import Served
+from records.settings import Settings
+from training import adapt_jobs as jobs
+from training.site_names import SiteNameError, adapted_version, site_name
 from webapp.bounded_zip import ZipLimits, iter_members
 
-JOBS_FOLDER = "jobs"
-FILMS_FOLDER = "films"
-JOB_FILE = "job.json"
-LOG_FILE = "adapt.log"
-EXIT_FILE = "exit_code"
-MAX_NAME_CHARS = 40  # the version "<base>+site-<name>" fits the audit trail's 100 characters
-LOG_TAIL_LINES = 12
-# Runs the command, then writes its exit status beside the log: the job says how it ended
-# even when the server that started it is gone.
-JOB_SHELL = 'exit_file=$1; shift; "$@"; echo $? > "$exit_file.part"; mv "$exit_file.part" ' \
-            '"$exit_file"'
+MAX_LABEL_CHARS = 64  # a label folder's name: longer is no label anyone uses
+MAX_SUFFIX_CHARS = 10
 NO_KEPT_IMAGES = ("Keeping de-identified images is off (Users page), so the app holds no "
                   "confirmed films to adapt on; upload a .zip instead, or turn keeping on and "
                   "let radiologists confirm analyses first.")
+ONE_AT_A_TIME = "Another adaptation is running (or being started); one at a time."
 
 
 class SiteInputError(ValueError):
-    """Films or a name the page cannot start an adaptation with; the message is for a person."""
+    """Films or a name the page cannot start an adaptation with; the message is for a person,
+    ``reason`` (no file or patient names) for the audit trail."""
 
-
-def site_name(text: str) -> str:
-    """The site's name as the run's version will carry it: letters, digits, - and _."""
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text.strip()).strip("-")[:MAX_NAME_CHARS]
-    if not name:
-        raise SiteInputError("Name the site (letters, digits, - and _), e.g. st-mary.")
-    return name
+    def __init__(self, message: str, reason: str = "films") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _label_folder(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_+-]+", "_", text)
+    return re.sub(r"[^A-Za-z0-9_+-]+", "_", text)[:MAX_LABEL_CHARS]
+
+
+def _film_name(index: int, member: PurePosixPath) -> str:
+    """A film's file name: its number in its label folder and its (bounded) suffix only."""
+    suffix = re.sub(r"[^A-Za-z0-9.]+", "", member.suffix)[:MAX_SUFFIX_CHARS]
+    return f"{index:05d}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -97,8 +89,7 @@ def films_from_zip(name: str, data: bytes, limits: ZipLimits, folder: Path) -> G
         target = folder / label
         target.mkdir(parents=True, exist_ok=True)
         counts[label] = counts.get(label, 0) + 1
-        safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", member.name)
-        (target / f"{counts[label]:05d}_{safe_name}").write_bytes(content)
+        (target / _film_name(counts[label], member)).write_bytes(content)
     return GatheredFilms(counts, skipped)
 
 
@@ -112,7 +103,7 @@ def films_from_feedback(database: Database, settings: Settings, folder: Path) ->
     with conflicting readings, or not kept, are skipped and counted."""
     reason = confirmed_films_available(database)
     if reason:
-        raise SiteInputError(reason)
+        raise SiteInputError(reason, "keeping images is off")
     counts: dict[str, int] = {}
     conflicting = missing = 0
     for sha256, read_class in labelled_images(database).items():
@@ -133,142 +124,55 @@ def films_from_feedback(database: Database, settings: Settings, folder: Path) ->
     return GatheredFilms(counts, skipped)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One adaptation, as its folder says: what, from which model, into which run directory."""
-
-    folder: Path
-    site: str
-    base_run_dir: Path
-    out: Path
-    started_at: datetime
-    films: dict[str, int]
-
-    @property
-    def films_dir(self) -> Path:
-        return self.folder / FILMS_FOLDER
-
-    @property
-    def log_file(self) -> Path:
-        return self.folder / LOG_FILE
-
-
-def new_job(settings: Settings, name: str, base_run_dir: Path,
-            now: datetime | None = None) -> Job:
-    """A fresh job folder (films still to be gathered) and the run directory it will write."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
-    stamp = now.strftime("%Y%m%d-%H%M%S")
-    folder = settings.sites_dir / JOBS_FOLDER / f"{stamp}-{name}"
-    if folder.exists():
-        raise SiteInputError(f"An adaptation of {name} started this second already.")
-    (folder / FILMS_FOLDER).mkdir(parents=True)
-    return Job(folder, name, base_run_dir, settings.sites_dir / f"{name}-{stamp}", now, {})
-
-
-def _write_job(job: Job) -> None:
-    (job.folder / JOB_FILE).write_text(json.dumps({
-        "site": job.site, "base_run_dir": str(job.base_run_dir), "out": str(job.out),
-        "started_at": job.started_at.isoformat(timespec="seconds"), "films": job.films}))
-
-
-def read_job(folder: Path) -> Job:
-    saved = json.loads((folder / JOB_FILE).read_text())
-    return Job(folder, saved["site"], Path(saved["base_run_dir"]), Path(saved["out"]),
-               datetime.fromisoformat(saved["started_at"]), saved["films"])
-
-
-def adapt_command(job: Job) -> list[str]:
-    return [sys.executable, "-m", "training.adapt", "--model", str(job.base_run_dir),
-            "--site", str(job.films_dir), "--out", str(job.out), "--name", job.site]
-
-
-def start(job: Job, films: GatheredFilms) -> Job:
-    """Record the job and start training.adapt on its films in the background; it keeps
-    running across page reruns, and writes its log and exit status into the job's folder."""
-    if not films.total:
-        raise SiteInputError("No films to adapt on: " + ("; ".join(films.skipped[:5])
-                                                        or "the source holds none."))
-    job = Job(job.folder, job.site, job.base_run_dir, job.out, job.started_at, films.counts)
-    _write_job(job)
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with job.log_file.open("wb") as log:
-        process = subprocess.Popen(["sh", "-c", JOB_SHELL, "sh", str(job.folder / EXIT_FILE),
-                                    *adapt_command(job)],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                   env=environment, start_new_session=True)
-    threading.Thread(target=process.wait, daemon=True).start()  # reaps it when it ends
-    return job
-
-
-def start_from(settings: Settings, name: str, base_run_dir: Path,
-               gather: Callable[[Path], GatheredFilms]) -> tuple[Job, GatheredFilms]:
-    """A new job for site ``name``: ``gather`` writes its films into the folder given, then
-    the adaptation starts; SiteInputError (and nothing left behind) when it cannot, or while
-    another adaptation runs."""
-    running = running_job(settings)
-    if running is not None:
-        raise SiteInputError(f"The adaptation of {running.site} is still running; one at a "
-                             "time.")
-    job = new_job(settings, site_name(name), base_run_dir)
+def start_from(database: Database, settings: Settings, actor: Actor, name: str, base: Served,
+               gather: Callable[[Path], GatheredFilms]) -> tuple[jobs.Job, GatheredFilms]:
+    """Adapt ``base`` to site ``name`` as a background job: ``gather`` writes its films into
+    the folder given, then the job starts, audited. SiteInputError (audited as a refusal, and
+    nothing left behind) when it cannot, or while another adaptation runs; NotAnAdmin (and no
+    row at all) when ``actor`` is no longer an active admin; AuditUnavailable when the trail
+    cannot be written (nothing starts)."""
     try:
-        films = gather(job.films_dir)
-        return start(job, films), films
-    except BaseException:
-        shutil.rmtree(job.folder, ignore_errors=True)
+        job, films = _start(database, settings, actor, name, base, gather)
+    except SiteInputError as error:
+        jobs.audit_admin_action(database, actor, actions.ADAPTATION_REFUSED,
+                                site=name[:100], reason=error.reason)
         raise
+    return job, films
 
 
-RUNNING, DONE, FAILED = "running", "done", "failed"
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """Where a job stands: running (with its log's last lines), done, or failed (why)."""
-
-    job: Job
-    state: str
-    seconds: float
-    message: str
-    log_tail: list[str]
-
-
-def refusal(log_text: str) -> str:
-    """training.adapt's own message (argparse's "error: ..." and what follows), else the
-    log's last lines."""
-    match = re.search(r"^[\w.]+: error: (.*)", log_text, flags=re.MULTILINE | re.DOTALL)
-    if match:
-        return match.group(1).strip()
-    lines = [line for line in log_text.splitlines() if line.strip()]
-    return "\n".join(lines[-LOG_TAIL_LINES:]) or "It stopped without a message."
-
-
-def status(job: Job, now: float | None = None) -> JobStatus:
-    """The job's state as its folder tells it."""
-    log_text = job.log_file.read_text(errors="replace") if job.log_file.is_file() else ""
-    tail = [line for line in log_text.splitlines() if line.strip()][-LOG_TAIL_LINES:]
-    exit_file = job.folder / EXIT_FILE
-    ended = exit_file.is_file()
-    finished_at = exit_file.stat().st_mtime if ended else (now or time.time())
-    seconds = max(0.0, finished_at - job.started_at.timestamp())
-    if not ended:
-        return JobStatus(job, RUNNING, seconds, "", tail)
-    code = exit_file.read_text().strip()
-    if code == "0" and job.out.is_dir():
-        return JobStatus(job, DONE, seconds, f"Wrote {job.out}.", tail)
-    return JobStatus(job, FAILED, seconds, refusal(log_text), tail)
-
-
-def jobs(settings: Settings) -> list[Job]:
-    """Every job the page started, newest first."""
-    root = settings.sites_dir / JOBS_FOLDER
-    folders = sorted((path for path in root.glob("*") if (path / JOB_FILE).is_file()),
-                     reverse=True) if root.is_dir() else []
-    return [read_job(folder) for folder in folders]
-
-
-def running_job(settings: Settings) -> Job | None:
-    """The job still running, if any: one at a time (the machine's cores are the app's too)."""
-    return next((job for job in jobs(settings) if status(job).state == RUNNING), None)
+def _start(database: Database, settings: Settings, actor: Actor, name: str, base: Served,
+           gather: Callable[[Path], GatheredFilms]) -> tuple[jobs.Job, GatheredFilms]:
+    try:
+        site = site_name(name)
+        version = adapted_version(base.version, site)
+    except SiteNameError as error:
+        raise SiteInputError(str(error), "site name") from None
+    try:
+        with jobs.one_at_a_time(settings.sites_dir) as lock:
+            try:
+                job = jobs.new_job(settings.sites_dir, site, base.run_dir, actor.username,
+                                   keep_images(database))
+            except FileExistsError:
+                raise SiteInputError(f"An adaptation of {site} started this second already.",
+                                     "started twice") from None
+            try:
+                films = gather(job.films_dir)
+                if not films.total:
+                    raise SiteInputError("No films to adapt on: " + (
+                        "; ".join(films.skipped[:5]) or "the source holds none."), "no films")
+                job = jobs.Job(job.folder, job.site, job.base_run_dir, job.out,
+                               job.started_at, films.counts, job.started_by, job.keep_films)
+                jobs.audit_admin_action(
+                    database, actor, actions.ADAPTATION_STARTED, model_version=base.version,
+                    job=job.folder.name, site=site, version=version, films=films.counts,
+                    films_kept=job.keep_films)
+                jobs.launch(job, lock, database.engine.url.render_as_string(hide_password=False))
+            except BaseException:
+                shutil.rmtree(job.folder, ignore_errors=True)
+                raise
+    except jobs.JobBusy:
+        raise SiteInputError(ONE_AT_A_TIME, "another adaptation is running") from None
+    return job, films
 
 
 def site_report(run_dir: Path) -> dict | None:
