@@ -11,6 +11,7 @@ highdicom, so the archive files them with the study and the radiologist's viewer
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import TYPE_CHECKING
 
 import highdicom as hd
@@ -38,6 +39,7 @@ HEATMAP_NOTICE = "AI heatmap: decision support, not for diagnosis"
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 HEATMAP_SIDE = 512  # the Secondary Capture's longest side: readable, quick to make and store
 HEATMAP_OPACITY = 0.4
+LONG_STRING_CHARS = 64  # DICOM's LO
 DEVICE_UID = generate_uid(entropy_srcs=[ALGORITHM_NAME])  # the same for every report
 PRIVATE_SCHEME = "99CXRAI"  # our own coding scheme, for what SNOMED CT has no code for
 FINDING_CODES = {
@@ -58,6 +60,16 @@ TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
                 "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber")
 
 
+def long_string(text: str) -> str:
+    """``text`` within a DICOM Long String's 64 characters, where the SR repeats an LO attribute
+    (Algorithm Version, Manufacturer's Model Name): a longer one (a chained site version) keeps
+    its start and a hash of the whole, so two versions never read alike."""
+    if len(text) <= LONG_STRING_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return f"{text[:LONG_STRING_CHARS - 9]}~{digest}"
+
+
 def finding_code(class_name: str) -> hd.sr.CodedConcept:
     """SNOMED CT for the classes it names; our private scheme for any other class."""
     return FINDING_CODES.get(class_name) or hd.sr.CodedConcept(
@@ -76,7 +88,7 @@ def structured_report(source: Dataset, prediction: Prediction,
     is one more measurement (its own code in the private scheme)."""
     # named once, for the whole group: it made the finding and every probability
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME,
-                                              version=prediction.model_version)
+                                              version=long_string(prediction.model_version))
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
                                                      identifier="Chest X-ray classification"),
@@ -97,7 +109,7 @@ def structured_report(source: Dataset, prediction: Prediction,
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=DEVICE_UID, name=ALGORITHM_NAME, manufacturer_name=MANUFACTURER,
-            model_name=prediction.model_version),
+            model_name=long_string(prediction.model_version)),
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),

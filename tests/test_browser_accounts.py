@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom import dcmread
 from sqlalchemy import select
 
-from records import actions, audit
+from records import accounts, actions, audit
 from records.db import open_database
 from records.settings import DATABASE_FILE
 from records.tables import AuditEvent, Feedback
@@ -42,12 +42,13 @@ if not CHROMIUM.is_file():
 TIMEOUT_MS = 60_000
 READER = ("reader", "reader password", "radiologist")
 LOCKED = ("forgetful", "forgetful password", "radiologist")
+REVOKED = ("admin2", "admin2 password", "admin")  # first by name: the Users page's default
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
-    prepare_data_dir(folder, ((*BROWSER_ADMIN, "admin"), READER, LOCKED))
+    prepare_data_dir(folder, ((*BROWSER_ADMIN, "admin"), READER, LOCKED, REVOKED))
     return folder
 
 
@@ -217,3 +218,21 @@ def test_a_dicoms_identifiers_never_reach_the_database_file(page, app_url, data_
     uid = str(dcmread(dicom).SOPInstanceUID)
     leaked = [value for value in [*FAKE_PATIENT.values(), uid] if value.encode() in stored]
     assert not leaked
+
+
+def test_an_admin_disabled_while_the_users_page_is_open_cannot_enable_itself(page, app_url,
+                                                                            database):
+    """IT disables admin2 from the command line while admin2 has Users open; admin2's click on
+    Enable (its own account, chosen already) changes nothing, writes no row of it, and signs
+    admin2 out."""
+    signed_in(page, app_url, REVOKED)
+    page.get_by_role("link", name="Users").click()
+    page.get_by_role("button", name="Enable").wait_for()
+    accounts.set_disabled(database, accounts.CLI_ACTOR, REVOKED[0], True)
+    page.get_by_role("button", name="Enable").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert accounts.current_role(database, REVOKED[0]) is None
+    with database.session() as session:
+        done_by_revoked = list(session.scalars(select(AuditEvent.action).where(
+            AuditEvent.username == REVOKED[0], AuditEvent.action.startswith("admin:"))))
+    assert done_by_revoked == []

@@ -113,3 +113,18 @@ def test_a_worklist_csv_download_names_the_version_of_its_rows(database):
     assert [version for version, _ in found] == [VERSION, None]
     assert [detail["model_versions"] for detail in details] == [[VERSION], ["base-v1", VERSION]]
     assert [detail["rows"] for detail in details] == [2, 3]
+
+
+def test_a_version_longer_than_a_dicom_long_string_is_bounded_in_the_sr_and_stays_distinct():
+    """Algorithm Version and the device's model name mirror LO attributes (64 characters): a
+    chained site version (up to 100) must fit, and two such versions must not read alike."""
+    source = with_empty_type2(make_dataset(np.full((64, 64), 100, np.uint8)))
+    base = "cxr4+adult-efficientnet_lite0-20261202-1219+site-"
+    named = []
+    for site in ("st-mary-north-campus-radiology", "st-mary-north-campus-radiology-2"):
+        report = structured_report(source, Prediction.of(PROBABILITIES, base + site))
+        texts = [element.value for element in elements(report)
+                 if element.keyword == "TextValue" and element.value.startswith(base[:40])]
+        assert len(texts) == 2 and all(len(text) <= 64 for text in texts), texts
+        named.append(texts[0])
+    assert named[0] != named[1]

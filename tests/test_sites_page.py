@@ -1,10 +1,12 @@
 """The Sites page through app.py (AppTest): a real adaptation started from an uploaded .zip,
-its before/after, Activate (Diagnose then analyses with it) and Back, each audited; and what
-it says in model-server mode."""
+its before/after, Activate (Diagnose then analyses with it) and serving the shipped model again
+from the kept models, each audited; an admin disabled while the page is open acts no more; and
+what it says in model-server mode."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -14,11 +16,12 @@ from streamlit.testing.v1 import AppTest
 
 from model.run_dir import read_metadata
 from records import actions
+from records.accounts import CLI_ACTOR, set_disabled
 from records.db import open_database
 from records.model_activations import SERVER_MODE
 from records.settings import MODEL_DIR_ENV, MODEL_URL_ENV, SITES_DIR_ENV
 from records.tables import AuditEvent
-from testkit.apptest import RADIOLOGIST, open_page, synthetic_png, upload
+from testkit.apptest import ADMIN, RADIOLOGIST, open_page, synthetic_png, upload
 from testkit.site_factory import banked_run as onboardable_run
 from testkit.site_factory import site_zip
 from webapp.page_state import DIAGNOSE_RESULT
@@ -102,10 +105,14 @@ def test_an_admin_onboards_a_site_activates_it_and_goes_back(app_database_url, b
     assert row.model_version == adapted
 
     at.switch_page(PAGE).run()
-    button(at, f"Back to {base_version}").click().run()
+    kept = at.selectbox(key="kept_model")
+    assert kept.options == [f"{base_version} ({banked_run.name})",
+                            f"{adapted} (St-Mary-{adapted_stamp(app_database_url)})"]
+    kept.set_value(str(banked_run)).run()
+    button(at, "Serve this model").click().run()
     assert f"Now serving {base_version} (was {adapted})." in page_text(at)
-    [row] = audit_rows(app_database_url, actions.RESTORE_MODEL)
-    assert row.model_version == base_version
+    assert [row.model_version for row in audit_rows(app_database_url, actions.ACTIVATE_MODEL)
+            ] == [adapted, base_version]
 
     # Monitoring marks both switches on its time charts.
     at.switch_page("views/monitoring.py").run()
@@ -115,7 +122,40 @@ def test_an_admin_onboards_a_site_activates_it_and_goes_back(app_database_url, b
     assert notes.count(f"model {adapted}") == 3 and notes.count(f"model {base_version}") == 3
 
 
+def adapted_stamp(url: str) -> str:
+    [started] = audit_rows(url, actions.ADAPTATION_STARTED)
+    return json.loads(started.detail)["job"].removesuffix("-St-Mary")
+
+
+def test_an_admin_disabled_while_the_page_is_open_switches_nothing_and_is_signed_out(
+        app_database_url, banked_run, tmp_path):
+    adapted = tmp_path / "sites" / "st-mary-20261208-100000"
+    shutil.copytree(banked_run, adapted)
+    at = open_page(PAGE)
+    at.selectbox(key="kept_model").set_value(str(adapted)).run()
+    database = open_database(app_database_url)
+    try:
+        set_disabled(database, CLI_ACTOR, ADMIN[0], True)  # IT, from the command line
+    finally:
+        database.engine.dispose()
+    button(at, "Serve this model").click().run()
+    assert audit_rows(app_database_url, actions.ACTIVATE_MODEL) == []
+    assert [widget.label for widget in at.button] == ["Sign in"], page_text(at)
+    [signed_out] = audit_rows(app_database_url, actions.SIGN_OUT)
+    assert json.loads(signed_out.detail)["reason"] == "account disabled"
+
+
 def test_in_model_server_mode_the_page_says_activation_happens_on_the_server(monkeypatch):
     monkeypatch.setenv(MODEL_URL_ENV, "http://127.0.0.1:9")
     at = open_page(PAGE)
     assert SERVER_MODE in [item.value for item in at.info]
+
+
+def test_a_model_that_cannot_load_shows_a_radiologist_no_server_path(monkeypatch, tmp_path):
+    gone = tmp_path / "srv" / "sites" / "deleted-run"
+    monkeypatch.setenv(MODEL_DIR_ENV, str(gone))
+    for account, shows_path in ((RADIOLOGIST, False), (ADMIN, True)):
+        at = open_page("views/diagnose.py", account=account)
+        [error] = at.error
+        assert error.value.startswith("The model could not be loaded")
+        assert (str(gone) in error.value) == shows_path, error.value

@@ -1,6 +1,8 @@
 """Users, for admins: the accounts, adding one, disabling, new passwords, keeping images.
 
-Changes run as button callbacks, before the page draws, so the table shows them at once.
+Changes run as button callbacks, before the page draws, so the table shows them at once; a
+callback holds the account of the page's previous run, so each change checks, inside its own
+transaction, that the account is an active admin still (records.accounts.check_admin).
 """
 
 import streamlit as st
@@ -99,5 +101,7 @@ keep = st.toggle(
 if keep != kept:
     try:
         set_keep_images(database, actor, keep)
+    except AccountError as error:
+        st.error(plain(str(error)), icon=":material/block:")
     except AuditUnavailable:
         st.error(PAUSED, icon=":material/error:")
