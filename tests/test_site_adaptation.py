@@ -20,6 +20,7 @@ from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
 from training import adapt, feature_bank
 from training.config import CXR4_DATA, TrainConfig
 from training.feature_bank import FeatureBank
+from training.job_status import DONE, REFUSED, read_status
 
 SHARED_DATA = CXR4_DATA.parent  # ../shared/data
 
@@ -62,11 +63,14 @@ def test_the_bank_holds_train_and_val_features_of_every_label(banked_run):
 
 def test_adapt_writes_a_complete_run_with_a_new_head_only(banked_run, tmp_path, capsys):
     site = write_site(tmp_path / "st-mary", 30)
-    out = tmp_path / "adapted"
-    assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out)]) == 0
+    out, status = tmp_path / "adapted", tmp_path / "status.json"
+    assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out),
+                       "--status", str(status)]) == 0
     base, adapted = Predictor.load(banked_run), Predictor.load(out)
     metadata = read_metadata(out)
     assert metadata.version == f"{base.version}+site-st-mary"
+    saved = read_status(status)
+    assert (saved.state, saved.out, saved.version) == (DONE, out, metadata.version)
     assert metadata.adapted_from["base_model"] == base.version
     for layer in base.model.layers:
         old, new = layer.get_weights(), adapted.model.get_layer(layer.name).get_weights()
@@ -106,6 +110,18 @@ def test_adapt_refuses_too_few_films(banked_run, tmp_path, capsys):
                       capsys)
     assert "12 usable films" in message and "at least 20" in message
     assert not out.exists() and not list(tmp_path.glob(".out-*"))
+
+
+def test_adapt_refuses_a_site_name_its_version_cannot_carry_and_says_so_in_its_status(
+        banked_run, tmp_path, capsys):
+    site = write_site(tmp_path / "site", 25)
+    status = tmp_path / "status.json"
+    message = refused(["--model", str(banked_run), "--site", str(site), "--out",
+                       str(tmp_path / "out"), "--name", "n" * 41, "--status", str(status)],
+                      capsys)
+    assert "at most 40 characters" in message and not (tmp_path / "out").exists()
+    saved = read_status(status)
+    assert saved.state == REFUSED and saved.message in message
 
 
 def test_adapt_refuses_an_unknown_label_folder(banked_run, tmp_path, capsys):
