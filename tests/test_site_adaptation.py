@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.job_status import DONE, REFUSED, read_status
 from model.predictor import Predictor
 from model.run_dir import FEATURE_BANK_FILE, read_metadata, write_metadata
 from model.run_metrics import read_metrics
@@ -20,7 +21,6 @@ from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
 from training import adapt, feature_bank
 from training.config import CXR4_DATA, TrainConfig
 from training.feature_bank import FeatureBank
-from training.job_status import DONE, REFUSED, read_status
 
 SHARED_DATA = CXR4_DATA.parent  # ../shared/data
 

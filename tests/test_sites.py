@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect, select, update
 
+from model import job_status
 from model.run_dir import MAX_VERSION_CHARS, read_metadata, write_metadata
+from model.site_names import MAX_SITE_NAME_CHARS, SiteNameError, adapted_version, site_name
+from pipeline import adapt_jobs as jobs
 from records import actions, audit
 from records.accounts import CLI_ACTOR, Actor, NotAnAdmin, add_account, set_disabled
 from records.feedback import save_reading
@@ -35,9 +38,6 @@ from testkit.model_factory import metadata
 from testkit.site_factory import banked_run as onboardable_run
 from testkit.site_factory import site_zip, zip_of
 from testkit.synthetic_data import synthetic_xray
-from training import adapt_jobs as jobs
-from training import job_status
-from training.site_names import MAX_SITE_NAME_CHARS, SiteNameError, adapted_version, site_name
 from webapp import site_onboarding as sites
 from webapp.audited_analysis import record_view
 from webapp.bounded_zip import ZipLimits

@@ -28,8 +28,8 @@ What it measured on real sites: docs/RESULTS.md (Site adaptation).
 
 Refused, with a message and nothing written: an existing --out, an unknown label folder,
 films the gate refuses (listed), fewer than MIN_FILMS usable films, a site name or adapted
-version too long to store (training.site_names). ``--status FILE`` keeps a JSON status file
-(training.job_status) for whoever runs it in the background (the Sites page).
+version too long to store (model.site_names). ``--status FILE`` keeps a JSON status file
+(model.job_status) for whoever runs it in the background (the Sites page).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from model.age_groups import AGE_GROUPS, age_group_index
 from model.calibration import softmax
 from model.decode import decode_file
 from model.errors import ImageError
+from model.job_status import DONE, REFUSED, RUNNING, write_status
 from model.labels import COVID
 from model.populations import block_targets, class_logits
 from model.run_dir import (
@@ -66,12 +67,11 @@ from model.run_dir import (
     write_metadata,
 )
 from model.run_metrics import set_metrics_key
+from model.site_names import SiteNameError, adapted_version, site_name
 from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
 from training.external import MANIFEST, accepted_figures, read_external
 from training.feature_bank import FeatureBank
-from training.job_status import DONE, REFUSED, RUNNING, write_status
 from training.model_card import render, site_table
-from training.site_names import SiteNameError, adapted_version, site_name
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--status", type=Path, metavar="FILE",
                         help="keep FILE up to date with where the run stands, as JSON "
-                        "(training.job_status): running, then done, or refused and why")
+                        "(model.job_status): running, then done, or refused and why")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 

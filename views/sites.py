@@ -7,8 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from model.job_status import DONE, RUNNING
 from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
+from pipeline import adapt_jobs as jobs
 from records.accounts import AccountError
 from records.audit import AuditUnavailable
 from records.model_activations import (
@@ -20,8 +22,6 @@ from records.model_activations import (
     switches,
 )
 from records.settings import load_settings
-from training import adapt_jobs as jobs
-from training.job_status import DONE, RUNNING
 from webapp import site_onboarding as sites
 from webapp.bounded_zip import ZipLimits
 from webapp.charts import confusion_matrix_figure

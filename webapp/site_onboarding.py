@@ -1,6 +1,6 @@
 """What the Sites page does, as plain functions: gather a hospital's films (an uploaded .zip in
 label folders, or radiologist-confirmed films the app kept), start ``python -m training.adapt``
-on them as a background job (training.adapt_jobs: one at a time, read back from its folder),
+on them as a background job (pipeline.adapt_jobs: one at a time, read back from its folder),
 and show its before/after. Starting, and each refusal to start, is audited here; the job's end
 by its runner.
 
@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from model.labels import display_name
 from model.run_dir import RunFileError
 from model.run_metrics import read_metrics
+from model.site_names import SiteNameError, adapted_version, site_name
+from pipeline import adapt_jobs as jobs
 from records import actions
 from records.accounts import Actor
 from records.db import Database
@@ -26,8 +28,6 @@ from records.feedback import labelled_images
 from records.image_store import image_path, keep_images
 from records.model_activations import Served
 from records.settings import Settings
-from training import adapt_jobs as jobs
-from training.site_names import SiteNameError, adapted_version, site_name
 from webapp.bounded_zip import ZipLimits, iter_members
 
 MAX_LABEL_CHARS = 64  # a label folder's name: longer is no label anyone uses

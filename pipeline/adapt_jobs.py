@@ -3,7 +3,7 @@ folder that says how it went, so a page rerun, a reload or a restarted app finds
 
 A job is a folder under ``<sites_dir>/jobs``: its films, ``job.json`` (what, from which model,
 into which run directory, started by whom), ``adapt.log`` (the command's output, for admins) and
-``status.json`` (training.adapt's status file, training.job_status). The adapted run directory
+``status.json`` (training.adapt's status file, model.job_status). The adapted run directory
 goes beside the jobs, under ``sites_dir``.
 
 One at a time, atomically: whoever starts a job first takes an exclusive ``flock`` on
@@ -12,7 +12,7 @@ until the job ends. The kernel drops it when the process ends, however it ends, 
 lock outlives a crash. When the job ends the runner completes its status, deletes its films
 unless it was started while keeping images was on, and audits its end.
 
-    python -m training.adapt_jobs JOB_FOLDER --lock-fd N   (started by ``launch``)
+    python -m pipeline.adapt_jobs JOB_FOLDER --lock-fd N   (started by ``launch``)
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model.job_status import FAILED, RUNNING, AdaptStatus, read_status, write_status
 from records import actions, audit
 from records.accounts import Actor, check_admin
 from records.db import Database, open_database
 from records.roles import ADMIN
 from records.settings import REPO_ROOT, load_settings
-from training.job_status import FAILED, RUNNING, AdaptStatus, read_status, write_status
 
 JOBS_FOLDER = "jobs"
 FILMS_FOLDER = "films"
@@ -171,7 +171,7 @@ def launch(job: Job, lock: int, database_url: str) -> None:
                    "CXR_DATABASE_URL": database_url}
     with job.log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "training.adapt_jobs", str(job.folder), "--lock-fd",
+            [sys.executable, "-m", "pipeline.adapt_jobs", str(job.folder), "--lock-fd",
              str(lock)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=environment,
             pass_fds=(lock,), start_new_session=True)
     threading.Thread(target=process.wait, daemon=True).start()  # reaps it when it ends
@@ -207,7 +207,7 @@ def run(folder: Path, lock: int) -> int:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """Where a job stands (RUNNING while it runs, else training.job_status's final state),
+    """Where a job stands (RUNNING while it runs, else model.job_status's final state),
     for how long, what it said, and its log's last lines."""
 
     job: Job
@@ -256,7 +256,7 @@ def running_job(sites_dir: Path) -> Job | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.adapt_jobs",
+    parser = argparse.ArgumentParser(prog="python -m pipeline.adapt_jobs",
                                      description="Run one adaptation job (started by the Sites "
                                      "page, holding its one-at-a-time lock).")
     parser.add_argument("folder", type=Path)
