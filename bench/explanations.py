@@ -159,10 +159,9 @@ def main() -> None:
         decoded = decode_file(image_path)
         try:
             square = predictor.admit(decoded)
-            (outcome,) = predictor.gated_probabilities([square])
-            if isinstance(outcome, ImageError):
-                raise outcome
         except ImageError:
+            square = None
+        if square is None or predictor.classify([square])[0].refusal is not None:
             refused += 1
             continue
         squares.append(square)

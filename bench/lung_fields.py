@@ -38,10 +38,10 @@ def sample(folder: Path, count: int, seed: int) -> list[Path]:
 
 def accepted(predictor: Predictor, image) -> bool:
     try:
-        (outcome,) = predictor.gated_probabilities([predictor.admit(image)])
+        admitted = predictor.admit(image)
     except ImageError:
         return False
-    return not isinstance(outcome, ImageError)
+    return predictor.classify([admitted])[0].refusal is None
 
 
 def figures(fractions: list[float], gate: list[bool]) -> dict:

@@ -26,8 +26,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.decode import DecodedImage, decode_file, decode_image
-from model.errors import ImageError
-from model.ood import OodGate, check_acquisition
+from model.ood import OodGate, Refusal, check_acquisition
 from model.predictor import DEFAULT_RUN_DIR, ModelLoadError, Predictor
 from model.preprocess import resize_gray
 from model.run_dir import OOD_BENCHMARK_FILE, write_json
@@ -37,11 +36,26 @@ from training.config import TrainConfig
 LATENCY_IMAGES = 200
 
 
-def refusal_steps(predictor: Predictor, images: list[DecodedImage]) -> list[str | None]:
+def refusal_steps(predictor: Predictor, images: list[DecodedImage], batch_size: int = 32
+                  ) -> list[str | None]:
     """The step that refused each image ('header', 'pixels', 'features'), None if accepted:
-    the predictor's own decision (``Predictor.outcomes``), read back."""
-    return [outcome.step if isinstance(outcome, ImageError) else None
-            for outcome in predictor.outcomes(images)]
+    the predictor's own decision, read back (``admit`` names the step it refused at; a refusal
+    by ``classify`` is the one check after the model, the features)."""
+    steps: list[str | None] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        admitted: list = []
+        for image in chunk:
+            try:
+                admitted.append(predictor.admit(image))
+            except Refusal as refusal:
+                admitted.append(refusal)
+        known = [predictor.known_age(image, None) for image in chunk]
+        steps.extend(item.step if isinstance(item, Refusal)
+                     else None if prediction.refusal is None else "features"
+                     for item, prediction in zip(admitted, predictor.classify(admitted, known),
+                                                 strict=True))
+    return steps
 
 
 def feature_distances(predictor: Predictor, grays: list[np.ndarray]) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Many images through the one accept/refuse path: decode in threads, the model in batches.
 
 The CLI (files or the PACS), the worklist and the benchmarks all call ``classify``; each
-item's loader gives a ``DecodedImage`` (from a file, an upload or the archive), then
-``Predictor.admit`` and ``Predictor.gated_probabilities`` decide, exactly as for one upload.
+item's loader gives a ``DecodedImage`` (from a file, an upload or the archive), then the
+classifier's ``admit`` and ``classify`` decide (model.classifier), exactly as for one upload.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-import numpy as np
-
 from model.decode import DecodedImage
 from model.errors import ImageError
 from model.prediction import Prediction
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Admitted, Classifier
 
 DECODE_THREADS = 4
 Item = TypeVar("Item")
@@ -34,7 +32,7 @@ class Classified(Generic[Item]):
     prediction: Prediction
 
 
-def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predictor: Predictor,
+def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predictor: Classifier,
              batch_size: int = 32, expected_errors: tuple[type[Exception], ...] = (ImageError,),
              age_group: str | None = None) -> Iterator[Classified[Item]]:
     """Yield each item's outcome, in order; loading runs one batch ahead of the model.
@@ -44,7 +42,7 @@ def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predic
     applies to every item; None or "auto": each DICOM header's, else the model's estimate.
     """
 
-    def admit(item: Item) -> tuple[DecodedImage | None, np.ndarray | str]:
+    def admit(item: Item) -> tuple[DecodedImage | None, Admitted | str]:
         image = None
         try:
             image = load(item)
@@ -62,15 +60,12 @@ def classify(items: Sequence[Item], load: Callable[[Item], DecodedImage], predic
             yield from _decide(chunk, loaded, predictor, age_group)
 
 
-def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, np.ndarray | str]],
-            predictor: Predictor, age_group: str | None) -> Iterator[Classified[Item]]:
+def _decide(chunk: Sequence[Item], loaded: list[tuple[DecodedImage | None, Admitted | str]],
+            predictor: Classifier, age_group: str | None) -> Iterator[Classified[Item]]:
     admitted = [ImageError(outcome) if isinstance(outcome, str) else outcome
                 for _, outcome in loaded]
     known = [None if image is None else predictor.known_age(image, age_group)
              for image, _ in loaded]
-    outcomes = predictor.gated_familiar(admitted, known)
-    for item, (image, _), (outcome, age, familiar) in zip(chunk, loaded, outcomes, strict=True):
-        if isinstance(outcome, ImageError):
-            yield Classified(item, image, Prediction.refused(str(outcome), predictor.version))
-        else:
-            yield Classified(item, image, predictor.prediction(outcome, age, familiar))
+    predictions = predictor.classify(admitted, known)
+    for item, (image, _), prediction in zip(chunk, loaded, predictions, strict=True):
+        yield Classified(item, image, prediction)

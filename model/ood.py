@@ -12,7 +12,7 @@ image is screened before its probabilities are shown, in three steps that cost a
    against a limit set on the validation X-rays (``OodGate.check``).
 
 The predictor runs them, and nothing else decides: steps 1 and 2 in ``Predictor.admit``, step 3
-in ``Predictor.gated_probabilities``.
+in ``Predictor.classify``.
 
 Every limit comes from data and lives with the model in the run directory's gate files
 (model.run_dir's OOD_FILE and OOD_ARRAYS_FILE, written by ``python -m training.fit_ood``);

@@ -4,8 +4,8 @@ Everything the model needs to know about its inputs (size, class order, the Grad
 the temperature, the out-of-distribution gate) comes from the run directory, never from this
 code; the model normalises its input itself (model.normalization), so it takes the stretched
 grey image. "Is this image accepted?" has one answer, here: ``admit`` (the DICOM
-header, the pixels) before the model, ``gated_probabilities`` (the features) after it; a refused
-image gets an ImageError saying why instead of probabilities. One compiled graph gives the
+header, the pixels) before the model, ``classify`` (the features) after it; a refused
+image gets the message saying why instead of probabilities. One compiled graph gives the
 logits, the gate's features and the Grad-CAM map, so every caller sees the same numbers.
 """
 
@@ -46,7 +46,8 @@ from model.run_dir import (
 
 
 class Predictor:
-    """A trained model with its metadata, calibration and out-of-distribution gate.
+    """A trained model with its metadata, calibration and out-of-distribution gate: the
+    ``model.classifier.Classifier`` loaded in this process.
 
     Load once, call many times. ``ood`` is the gate (``ood.enabled``, and ``ood.info``: its
     limits and figures, or why it is off).
@@ -168,37 +169,24 @@ class Predictor:
         _, features, _, _, _, looks = self._run(batch)
         return features, looks
 
-    def gated_probabilities(
-        self, admitted: Sequence[np.ndarray | ImageError]
-    ) -> list[np.ndarray | ImageError]:
-        """The model and the check after it: ``admit``'s inputs -> each image's calibrated
-        probabilities, or the feature check's refusal; refusals given are passed on in place.
+    def classify(
+        self, admitted: Sequence[np.ndarray | ImageError],
+        known_age: Sequence[AgeReading | None] | None = None,
+    ) -> list[Prediction]:
+        """The model and the check after it (model.classifier): ``admit``'s inputs -> each image's
+        Prediction, or the feature check's refusal; refusals given are passed on in place.
 
-        One forward pass for the whole batch; age groups estimated by the model.
+        One forward pass for the whole batch. Each accepted image is read for its ``known_age``
+        (model.age_groups: the DICOM header's or a person's), else the model's own estimate, and
+        says whether it looks like the films the model was trained or adapted on
+        (model.familiarity).
         """
-        return [outcome for outcome, _ in self.gated(admitted)]
-
-    def gated(
-        self, admitted: Sequence[np.ndarray | ImageError],
-        known: Sequence[AgeReading | None] | None = None,
-    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None]]:
-        """``gated_probabilities`` with the age group each image was read for: ``known``
-        (model.populations.known_age: the DICOM header's or a person's) or the model's own
-        estimate; None for a model without age heads, or a refused image."""
-        return [(outcome, age) for outcome, age, _ in self.gated_familiar(admitted, known)]
-
-    def gated_familiar(
-        self, admitted: Sequence[np.ndarray | ImageError],
-        known: Sequence[AgeReading | None] | None = None,
-    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]]:
-        """``gated`` with whether each accepted film looks like the films the model was trained
-        or adapted on (model.familiarity), from the same pass; None without a feature bank."""
-        known = list(known) if known is not None else [None] * len(admitted)
+        known = list(known_age) if known_age is not None else [None] * len(admitted)
+        predictions = [Prediction.refused(str(item), self.version)
+                       if isinstance(item, ImageError) else None for item in admitted]
         rows = [index for index, item in enumerate(admitted) if not isinstance(item, ImageError)]
-        results: list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]] = [
-            (item, None, None) for item in admitted]
         if not rows:
-            return results
+            return predictions
         chosen = [known[index] for index in rows]
         logits, features, _, _, ages, looks = self._run(
             np.stack([admitted[index] for index in rows]),
@@ -207,32 +195,10 @@ class Predictor:
         familiar = self._familiar(looks)
         for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
                                                          strict=True):
-            refused = isinstance(outcome, ImageError)
-            results[index] = (outcome, None if refused else self._age_reading(given, estimate),
-                              None if refused else usual)
-        return results
-
-    def outcomes(
-        self, images: Sequence[DecodedImage | np.ndarray], batch_size: int = 32,
-        age_group: str | None = None,
-    ) -> list[np.ndarray | ImageError]:
-        """Is each image accepted? Its calibrated probabilities, or the ImageError saying why.
-
-        ``admit`` then ``gated``, ``batch_size`` images per forward pass; ``age_group``
-        ("adult", "child"; None or "auto": the DICOM header's, else the model's estimate).
-        """
-        results: list[np.ndarray | ImageError] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            admitted: list[np.ndarray | ImageError] = []
-            for image in chunk:
-                try:
-                    admitted.append(self.admit(image))
-                except ImageError as refusal:
-                    admitted.append(refusal)
-            known = [self.known_age(image, age_group) for image in chunk]
-            results.extend(outcome for outcome, _ in self.gated(admitted, known))
-        return results
+            predictions[index] = (
+                Prediction.refused(str(outcome), self.version) if isinstance(outcome, ImageError)
+                else self._prediction(outcome, self._age_reading(given, estimate), usual))
+        return predictions
 
     def known_age(self, image: DecodedImage | np.ndarray, given: str | None
                   ) -> AgeReading | None:
@@ -249,19 +215,12 @@ class Predictor:
         return softmax(logits, self.temperature)
 
     def predict(self, image: DecodedImage | np.ndarray) -> dict[str, float]:
-        """One decoded image -> calibrated probabilities by class name; ImageError if refused."""
-        return self._by_class(self.predict_batch([image])[0])
-
-    def predict_batch(self, images: Sequence[DecodedImage | np.ndarray]) -> np.ndarray:
-        """Decoded images of any sizes -> (N, C) calibrated probabilities.
-
-        Raises ImageError for the first image the gate refuses (naming it when N > 1).
-        """
-        outcomes = self.outcomes(images)
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, ImageError):
-                raise _numbered(outcome, index, len(images))
-        return np.stack(outcomes)
+        """One decoded image -> calibrated probabilities by class name (``admit``, then
+        ``classify``); ImageError if refused."""
+        (prediction,) = self.classify([self.admit(image)], [self.known_age(image, None)])
+        if prediction.refusal is not None:
+            raise ImageError(prediction.refusal)
+        return prediction.probabilities
 
     def explain(
         self, image: DecodedImage | np.ndarray, class_name: str | None = None,
@@ -269,8 +228,8 @@ class Predictor:
     ) -> Explanation:
         """Probabilities and a Grad-CAM heatmap at the image's size; default: predicted class.
 
-        Accepted or refused exactly as by ``predict``, from the same compiled pass;
-        ``age_group`` as for ``outcomes``.
+        Accepted or refused exactly as by ``classify``, from the same compiled pass;
+        ``age_group`` as for ``known_age``.
         """
         if class_name is not None and class_name not in self.classes:
             raise ValueError(f"unknown class {class_name!r}; the model knows {self.classes}")
@@ -284,7 +243,7 @@ class Predictor:
         if isinstance(outcome, ImageError):
             raise outcome
         return Explanation(
-            prediction=self.prediction(outcome, self._age_reading(given, ages[0]),
+            prediction=self._prediction(outcome, self._age_reading(given, ages[0]),
                                        self._familiar(looks)[0]),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
@@ -347,15 +306,9 @@ class Predictor:
                 outcomes.append(probabilities)
         return outcomes
 
-    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
-                   familiar: bool | None = None) -> Prediction:
+    def _prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
+                    familiar: bool | None = None) -> Prediction:
         """One image's row of calibrated probabilities as the value every caller passes on."""
-        return Prediction.of(self._by_class(probabilities), self.version, age, familiar)
-
-    def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
-        return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}
-
-
-def _numbered(refusal: ImageError, index: int, count: int) -> ImageError:
-    """The refusal as is for one image; prefixed with which image it was in a batch."""
-    return refusal if count == 1 else ImageError(f"Image {index + 1} of {count}: {refusal}")
+        return Prediction.of({name: float(p) for name, p in zip(self.classes, probabilities,
+                                                                strict=True)},
+                             self.version, age, familiar)

@@ -55,7 +55,7 @@ def predict_files(files: list[Path], predictor: Predictor, batch_size: int, out:
                   age_group: str | None = None, lung_masks: Path | None = None) -> None:
     """Write one JSON line per file, in order: the prediction or the reason it was refused.
 
-    The predictor decides (``admit``, then ``gated``), exactly as for the app.
+    The predictor decides (``admit``, then ``classify``), exactly as for the app.
     With ``lung_masks``, accepted images also get their mask file and ``heat_in_lungs``.
     """
     for outcome in classify(files, decode_file, predictor, batch_size, age_group=age_group):

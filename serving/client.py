@@ -1,9 +1,8 @@
-"""The model server's client: the part of ``Predictor`` the app uses, answered over HTTP.
+"""The model server's client: the ``Classifier`` (model.classifier) answered over HTTP.
 
 With $CXR_MODEL_URL set, the app holds a ``ModelClient`` where it would hold a ``Predictor``
-(webapp.resources): the same ``explain``, ``admit`` and ``gated_probabilities``, the same
-``version``, ``classes`` and ``metadata``, so the pages, model.batch and the PACS path do not
-know which one they have, and the app process never imports TensorFlow. Every request carries
+(webapp.resources): both are a ``Classifier``, so the pages, model.batch and the PACS path do
+not know which one they have, and the app process never imports TensorFlow. Every request carries
 the server's token ($CXR_MODEL_TOKEN). Every result names the model of the answer that produced
 it, and when an answer names another model than the metadata held here (the server restarted on
 another run directory), the metadata is read again. A server that cannot be reached, answers
@@ -21,8 +20,6 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
-
-import numpy as np
 
 from model.age_groups import AgeReading, age_group_index, known_age
 from model.decode import DecodedImage
@@ -53,21 +50,8 @@ class ModelUnavailable(ModelLoadError):
     """The model server cannot answer now; the message says so plainly, and nothing is lost."""
 
 
-class ServedProbabilities(np.ndarray):
-    """One answer's probabilities in the client's class order, carrying the version of the model
-    that gave them, so that ``prediction`` names that model even if the server switched since."""
-
-    model_version: str
-
-    @classmethod
-    def of(cls, answer: dict, classes: Sequence[str]) -> ServedProbabilities:
-        served = np.array([answer["probabilities"][name] for name in classes]).view(cls)
-        served.model_version = answer["model"]
-        return served
-
-
 class ModelClient:
-    """A model server at ``url`` standing in for a loaded ``Predictor``."""
+    """A model server at ``url`` standing in for a loaded ``Predictor`` (a ``Classifier``)."""
 
     def __init__(self, url: str, token: str | None = None,
                  timeout: float = TIMEOUT_SECONDS) -> None:
@@ -103,50 +87,25 @@ class ModelClient:
             age_group_index(reading.group, self.metadata.age_heads)
         return reading
 
-    def gated_probabilities(
-        self, admitted: Sequence[DecodedImage | ImageError]
-    ) -> list[np.ndarray | ImageError]:
-        """Each image's calibrated probabilities, or the server's refusal; refusals given pass
-        through in place."""
-        return [outcome for outcome, _ in self.gated(admitted)]
-
-    def gated(
+    def classify(
         self, admitted: Sequence[DecodedImage | ImageError],
-        known: Sequence[AgeReading | None] | None = None,
-    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None]]:
-        """As Predictor.gated, on the server."""
-        return [(outcome, age) for outcome, age, _ in self.gated_familiar(admitted, known)]
+        known_age: Sequence[AgeReading | None] | None = None,
+    ) -> list[Prediction]:
+        """As Predictor.classify, on the server: each image's Prediction, or the server's
+        refusal; refusals given pass through in place. Sent a few at a time, so that the
+        server batches them."""
+        known = list(known_age) if known_age is not None else [None] * len(admitted)
 
-    def gated_familiar(
-        self, admitted: Sequence[DecodedImage | ImageError],
-        known: Sequence[AgeReading | None] | None = None,
-    ) -> list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]]:
-        """As Predictor.gated_familiar, on the server: each image's probabilities (or refusal),
-        the age group it was read for and whether it looks familiar. Sent a few at a time, so
-        that the server batches them."""
-        known = list(known) if known is not None else [None] * len(admitted)
-
-        def outcome(item: DecodedImage | ImageError, age: AgeReading | None
-                    ) -> tuple[np.ndarray | ImageError, AgeReading | None, bool | None]:
+        def classified(item: DecodedImage | ImageError, age: AgeReading | None) -> Prediction:
             if isinstance(item, ImageError):
-                return item, None, None
+                return Prediction.refused(str(item), self.version)
             try:
-                answer = self._predict(item, _given(age))
+                return self._prediction(self._predict(item, _given(age)))
             except ImageError as refusal:
-                return refusal, None, None
-            return (ServedProbabilities.of(answer, self.classes), age_reading(answer),
-                    answer.get("familiar"))
+                return Prediction.refused(str(refusal), self.version)
 
         with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
-            return list(pool.map(outcome, admitted, known))
-
-    def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
-                   familiar: bool | None = None) -> Prediction:
-        """As Predictor.prediction: one image's probabilities as the value callers pass on, named
-        for the model that gave them."""
-        return Prediction.of(dict(zip(self.classes, probabilities.tolist(), strict=True)),
-                             getattr(probabilities, "model_version", self.version), age,
-                             familiar)
+            return list(pool.map(classified, admitted, known))
 
     def explain(self, image: DecodedImage, class_name: str | None = None,
                 age_group: str | None = None) -> Explanation:
@@ -156,10 +115,15 @@ class ModelClient:
         answer = self._predict(image, {"heatmap": "1",
                                        **({"class": class_name} if class_name else {}),
                                        **_given(self.known_age(image, age_group))})
-        return Explanation(prediction=Prediction.of(answer["probabilities"], answer["model"],
-                                                    age_reading(answer), answer.get("familiar")),
+        return Explanation(prediction=self._prediction(answer),
                            class_name=answer[HEATMAP_CLASS_KEY],
                            heatmap=heatmap_from_text(answer[HEATMAP_KEY]))
+
+    def _prediction(self, answer: dict) -> Prediction:
+        """A JSON answer (a model.predict line's fields) as the value callers pass on, named for
+        the model that gave it (the server may have switched since the metadata was read)."""
+        return Prediction.of(answer["probabilities"], answer["model"], age_reading(answer),
+                             answer.get("familiar"))
 
     def _predict(self, image: DecodedImage, query: dict[str, str] | None = None) -> dict:
         """POST the decoded image; ImageError with the server's message if it refuses it."""

@@ -86,12 +86,12 @@ class ModelServer:
             known = self._known_age(image, given)
             if want_heatmap:
                 return 200, await asyncio.to_thread(self._explain, image, class_name, given)
-            outcome = await self._classify((image, known))
+            prediction = await self._classify((image, known))
         except ImageError as refusal:
             return 422, {ERROR_KEY: str(refusal)}
-        if isinstance(outcome, ImageError):
-            return 422, {ERROR_KEY: str(outcome)}
-        return 200, outcome.json_fields()
+        if prediction.refusal is not None:
+            return 422, {ERROR_KEY: prediction.refusal}
+        return 200, prediction.json_fields()
 
     def _known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         try:
@@ -111,21 +111,19 @@ class ModelServer:
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_SECONDS)
     async def _classify(self, requests: list[tuple[DecodedImage, AgeReading | None]]
-                        ) -> list[Prediction | ImageError]:
+                        ) -> list[Prediction]:
         """The app's accept/refuse path for the requests that arrived together, one pass."""
-        outcomes = await asyncio.to_thread(self._gated, requests)
-        return [(outcome if isinstance(outcome, ImageError)
-                 else self.predictor.prediction(outcome, age, familiar))
-                for outcome, age, familiar in outcomes]
+        return await asyncio.to_thread(self._classified, requests)
 
-    def _gated(self, requests: list[tuple[DecodedImage, AgeReading | None]]) -> list:
+    def _classified(self, requests: list[tuple[DecodedImage, AgeReading | None]]
+                    ) -> list[Prediction]:
         admitted: list = []
         for image, _ in requests:
             try:
                 admitted.append(self.predictor.admit(image))
             except ImageError as refusal:
                 admitted.append(refusal)
-        return self.predictor.gated_familiar(admitted, [known for _, known in requests])
+        return self.predictor.classify(admitted, [known for _, known in requests])
 
     def _explain(self, image: DecodedImage, class_name: str | None, given: str | None) -> dict:
         explanation = self.predictor.explain(image, class_name, given)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.batch import classify
 from model.decode import decode_file
-from model.errors import ImageError
 from model.predictor import Predictor
 from model.run_dir import METRICS_FILE, read_json, read_metadata, write_metadata
 from records.settings import MODEL_DIR_ENV
@@ -121,10 +121,10 @@ def test_evaluate_external_scores_each_set_through_the_gate(gated_run, sets):
     predictor = Predictor.load(gated_run)
     for name, folder in sets.items():
         images = read_external(folder)
-        outcomes = predictor.outcomes([decode_file(path) for path in images.paths])
-        refused = [isinstance(outcome, ImageError) for outcome in outcomes]
-        called = [None if gone else predictor.classes[int(np.argmax(outcome))]
-                  for gone, outcome in zip(refused, outcomes, strict=True)]
+        predictions = [outcome.prediction
+                       for outcome in classify(images.paths, decode_file, predictor)]
+        refused = [prediction.refusal is not None for prediction in predictions]
+        called = [prediction.label for prediction in predictions]
         normals = [call for call, label in zip(called, images.labels, strict=True)
                    if label == "NORMAL" and call is not None]
         figures = external[name]

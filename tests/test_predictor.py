@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from model.decode import decode_file
+from model.errors import ImageError
 from model.labels import CLASS_NAMES
+from model.prediction import Prediction
 from model.predictor import ModelLoadError, Predictor
 from model.preprocess import resize_gray
 from model.run_dir import (
@@ -48,6 +50,12 @@ def grays() -> list[np.ndarray]:
 def _numpy_softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _classified(predictor, grays) -> np.ndarray:
+    """(N, C) calibrated probabilities of images ``classify`` accepts, in class order."""
+    predictions = predictor.classify([predictor.admit(gray) for gray in grays])
+    return np.array([list(prediction.probabilities.values()) for prediction in predictions])
 
 
 def _keras_outputs(run_dir, predictor, grays) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +97,7 @@ def test_logits_match_the_keras_model(run_dir, predictor, grays):
 
 def test_probabilities_apply_the_temperature(run_dir, predictor, grays):
     keras_logits, keras_probabilities = _keras_outputs(run_dir, predictor, grays)
-    calibrated = predictor.predict_batch(grays)
+    calibrated = _classified(predictor, grays)
     np.testing.assert_allclose(calibrated, _numpy_softmax(keras_logits / TEMPERATURE),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(calibrated.sum(axis=1), 1.0, atol=1e-6)
@@ -101,7 +109,7 @@ def test_without_calibration_the_temperature_is_one(tmp_path, grays):
     uncalibrated = Predictor.load(run_dir)
     assert uncalibrated.temperature == 1.0
     _, keras_probabilities = _keras_outputs(run_dir, uncalibrated, grays)
-    np.testing.assert_allclose(uncalibrated.predict_batch(grays), keras_probabilities,
+    np.testing.assert_allclose(_classified(uncalibrated, grays), keras_probabilities,
                                rtol=1e-5, atol=1e-6)
 
 
@@ -110,8 +118,22 @@ def test_predict_gives_probabilities_by_class_in_order(predictor, grays):
     assert list(probabilities) == list(CLASS_NAMES)
     assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probabilities.values())
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(list(probabilities.values()), predictor.predict_batch(grays)[3],
+    np.testing.assert_allclose(list(probabilities.values()), _classified(predictor, grays)[3],
                                atol=1e-6)
+
+
+def test_classify_gives_one_prediction_per_image_with_refusals_given_in_place(predictor, grays):
+    refusal = ImageError("This image is blank.")
+    predictions = predictor.classify([predictor.admit(grays[0]), refusal,
+                                      predictor.admit(grays[2])])
+    assert [prediction.refusal for prediction in predictions] == [None, str(refusal), None]
+    assert {prediction.model_version for prediction in predictions} == {"test-model-1"}
+    for prediction, gray in zip(predictions[::2], grays[::2], strict=True):
+        assert prediction.probabilities == pytest.approx(predictor.predict(gray), abs=1e-6)
+        assert prediction.label == max(prediction.probabilities,
+                                       key=prediction.probabilities.get)
+    assert predictor.classify([refusal]) == [Prediction.refused(str(refusal), "test-model-1")]
+    assert predictor.classify([]) == []
 
 
 def test_predict_refuses_a_colour_array(predictor):
@@ -126,7 +148,7 @@ def test_warm_up_traces_the_one_graph_that_every_prediction_reuses(run_dir, gray
     fresh.warm_up()
     assert graph.experimental_get_tracing_count() == 1
     fresh.predict(grays[0])
-    fresh.predict_batch(grays)
+    fresh.classify([fresh.admit(gray) for gray in grays])
     fresh.explain(grays[1], CLASS_NAMES[3])
     fresh.logits(np.stack([fresh.preprocess(gray) for gray in grays]))
     assert graph.experimental_get_tracing_count() == 1

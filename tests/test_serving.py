@@ -30,6 +30,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from model.batch import classify
+from model.classifier import Classifier
 from model.decode import decode_file, decode_image
 from model.errors import ImageError
 from model.predictor import Predictor
@@ -150,11 +151,16 @@ def test_predictions_are_the_cli_lines_of_the_embedded_predictor(server, embedde
 
 def test_the_client_gives_the_embedded_probabilities_and_heatmaps(server, embedded, val_files):
     client = ModelClient(server.url, server.token)
+    assert isinstance(client, Classifier)
     assert client.classes == embedded.classes and client.version == embedded.version
     images = [decode_file(path) for path in val_files]
-    for served, local in zip(client.gated_probabilities(images), embedded.outcomes(images),
+    for served, local in zip(client.classify([client.admit(image) for image in images]),
+                             embedded.classify([embedded.admit(image) for image in images]),
                              strict=True):
-        assert np.abs(served - local).max() <= PROBABILITY_TOLERANCE
+        assert max(abs(served.probabilities[name] - p)
+                   for name, p in local.probabilities.items()) <= PROBABILITY_TOLERANCE
+        assert (served.label, served.model_version, served.familiar) == (
+            local.label, local.model_version, local.familiar)
     served, local = client.explain(images[0], "COVID19"), embedded.explain(images[0], "COVID19")
     assert served.class_name == local.class_name == "COVID19"
     assert served.heatmap.shape == local.heatmap.shape == images[0].gray.shape
@@ -371,8 +377,7 @@ def test_results_name_the_model_that_answered_after_a_restart_on_another_model(
     with model_server(shipped_run_dir(), None, tmp_path / "second.log", num_cpus=1,
                       port=port):
         explained = client.explain(image)
-        [(probabilities, age, familiar)] = client.gated_familiar([image])
-        batch = client.prediction(probabilities, age, familiar)
+        [batch] = client.classify([client.admit(image)])
     assert explained.prediction.model_version == batch.model_version == embedded.version
     assert client.version == client.metadata.version == embedded.version
 
