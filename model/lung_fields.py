@@ -16,7 +16,7 @@ import numpy as np
 from model.decode import DecodedImage
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 # Below this share of the image, no lung field was found (adult PA films: 0.15-0.46).
 MIN_LUNG_FRACTION = 0.05
@@ -129,7 +129,7 @@ class Segmenter(Protocol):
     def segment(self, gray: np.ndarray) -> LungMask: ...
 
 
-def explain_in_lungs(predictor: Predictor, segmenter: Segmenter, image: DecodedImage,
+def explain_in_lungs(predictor: Classifier, segmenter: Segmenter, image: DecodedImage,
                      class_name: str | None = None, age_group: str | None = None,
                      ) -> tuple[np.ndarray, Attention]:
     """The class's heatmap (default: predicted) and its share inside the film's lung fields;

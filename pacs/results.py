@@ -29,8 +29,8 @@ from pacs.errors import PacsError
 from pacs.studies import ImageRef
 
 if TYPE_CHECKING:
+    from model.classifier import Classifier
     from model.lungs import LungSegmenter
-    from model.predictor import Predictor
     from pacs.client import PacsClient
 
 ALGORITHM_NAME = "CXR assistant chest X-ray classifier"
@@ -179,7 +179,7 @@ def with_empty_type2(source: Dataset) -> Dataset:
 
 
 def send_results(client: PacsClient, image: ImageRef, decoded: DecodedImage,
-                 prediction: Prediction, predictor: Predictor,
+                 prediction: Prediction, predictor: Classifier,
                  segmenter: LungSegmenter | None = None) -> None:
     """Build the SR and the heatmap capture of one analysed image and STOW them to its study;
     with a lung ``segmenter``, the SR also carries the share of the map inside the lungs.

@@ -19,7 +19,7 @@ from pacs.errors import NoFrontalImage, PacsError
 from pacs.studies import ImageRef, StudyQuery, StudyRef
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 LISTING_THREADS = 4
 
@@ -59,7 +59,7 @@ def keys(item: WorkItem) -> dict[str, str | None]:
     return {"file": item.key, "study": item.study.key, "series": item.series_key}
 
 
-def triage(client: PacsClient, items: list[WorkItem], predictor: Predictor,
+def triage(client: PacsClient, items: list[WorkItem], predictor: Classifier,
            batch_size: int = 32, age_group: str | None = None,
            ) -> Iterator[Classified[WorkItem]]:
     """Each item's outcome, in order: probabilities, or the refusal or archive error;

@@ -48,7 +48,7 @@ from webapp.resources import app_database, load_predictor, model_unavailable, ru
 from webapp.session import PAUSED, require_signed_in
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 DISPLAY_SIDE = 768  # pixels sent to the browser; downloads keep the full resolution
 
@@ -61,7 +61,7 @@ def try_again_later(message: str) -> None:
     st.stop()
 
 
-def chosen_age_group(predictor: Predictor) -> str | None:
+def chosen_age_group(predictor: Classifier) -> str | None:
     """The patient's age group as chosen above the upload; only for a model with age heads."""
     if not predictor.metadata.age_heads:
         return None
@@ -70,7 +70,7 @@ def chosen_age_group(predictor: Predictor) -> str | None:
     return AGE_CHOICES[choice]
 
 
-def current_state(upload, predictor: Predictor, actor: Actor,
+def current_state(upload, predictor: Classifier, actor: Actor,
                   age_group: str | None) -> DiagnoseState:
     """Analyse each upload once; reruns (slider, class, downloads) reuse the stored state.
 
@@ -166,7 +166,7 @@ def show_acquisition(analysis: Analysis) -> None:
                                               for name, value in facts))
 
 
-def show_images(analysis: Analysis, predictor: Predictor) -> tuple[Analysis, str, float]:
+def show_images(analysis: Analysis, predictor: Classifier) -> tuple[Analysis, str, float]:
     """Original and Grad-CAM overlay side by side; returns the analysis with the chosen map."""
     choose_class, choose_opacity = st.columns(2)
     class_name = choose_class.selectbox(

@@ -29,8 +29,8 @@ from model.run_dir import RunFileError
 from webapp.lung_fields import segmenter
 
 if TYPE_CHECKING:
+    from model.classifier import Classifier
     from model.lung_fields import Attention, LungMask
-    from model.predictor import Predictor
 
 NOTICE = (
     "Decision support, not a diagnosis: a radiologist must confirm every finding. "
@@ -74,7 +74,7 @@ class Analysis:
 
 
 def analyse(
-    data: bytes, name: str, predictor: Predictor, class_name: str | None = None,
+    data: bytes, name: str, predictor: Classifier, class_name: str | None = None,
     age_group: str | None = None,
 ) -> Analysis:
     """Decode and analyse one upload, timed; raises ImageError for what cannot be analysed.
@@ -102,7 +102,7 @@ def lung_fields(image: DecodedImage) -> LungMask | None:
     return None if lungs is None else lungs.segment(image.gray)
 
 
-def with_explanation(analysis: Analysis, predictor: Predictor, class_name: str) -> Analysis:
+def with_explanation(analysis: Analysis, predictor: Classifier, class_name: str) -> Analysis:
     """The same analysis with a Grad-CAM for ``class_name``; the probabilities stay as they were."""
     if class_name in analysis.heatmaps:
         return analysis
@@ -167,7 +167,7 @@ class DiagnoseState:
                 and self.age_group == age_group)
 
 
-def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predictor,
+def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Classifier,
                      age_group: str | None = None) -> DiagnoseState:
     """Analyse one upload; an image that cannot be analysed gives its message instead."""
     try:
@@ -178,7 +178,7 @@ def state_for_upload(upload_id: str, data: bytes, name: str, predictor: Predicto
         return DiagnoseState(upload_id, error=str(error), age_group=age_group)
 
 
-def with_heatmap(state: DiagnoseState, predictor: Predictor, class_name: str) -> DiagnoseState:
+def with_heatmap(state: DiagnoseState, predictor: Classifier, class_name: str) -> DiagnoseState:
     """The same state with a Grad-CAM for ``class_name`` in its analysis."""
     if state.analysis is None:
         raise ValueError(f"upload {state.upload_id} has no analysis to explain: {state.error}")

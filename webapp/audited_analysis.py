@@ -20,7 +20,7 @@ from records.tables import AuditEvent
 from webapp.analysis import DiagnoseState, state_for_upload
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def upload_event(actor: Actor, state: DiagnoseState, data: bytes, name: str, lat
 
 
 def analyse_and_record(database: Database, settings: Settings, actor: Actor, upload_id: str,
-                       data: bytes, name: str, predictor: Predictor,
+                       data: bytes, name: str, predictor: Classifier,
                        age_group: str | None = None) -> AuditedState:
     """Analyse one upload and append its audit row; keep its pixels when an admin chose to."""
     start = time.perf_counter()

@@ -15,8 +15,8 @@ from model.batch import Classified
 from records.settings import load_settings
 
 if TYPE_CHECKING:
+    from model.classifier import Classifier
     from model.lungs import LungSegmenter
-    from model.predictor import Predictor
 
 
 def segmenter() -> LungSegmenter | None:
@@ -28,7 +28,7 @@ def segmenter() -> LungSegmenter | None:
     return shipped_segmenter()
 
 
-def heat_share(outcome: Classified, predictor: Predictor) -> float | None:
+def heat_share(outcome: Classified, predictor: Classifier) -> float | None:
     """The predicted class's heat share in the lungs; None when refused, without a segmenter,
     or when no lung field was found."""
     lungs = segmenter()

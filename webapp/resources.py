@@ -5,7 +5,8 @@ else the settings' (records/settings.py): $CXR_MODEL_DIR when set (tests, a new 
 trial), else the shipped model in model/artifacts. The predictor cache is keyed by the run
 directory, so a switch takes effect on the next page run, without a restart. With $CXR_MODEL_URL
 set, the model is a model server's (python -m serving) and the predictor is its client
-(serving.client): this process then never imports TensorFlow.
+(serving.client): this process then never imports TensorFlow. Either way the pages hold a
+``model.classifier.Classifier``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from records.settings import load_settings
 from webapp.plain_text import plain
 
 if TYPE_CHECKING:
+    from model.classifier import Classifier
     from model.predictor import Predictor
     from serving.client import ModelClient
 
@@ -54,7 +56,7 @@ def model_url() -> str | None:
     return load_settings().model_url
 
 
-def load_predictor(model_dir: Path) -> Predictor | ModelClient:
+def load_predictor(model_dir: Path) -> Classifier:
     """The model the pages use: the model server's client with $CXR_MODEL_URL, else the run
     directory loaded in this process. Both raise ModelLoadError when there is none to use."""
     url = model_url()

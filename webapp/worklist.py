@@ -32,7 +32,7 @@ from webapp.lung_fields import heat_share
 from webapp.worklist_uploads import Upload, expected_images, iter_uploads, upload_chunks
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 THUMBNAIL_SIDE = 96
 Progress = Callable[[int, int], None]  # (done, total)
@@ -105,7 +105,7 @@ def _collect(outcomes: Iterator[Classified], total: int, progress: Progress | No
     return collected, (time.perf_counter() - start) / max(1, len(collected))
 
 
-def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int = 32,
+def triage_uploads(uploads: list[Upload], predictor: Classifier, batch_size: int = 32,
                    progress: Progress | None = None, age_group: str | None = None,
                    budget: PixelBudget | None = None) -> list[WorklistRow]:
     """Decode, gate and classify every upload (no heatmaps: those come when a row is opened);
@@ -126,7 +126,7 @@ def triage_uploads(uploads: list[Upload], predictor: Predictor, batch_size: int 
 ChunkRecorder = Callable[[list[Upload], list[WorklistRow]], list[WorklistRow]]
 
 
-def triage_upload_files(files: list[tuple[str, bytes]], predictor: Predictor,
+def triage_upload_files(files: list[tuple[str, bytes]], predictor: Classifier,
                         settings: Settings, record: ChunkRecorder,
                         progress: Progress | None = None, age_group: str | None = None,
                         ) -> tuple[list[WorklistRow], list[str]]:
@@ -159,7 +159,7 @@ def triage_upload_files(files: list[tuple[str, bytes]], predictor: Predictor,
     return rows, messages
 
 
-def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
+def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Classifier,
                 batch_size: int = 32, progress: Progress | None = None,
                 age_group: str | None = None, budget: PixelBudget | None = None,
                 ) -> list[WorklistRow]:
@@ -181,7 +181,7 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Predictor,
     return rows
 
 
-def open_row(row: WorklistRow, predictor: Predictor) -> DiagnoseState:
+def open_row(row: WorklistRow, predictor: Classifier) -> DiagnoseState:
     """The full Diagnose view of a row: its analysis with the predicted class's heatmap.
 
     The probabilities are the batch's; only the heatmap is computed now.

@@ -14,7 +14,7 @@ from webapp.lung_fields import segmenter
 from webapp.worklist import WorklistRow
 
 if TYPE_CHECKING:
-    from model.predictor import Predictor
+    from model.classifier import Classifier
 
 
 def sendable_studies(rows: list[WorklistRow]) -> list[str]:
@@ -25,7 +25,7 @@ def sendable_studies(rows: list[WorklistRow]) -> list[str]:
 
 
 def send_study_results(settings: PacsSettings, rows: list[WorklistRow], study_key: str,
-                       predictor: Predictor) -> tuple[bool, str]:
+                       predictor: Classifier) -> tuple[bool, str]:
     """Store an SR and a heatmap capture for each analysed image of one study.
 
     Returns (success, a message for the page): the count stored, or the archive's error.
