@@ -194,16 +194,13 @@ class Predictor:
         """``gated`` with whether each accepted film looks like the films the model was trained
         or adapted on (model.familiarity), from the same pass; None without a feature bank."""
         known = list(known) if known is not None else [None] * len(admitted)
-        rows = [index for index, item in enumerate(admitted) if not isinstance(item, ImageError)]
         results: list[tuple[np.ndarray | ImageError, AgeReading | None, bool | None]] = [
             (item, None, None) for item in admitted]
+        rows = [index for index, item in enumerate(admitted) if not isinstance(item, ImageError)]
         if not rows:
             return results
         chosen = [known[index] for index in rows]
-        logits, features, _, _, ages, looks = self._run(
-            np.stack([admitted[index] for index in rows]),
-            populations=self._indices([age.group if age else None for age in chosen]))
-        gated = self._gate_features(logits, features)
+        gated, _, ages, looks = self._gated_pass([admitted[index] for index in rows], chosen)
         familiar = self._familiar(looks)
         for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
                                                          strict=True):
@@ -211,6 +208,23 @@ class Predictor:
             results[index] = (outcome, None if refused else self._age_reading(given, estimate),
                               None if refused else usual)
         return results
+
+    def gated_features(self, admitted: Sequence[np.ndarray]) -> np.ndarray:
+        """The pooled features of the ``admit``-ted inputs the feature check accepts, from the
+        same pass and gate as ``gated`` (model.shift compares a batch's with the bank's)."""
+        if not len(admitted):
+            return np.zeros((0, 0), np.float32)
+        gated, features, _, _ = self._gated_pass(admitted, [None] * len(admitted))
+        return features[[not isinstance(outcome, ImageError) for outcome in gated]]
+
+    def _gated_pass(self, inputs: Sequence[np.ndarray], known: Sequence[AgeReading | None]
+                    ) -> tuple[list[np.ndarray | ImageError], np.ndarray, np.ndarray, np.ndarray]:
+        """One compiled pass over admitted inputs: (each one's probabilities or the feature
+        check's refusal, pooled features, age-group estimates, looks)."""
+        logits, features, _, _, ages, looks = self._run(
+            np.stack(inputs), populations=self._indices([age.group if age else None
+                                                         for age in known]))
+        return self._gate_features(logits, features), features, ages, looks
 
     def outcomes(
         self, images: Sequence[DecodedImage | np.ndarray], batch_size: int = 32,
