@@ -43,6 +43,7 @@ from model.run_dir import (
     read_calibration,
     read_metadata,
 )
+from model.site_validation import validated_at_site
 
 
 class Predictor:
@@ -364,7 +365,8 @@ class Predictor:
     def prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
                    familiar: bool | None = None) -> Prediction:
         """One image's row of calibrated probabilities as the value every caller passes on."""
-        return Prediction.of(self._by_class(probabilities), self.version, age, familiar)
+        return Prediction.of(self._by_class(probabilities), self.version, age, familiar,
+                             validated_at_site(self.metadata))
 
     def _by_class(self, probabilities: np.ndarray) -> dict[str, float]:
         return {name: float(p) for name, p in zip(self.classes, probabilities, strict=True)}

@@ -30,6 +30,7 @@ from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
 from model.prediction import Prediction
 from model.run_dir import METADATA_FILE, RunFileError, parse_metadata
+from model.site_validation import validated_at_site
 from records.settings import MODEL_TOKEN_ENV
 from serving.wire import (
     AGE_GROUP_PARAM,
@@ -146,7 +147,7 @@ class ModelClient:
         for the model that gave them."""
         return Prediction.of(dict(zip(self.classes, probabilities.tolist(), strict=True)),
                              getattr(probabilities, "model_version", self.version), age,
-                             familiar)
+                             familiar, validated_at_site(self.metadata))
 
     def explain(self, image: DecodedImage, class_name: str | None = None,
                 age_group: str | None = None) -> Explanation:
@@ -157,7 +158,8 @@ class ModelClient:
                                        **({"class": class_name} if class_name else {}),
                                        **_given(self.known_age(image, age_group))})
         return Explanation(prediction=Prediction.of(answer["probabilities"], answer["model"],
-                                                    age_reading(answer), answer.get("familiar")),
+                                                    age_reading(answer), answer.get("familiar"),
+                                                    validated_at_site(self.metadata)),
                            class_name=answer[HEATMAP_CLASS_KEY],
                            heatmap=heatmap_from_text(answer[HEATMAP_KEY]))
 
