@@ -1,6 +1,6 @@
 """The familiarity flag (model.familiarity): looks from the one compiled pass, the bank that
-stores them (older banks without them still load), that the pages no longer show it, and, on real films, that
-it flags a hospital in no training set far more often than known sources."""
+stores them (older banks without them still load), that the pages no longer show it, and, on
+real films, that it flags a hospital in no training set far more often than known sources."""
 
 from __future__ import annotations
 
