@@ -21,10 +21,10 @@ from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULT_KEYS = {"file", "label", "probabilities", "model"}
+RESULT_KEYS = {"file", "label", "probabilities", "model", "validated_at_site"}
 # The shipped run has age heads (a JPEG's age group is estimated) and a feature bank.
 SHIPPED_KEYS = RESULT_KEYS | {"age_group", "age_group_source", "age_group_probability",
-                              "familiar", "validated_at_site"}
+                              "familiar"}
 
 
 def run_module_cli(*args: str | Path) -> subprocess.CompletedProcess:
