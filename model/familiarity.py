@@ -1,5 +1,8 @@
 """Familiar or not: does an accepted film look like the films the served model was trained or
-adapted on (scanner, processing, population)?
+adapted on (scanner, processing, population)? Experimental: the flag is kept in the JSON lines
+(``familiar``) but shown on no page, PDF or SR, because on the external checks it neither
+separates errors nor flags most films of unseen sites (familiarity.json; below). Shift is told
+from a batch instead (model.shift, training.site_check).
 
 The out-of-distribution gate asks "is this a chest X-ray at all?"; this asks "has the model
 been validated on films like this one?". A film's look is the channel means of an early-middle
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.run_dir import FAMILIARITY_FILE, FEATURE_BANK_FILE, RunFileError, read_json
+from model.run_dir import FEATURE_BANK_FILE, RunFileError
 
 LOOK_LAYER = "block6_project_bn"  # EfficientNet-Lite0's name (chosen: docs/RESULTS.md)
 NEIGHBOURS = 5
@@ -93,32 +96,3 @@ class Familiarity:
     def familiar(self, looks: np.ndarray) -> np.ndarray:
         """(N,) bool: within the limit."""
         return self.distances(looks) <= self.limit
-
-
-def familiar_text(familiar: bool | None) -> str | None:
-    """The flag as a table cell: "yes", "no", or None for a run without a feature bank."""
-    return None if familiar is None else ("yes" if familiar else "no")
-
-
-def read_figures(run_dir: Path) -> dict | None:
-    """The flag's measured figures (bench/familiarity.py --out); None when not measured."""
-    path = Path(run_dir) / FAMILIARITY_FILE
-    return read_json(path) if path.is_file() else None
-
-
-def unfamiliar_message(figures: dict | None) -> str:
-    """What to tell a reader about an unfamiliar film: the model has not been validated on
-    films like it, and how often it was wrong on such films in the external checks."""
-    told = ("This film does not look like the films this model was trained or validated on "
-            "(scanner, processing or population): the model has not been validated on films "
-            "like it.")
-    checks = (figures or {}).get("external_checks", {}).get("all")
-    if not checks or not checks.get("unfamiliar"):
-        return told + " No error rate on unfamiliar films has been measured for this model."
-    unfamiliar, familiar = checks["unfamiliar"], checks.get("familiar") or {}
-    sentence = (f" In the external checks its suggestion was wrong on "
-                f"{unfamiliar['error_rate']:.0%} of {unfamiliar['n']} films it flagged "
-                f"unfamiliar")
-    if familiar.get("n"):
-        sentence += f" (and on {familiar['error_rate']:.0%} of {familiar['n']} familiar ones)"
-    return told + sentence + "."

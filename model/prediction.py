@@ -34,6 +34,8 @@ class Prediction:
     # Whether the film looks like those the model was trained or adapted on (model.familiarity);
     # None for a refusal or a run without a feature bank.
     familiar: bool | None = None
+    # The site the model was validated at (model.site_validation); None: at no site.
+    validated_at_site: str | None = None
 
     def __post_init__(self) -> None:
         if (self.probabilities is None) == (self.refusal is None):
@@ -43,8 +45,10 @@ class Prediction:
 
     @classmethod
     def of(cls, probabilities: Mapping[str, float], model_version: str,
-           age: AgeReading | None = None, familiar: bool | None = None) -> Prediction:
-        return cls(dict(probabilities), model_version, age=age, familiar=familiar)
+           age: AgeReading | None = None, familiar: bool | None = None,
+           validated_at_site: str | None = None) -> Prediction:
+        return cls(dict(probabilities), model_version, age=age, familiar=familiar,
+                   validated_at_site=validated_at_site)
 
     @classmethod
     def refused(cls, refusal: str, model_version: str) -> Prediction:
@@ -65,11 +69,12 @@ class Prediction:
     def json_fields(self) -> dict:
         """The prediction's fields of a ``python -m model.predict`` line (and of the model
         server's answer): the error, or the label, probabilities, model version, the age-group
-        keys of a model with age heads and ``familiar`` of a run with a feature bank."""
+        keys of a model with age heads, ``validated_at_site`` (model.site_validation) and
+        ``familiar`` (experimental) of a run with a feature bank."""
         if self.refusal is not None:
             return {"error": self.refusal}
         fields = {"label": self.label, "probabilities": self.probabilities,
-                  "model": self.model_version}
+                  "model": self.model_version, "validated_at_site": self.validated_at_site}
         if self.age is not None:
             fields |= {"age_group": self.age.group, "age_group_source": self.age.source}
             if self.age.probability is not None:

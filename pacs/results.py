@@ -53,6 +53,11 @@ PROBABILITY_UNIT = codes.UCUM.NoUnits
 # The share (0..1) of the predicted class's Grad-CAM heat inside the segmented lung fields.
 HEAT_IN_LUNGS_CODE = hd.sr.CodedConcept("HEAT-IN-LUNGS", PRIVATE_SCHEME,
                                         "Share of heatmap inside the lungs")
+# Whether the model was validated at this site (model.site_validation), as a coded evaluation.
+SITE_VALIDATION_CODE = hd.sr.CodedConcept("SITE-VALIDATION", PRIVATE_SCHEME,
+                                          "Validated at this site")
+NOT_VALIDATED = hd.sr.CodedConcept("NOT-VALIDATED", PRIVATE_SCHEME,
+                                   "Not validated at this site")
 # General Study attributes highdicom does not copy; an archive may show the study's
 # description from any of its instances, so ours must repeat it.
 STUDY_COPIED = ("StudyDescription",)
@@ -82,6 +87,13 @@ def probability_code(class_name: str) -> hd.sr.CodedConcept:
                               f"Probability of {display_name(class_name)}")
 
 
+def site_validation_code(site: str | None) -> hd.sr.CodedConcept:
+    """The site the model was validated at, or that it was validated at none."""
+    if site is None:
+        return NOT_VALIDATED
+    return hd.sr.CodedConcept("VALIDATED", PRIVATE_SCHEME, f"Validated at {site}"[:64])
+
+
 def structured_report(source: Dataset, prediction: Prediction,
                       heat_in_lungs: float | None = None) -> hd.sr.ComprehensiveSR:
     """The SR of one analysed image, in the source's study; with ``heat_in_lungs``, that share
@@ -96,7 +108,10 @@ def structured_report(source: Dataset, prediction: Prediction,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(name=codes.DCM.Finding,
-                                        value=finding_code(prediction.label))],
+                                        value=finding_code(prediction.label)),
+            hd.sr.QualitativeEvaluation(
+                name=SITE_VALIDATION_CODE,
+                value=site_validation_code(prediction.validated_at_site))],
         measurements=[
             hd.sr.Measurement(name=probability_code(name), value=float(probability),
                               unit=PROBABILITY_UNIT)

@@ -9,8 +9,11 @@
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} (with a model that has age heads, also
 "age_group": "adult" or "child", "age_group_source": "dicom", "given" or "estimated", and for
-an estimate "age_group_probability"; with a run that has a feature bank, "familiar": whether
-the film looks like those the model was trained or adapted on, model.familiarity) or, for a
+an estimate "age_group_probability"; "validated_at_site": the site the model was validated at,
+or null for a model validated at no site, e.g. the shipped one (model.site_validation); with a
+run that has a feature bank, "familiar", experimental: whether the film looks like those the
+model was trained or adapted on, model.familiarity, measured neither to flag unseen sites nor
+to mark likely errors) or, for a
 file that cannot be used or that the model's out-of-distribution gate refuses (not a chest
 X-ray), {"file", "error"} saying why; the run goes on. With --lung-masks DIR (needs the
 shipped lung segmenter, model/lungs.py), each accepted image's lung mask is written as

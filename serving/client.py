@@ -123,7 +123,7 @@ class ModelClient:
         """A JSON answer (a model.predict line's fields) as the value callers pass on, named for
         the model that gave it (the server may have switched since the metadata was read)."""
         return Prediction.of(answer["probabilities"], answer["model"], age_reading(answer),
-                             answer.get("familiar"))
+                             answer.get("familiar"), answer.get("validated_at_site"))
 
     def _predict(self, image: DecodedImage, query: dict[str, str] | None = None) -> dict:
         """POST the decoded image; ImageError with the server's message if it refuses it."""

@@ -1,20 +1,19 @@
 """The familiarity flag (model.familiarity): looks from the one compiled pass, the bank that
-stores them (older banks without them still load), what the pages say, and, on real films, that
-it flags a hospital in no training set far more often than known sources."""
+stores them (older banks without them still load), that the pages no longer show it, and, on
+real films, that it flags a hospital in no training set far more often than known sources."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model.familiarity import LOOK_LAYER, Familiarity, unfamiliar_message
+from model.familiarity import LOOK_LAYER, Familiarity
 from model.prediction import Prediction
 from model.predictor import Predictor
-from model.run_dir import FAMILIARITY_FILE, FEATURE_BANK_FILE, read_metadata, write_metadata
+from model.run_dir import FEATURE_BANK_FILE, read_metadata, write_metadata
 from testkit.model_factory import make_run_dir, shipped_run_dir
 from testkit.report_factory import write_reports
 from testkit.synthetic_data import make_dataset
@@ -81,26 +80,7 @@ def test_a_sites_films_join_the_reference_with_their_looks(banked):
     assert bank.extended(bank.features[:2], bank.labels[:2], ["adult"] * 2, "s").looks is None
 
 
-def test_an_unfamiliar_film_is_told_the_measured_error_rate(banked, tmp_path):
-    from webapp.analysis import familiarity_warning
-
-    message = unfamiliar_message(FIGURES)
-    assert "not been validated on films like it" in message
-    assert "41% of 170 films" in message and "22% of 400 familiar" in message
-    assert "No error rate" in unfamiliar_message(None)
-    probabilities = {"NORMAL": 0.7, "BACTERIAL_PNEUMONIA": 0.1, "VIRAL_PNEUMONIA": 0.1,
-                     "COVID19": 0.1}
-    unfamiliar = Prediction.of(probabilities, "v", familiar=False)
-    (tmp_path / FAMILIARITY_FILE).write_text(json.dumps(FIGURES))
-    assert "41% of 170" in familiarity_warning(unfamiliar, tmp_path)
-    for familiar in (True, None):
-        assert familiarity_warning(Prediction.of(probabilities, "v", familiar=familiar),
-                                   tmp_path) is None
-    (tmp_path / FAMILIARITY_FILE).write_text("{not json")
-    assert "No error rate" in familiarity_warning(unfamiliar, tmp_path)
-
-
-def test_the_worklist_shows_the_flag():
+def test_the_worklist_no_longer_shows_the_flag():
     from webapp.worklist import WorklistRow
     from webapp.worklist_table import table
 
@@ -108,8 +88,7 @@ def test_the_worklist_shows_the_flag():
                      "COVID19": 0.1}
     rows = [WorklistRow(f"film{flag}", Prediction.of(probabilities, "v", familiar=flag))
             for flag in (True, False, None)]
-    cells = [record["familiar"] for record in table(rows, list(probabilities))]
-    assert cells == ["yes", "no", None]
+    assert all("familiar" not in record for record in table(rows, list(probabilities)))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(),
@@ -132,35 +111,3 @@ def test_real_films_from_an_unseen_hospital_are_flagged_far_more_than_known_ones
     val_flagged = np.mean(~predictor.familiarity.familiar(bank.looks[bank.splits == "val"]))
     assert val_flagged <= 0.06
     assert lungs_flagged >= 0.4  # measured 67 % on all 274 (bench/familiarity.py)
-
-
-@pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(),
-                    reason="../shared/data/lungs is absent: the Diagnose check needs real films")
-def test_diagnose_says_an_unfamiliar_film_is_not_validated_and_quotes_the_error_rate(
-        app_database_url, monkeypatch):
-    from model.decode import decode_file
-    from model.familiarity import read_figures
-    from records.settings import MODEL_DIR_ENV
-    from testkit.apptest import open_page, upload
-    from training.external import read_external
-
-    run_dir = shipped_run_dir()
-    predictor = Predictor.load(run_dir)
-    figures = read_figures(run_dir)
-    if predictor.familiarity is None or figures is None:
-        pytest.skip("the shipped run has no familiarity flag or figures (bench/familiarity.py)")
-    monkeypatch.setenv(MODEL_DIR_ENV, str(run_dir))
-    films = {}
-    for path in read_external(SHARED_DATA / "lungs").sample(12).paths:
-        familiar = predictor.explain(decode_file(path)).prediction.familiar
-        films.setdefault(familiar, path)
-        if len(films) == 2:
-            break
-    assert False in films, "no lungs/ film of 12 flagged unfamiliar (67% measured)"
-    unfamiliar = figures["external_checks"]["all"]["unfamiliar"]
-    quoted = f"{unfamiliar['error_rate']:.0%} of {unfamiliar['n']} films"
-    for familiar, path in films.items():
-        at = upload(open_page(), path.name, path.read_bytes(), "image/jpeg")
-        said = " ".join(str(warning.value) for warning in at.warning)
-        assert ("not been validated on films like it" in said) == (not familiar)
-        assert (quoted in said) == (not familiar)

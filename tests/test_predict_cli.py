@@ -21,7 +21,7 @@ from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import synthetic_xray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULT_KEYS = {"file", "label", "probabilities", "model"}
+RESULT_KEYS = {"file", "label", "probabilities", "model", "validated_at_site"}
 # The shipped run has age heads (a JPEG's age group is estimated) and a feature bank.
 SHIPPED_KEYS = RESULT_KEYS | {"age_group", "age_group_source", "age_group_probability",
                               "familiar"}
@@ -137,6 +137,7 @@ def test_shipped_model_cli_on_a_real_xray(cxr4_dir):
     assert list(record["probabilities"]) == list(CLASS_NAMES)
     assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert record["model"] == read_metadata(shipped).version
+    assert record["validated_at_site"] is None  # the shipped model: validated at no site
 
 
 def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir, images):

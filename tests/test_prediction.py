@@ -37,12 +37,15 @@ def test_the_json_fields_are_the_cli_lines_keys_in_its_order():
     estimated = Prediction.of(probabilities, "v1", AgeReading("child", "estimated", 0.97123),
                               familiar=False)
     assert estimated.json_fields() == {
-        "label": VIRAL, "probabilities": probabilities, "model": "v1", "age_group": "child",
-        "age_group_source": "estimated", "age_group_probability": 0.9712, "familiar": False}
-    assert list(estimated.json_fields()) == ["label", "probabilities", "model", "age_group",
+        "label": VIRAL, "probabilities": probabilities, "model": "v1",
+        "validated_at_site": None, "age_group": "child", "age_group_source": "estimated",
+        "age_group_probability": 0.9712, "familiar": False}
+    assert list(estimated.json_fields()) == ["label", "probabilities", "model",
+                                             "validated_at_site", "age_group",
                                              "age_group_source", "age_group_probability",
                                              "familiar"]
-    plain = Prediction.of(probabilities, "v1")
-    assert plain.json_fields() == {"label": VIRAL, "probabilities": probabilities, "model": "v1"}
+    plain = Prediction.of(probabilities, "v1", validated_at_site="st-mary")
+    assert plain.json_fields() == {"label": VIRAL, "probabilities": probabilities, "model": "v1",
+                                   "validated_at_site": "st-mary"}
     assert Prediction.refused("not a chest X-ray", "v1").json_fields() == {
         "error": "not a chest X-ray"}

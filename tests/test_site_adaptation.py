@@ -16,6 +16,7 @@ from model.predictor import Predictor
 from model.run_dir import FEATURE_BANK_FILE, read_metadata, write_metadata
 from model.run_metrics import read_metrics
 from testkit.model_factory import fit_synthetic_gate, make_run_dir
+from testkit.predict_cli import predict_cli
 from testkit.report_factory import write_reports
 from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
 from training import adapt, feature_bank
@@ -85,6 +86,19 @@ def test_adapt_writes_a_complete_run_with_a_new_head_only(banked_run, tmp_path, 
     bank = FeatureBank.load(out)
     assert np.sum(bank.sources == "site:st-mary") == report["fitted_on"]
     assert "| base val: COVID-19 recall |" in capsys.readouterr().out
+
+
+def test_an_adapted_run_names_its_site_on_every_json_line(banked_run, tmp_path):
+    site = write_site(tmp_path / "films", 30)
+    out = tmp_path / "adapted"
+    assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out),
+                       "--name", "St Mary's"]) == 0
+    lines = [json.loads(line) for line in
+             predict_cli(site / "NORMAL", "--model", out).stdout.splitlines()]
+    base = [json.loads(line) for line in
+            predict_cli(site / "NORMAL", "--model", banked_run).stdout.splitlines()]
+    assert {line["validated_at_site"] for line in lines if "label" in line} == {"St-Mary-s"}
+    assert {line["validated_at_site"] for line in base if "label" in line} == {None}
 
 
 def refused(argv: list[str], capsys) -> str:

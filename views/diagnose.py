@@ -11,6 +11,7 @@ from model.errors import ModelLoadError
 from model.labels import display_name
 from model.lung_fields import LOW_SHARE_WARNING, in_words
 from model.run_dir import Metadata
+from model.site_validation import validated_at_site
 from records.accounts import Actor
 from records.actions import DOWNLOAD, HEATMAP_VIEWED
 from records.audit import AuditUnavailable, now_utc
@@ -25,10 +26,10 @@ from webapp.analysis import (
     DiagnoseState,
     age_caption,
     display_image,
-    familiarity_warning,
     overlay_image,
     overlay_png,
     result_json,
+    site_notice,
     with_heatmap,
     with_outline,
 )
@@ -151,11 +152,13 @@ def show_validation(metadata: Metadata, class_name: str) -> None:
         st.caption("**Not validated on:** " + "; ".join(gaps) + ". See the model card.")
 
 
-def show_familiarity(analysis: Analysis) -> None:
-    """Say so when the film does not look like those the model was trained or validated on."""
-    warning = familiarity_warning(analysis.prediction, run_dir())
-    if warning:
-        st.warning(warning, icon=":material/warning:")
+def show_site_validation(site: str | None) -> None:
+    """Whether the model was validated at this site; until it is, the notice with a figure."""
+    with st.container(key="site_validation"):
+        if site is None:
+            st.warning(site_notice(None, run_dir()), icon=":material/warning:")
+        else:
+            st.caption(site_notice(site, run_dir()))
 
 
 def show_acquisition(analysis: Analysis) -> None:
@@ -225,7 +228,7 @@ def show_downloads(analysis: Analysis, class_name: str, opacity: float) -> None:
          {"file": "overlay", "class_name": class_name}),
         ("Result (JSON)", result_json(analysis), f"{stem}_result.json", "application/json",
          {"file": "result"}),
-        ("Report (PDF)", lambda: pdf_report(analysis, class_name, opacity),
+        ("Report (PDF)", lambda: pdf_report(analysis, class_name, opacity, run_dir()),
          f"{stem}_report.pdf", "application/pdf", {"file": "report"}),
     ]
     for column, (label, data, file_name, mime, detail) in zip(
@@ -296,6 +299,7 @@ state = (current_state(upload, predictor, actor, age_group) if upload is not Non
 if state is None:
     st.session_state.pop(DIAGNOSE_RESULT, None)
     st.info(NOTICE, icon=":material/info:")
+    show_site_validation(validated_at_site(predictor.metadata))
     st.stop()
 if state.error is not None:
     st.error(plain(state.error), icon=":material/error:")
@@ -308,7 +312,7 @@ with images:
 with summary:
     show_headline(result)
     show_validation(predictor.metadata, result.predicted_class)
-    show_familiarity(result)
+    show_site_validation(result.prediction.validated_at_site)
     show_acquisition(result)
     show_downloads(result, explained_class, opacity)
     show_feedback(actor, st.session_state[DIAGNOSE_AUDIT_ID], result)

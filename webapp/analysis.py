@@ -21,11 +21,12 @@ from PIL import Image
 
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
-from model.familiarity import read_figures, unfamiliar_message
 from model.labels import display_name
 from model.overlay import overlay
 from model.prediction import Prediction
-from model.run_dir import RunFileError
+from model.run_dir import RunFileError, if_present
+from model.run_metrics import read_metrics
+from model.site_validation import not_validated_notice
 from webapp.lung_fields import segmenter
 
 if TYPE_CHECKING:
@@ -132,17 +133,16 @@ def age_caption(prediction: Prediction) -> str | None:
     return f"{words} ({how}).{note}"
 
 
-def familiarity_warning(prediction: Prediction, run_dir: Path) -> str | None:
-    """For a film flagged unfamiliar (model.familiarity): not validated on films like it, and
-    the error rate on such films in the external checks (the run's familiarity.json); None for
-    a familiar film or a run without the flag."""
-    if prediction.familiar is not False:
-        return None
+def site_notice(site: str | None, run_dir: Path) -> str:
+    """Where the model was validated: the site's name, or (``site`` None) the notice with the
+    figure that matters from the run's external checks (model.site_validation)."""
+    if site is not None:
+        return f"Validated at this site ({site})."
     try:
-        figures = read_figures(run_dir)
+        metrics = if_present(read_metrics, run_dir)
     except RunFileError:
-        figures = None
-    return unfamiliar_message(figures)
+        metrics = None
+    return not_validated_notice(metrics)
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,7 @@ def result_record(analysis: Analysis) -> dict:
         "probability": analysis.probability,
         "probabilities": analysis.probabilities,
         "model_version": analysis.prediction.model_version,
+        "validated_at_site": analysis.prediction.validated_at_site,
         "analysis_seconds": round(analysis.seconds, 4),
         "image": {
             "format": analysis.image.source_format,

@@ -4,11 +4,14 @@ file name (uploads are often named after the patient) appear in it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fpdf import FPDF
 from PIL import Image
 
 from model.labels import display_name
 from model.lung_fields import LOW_SHARE_WARNING, in_words
+from model.run_dir import DEFAULT_RUN_DIR
 from pacs.results import HEATMAP_NOTICE
 from webapp.analysis import (
     NOTICE,
@@ -16,6 +19,7 @@ from webapp.analysis import (
     age_caption,
     display_image,
     overlay_image,
+    site_notice,
     with_outline,
 )
 
@@ -29,8 +33,10 @@ def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
-    """The report as PDF bytes; ``class_name`` must be explained in ``analysis.heatmaps``."""
+def pdf_report(analysis: Analysis, class_name: str, opacity: float,
+               run_dir: Path = DEFAULT_RUN_DIR) -> bytes:
+    """The report as PDF bytes; ``class_name`` must be explained in ``analysis.heatmaps``;
+    ``run_dir``: the served run, whose external checks the not-validated notice quotes."""
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_margins(MARGIN_MM, MARGIN_MM)
@@ -88,5 +94,6 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float) -> bytes:
         pdf.multi_cell(width, 6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("helvetica", "B", 10)
-    pdf.multi_cell(width, 5, _latin1(NOTICE), new_x="LMARGIN", new_y="NEXT")
+    for notice in (site_notice(analysis.prediction.validated_at_site, run_dir), NOTICE):
+        pdf.multi_cell(width, 5, _latin1(notice), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote
 
-from model.familiarity import familiar_text
 from model.labels import NORMAL, display_name
 from model.lung_fields import LOW_HEAT_IN_LUNGS
 from records.safe_csv import csv_text
@@ -69,7 +68,8 @@ def table(rows: list[WorklistRow], classes: list[str], class_name: str = NOT_NOR
         record.update({
             "age group": None if age is None else (
                 f"{age.group} (estimated)" if age.source == "estimated" else age.group),
-            "familiar": familiar_text(row.prediction.familiar),
+            "validated at site": (None if probabilities is None else
+                                  row.prediction.validated_at_site or "not validated"),
             "refusal": row.prediction.refusal,
             "study date": _formatted_date(row.study_date),
             "study description": row.study_description or None,
