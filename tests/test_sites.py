@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import inspect, select, update
 
 from model import job_status
+from model.bounded_zip import ZipLimits
 from model.run_dir import MAX_VERSION_CHARS, read_metadata, write_metadata
 from model.site_names import MAX_SITE_NAME_CHARS, SiteNameError, adapted_version, site_name
 from pipeline import adapt_jobs as jobs
@@ -40,7 +41,6 @@ from testkit.site_factory import site_zip, zip_of
 from testkit.synthetic_data import synthetic_xray
 from webapp import site_onboarding as sites
 from webapp.audited_analysis import record_view
-from webapp.bounded_zip import ZipLimits
 from webapp.charts import confusion_matrix_figure
 
 ADMIN = Actor("ada", "admin")

@@ -103,7 +103,7 @@ def test_a_bomb_under_the_size_limit_is_refused_by_its_ratio(predictor, database
 def test_reading_stops_at_the_limits_even_when_the_headers_pass(predictor, database,
                                                                 monkeypatch):
     """Headers can lie: with the header check out of the way, reading enforces the limits."""
-    monkeypatch.setattr("webapp.bounded_zip.check_headers", lambda *_args: None)
+    monkeypatch.setattr("model.bounded_zip.check_headers", lambda *_args: None)
     with peak_rss_growth() as growth:
         rows, messages = analyse([("bomb.zip", bomb(60))], predictor, database,
                                  load_settings())

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+from model.bounded_zip import ZipLimits
 from model.decode import decode_image
 from model.errors import ImageError
 from model.labels import CLASS_NAMES, display_name
@@ -22,7 +23,6 @@ from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.pacs_studies import identifiers
 from testkit.site_factory import zip_of
 from testkit.synthetic_data import synthetic_xray
-from webapp.bounded_zip import ZipLimits
 from webapp.pdf_report import pdf_report
 from webapp.worklist import open_row, triage_pacs, triage_uploads
 from webapp.worklist_results import send_study_results, sendable_studies

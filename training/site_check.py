@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.decode import DecodedImage, decode_file, decode_image
+from model.bounded_zip import DEFAULT_ZIP_LIMITS, iter_members
+from model.decode import DecodedImage, collect_files, decode_file, decode_image
 from model.errors import ImageError, ModelLoadError
 from model.run_dir import DEFAULT_RUN_DIR, RunFileError
 from model.shift import ShiftCheck, ShiftError, ShiftResult
-from pipeline.predict import collect_files
 from training.feature_bank import FeatureBank
-from webapp.bounded_zip import DEFAULT_ZIP_LIMITS, iter_members
 
 if TYPE_CHECKING:
     from model.predictor import Predictor

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from model.bounded_zip import ZipLimits
 from model.job_status import DONE, RUNNING
 from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
@@ -23,7 +24,6 @@ from records.model_activations import (
 )
 from records.settings import load_settings
 from webapp import site_onboarding as sites
-from webapp.bounded_zip import ZipLimits
 from webapp.charts import confusion_matrix_figure
 from webapp.kept_models import check_servable, kept_models
 from webapp.plain_text import plain

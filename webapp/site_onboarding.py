@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from model.bounded_zip import ZipLimits, iter_members
 from model.labels import display_name
 from model.run_dir import RunFileError
 from model.run_metrics import read_metrics
@@ -28,7 +29,6 @@ from records.feedback import labelled_images
 from records.image_store import image_path, keep_images
 from records.model_activations import Served
 from records.settings import Settings
-from webapp.bounded_zip import ZipLimits, iter_members
 
 MAX_LABEL_CHARS = 64  # a label folder's name: longer is no label anyone uses
 MAX_SUFFIX_CHARS = 10
@@ -71,7 +71,7 @@ class GatheredFilms:
 
 def films_from_zip(name: str, data: bytes, limits: ZipLimits, folder: Path) -> GatheredFilms:
     """Write a .zip's images into ``folder/<LABEL>/`` by the folder that holds each in the
-    archive (``NORMAL/a.png`` or ``site/NORMAL/a.png``), read within webapp.bounded_zip's
+    archive (``NORMAL/a.png`` or ``site/NORMAL/a.png``), read within model.bounded_zip's
     limits; files outside a label folder are skipped, named. training.adapt judges the labels
     and the films."""
     counts: dict[str, int] = {}

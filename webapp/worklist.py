@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from model.batch import Classified, classify
+from model.bounded_zip import ZipLimits
 from model.decode import DecodedImage, decode_image
 from model.limits import DEFAULT_LIMITS
 from model.prediction import Prediction
@@ -27,7 +28,6 @@ from pacs.studies import StudyQuery
 from pacs.triage import StudyProblem, WorkItem, triage, work_items
 from records.settings import Settings
 from webapp.analysis import Analysis, DiagnoseState, lung_fields, with_explanation
-from webapp.bounded_zip import ZipLimits
 from webapp.lung_fields import heat_share
 from webapp.worklist_uploads import Upload, expected_images, iter_uploads, upload_chunks
 

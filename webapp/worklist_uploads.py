@@ -1,7 +1,7 @@
 """Worklist uploads: the browser's files, a .zip opened member by member, as images to analyse.
 
 Nothing here raises: what cannot be read becomes a message for the page. A .zip is bounded
-(webapp.bounded_zip): members, total size and compression ratio, checked from its headers and
+(model.bounded_zip): members, total size and compression ratio, checked from its headers and
 again while each member is read.
 """
 
@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from webapp.bounded_zip import DEFAULT_ZIP_LIMITS, ZipLimits, image_members, iter_members
+from model.bounded_zip import DEFAULT_ZIP_LIMITS, ZipLimits, image_members, iter_members
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Upload:
 def iter_uploads(files: Iterable[tuple[str, bytes]], limits: ZipLimits
                  ) -> Iterator[Upload | str]:
     """Browser files -> images to analyse, one at a time; a .zip gives its image and DICOM
-    members as they are read (webapp.bounded_zip). A str is a message about what could not be
+    members as they are read (model.bounded_zip). A str is a message about what could not be
     read."""
     for name, data in files:
         if not name.lower().endswith(".zip"):

@@ -13,17 +13,25 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Protocol
 
 from model.decode import IMAGE_SUFFIXES
-from records.settings import Settings
 
 CHUNK_BYTES = 1 << 20
 RATIO_FLOOR_BYTES = 10_000_000  # below this, a high ratio is a small file's headers, not a bomb
 
 
+class ZipSettings(Protocol):
+    """The deployment settings a zip's limits come from (records.settings.Settings)."""
+
+    zip_max_members: int
+    zip_max_total_bytes: int
+    zip_max_ratio: float
+
+
 @dataclass(frozen=True)
 class ZipLimits:
-    """How much one uploaded archive may expand to; from ``Settings`` (``zip_*``)."""
+    """How much one uploaded archive may expand to; from the settings (``zip_*``)."""
 
     max_members: int = 2000
     max_member_bytes: int = 50_000_000
@@ -31,7 +39,7 @@ class ZipLimits:
     max_ratio: float = 100.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, max_member_bytes: int) -> ZipLimits:
+    def from_settings(cls, settings: ZipSettings, max_member_bytes: int) -> ZipLimits:
         return cls(settings.zip_max_members, max_member_bytes, settings.zip_max_total_bytes,
                    settings.zip_max_ratio)
 
