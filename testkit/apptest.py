@@ -1,5 +1,5 @@
 """Driving the app through Streamlit's AppTest as a person would: the test accounts, a signed-in
-page, an upload. Shared by the page tests (tests/test_app_*.py, tests/test_worklist_page.py)."""
+page, an upload. Shared by the page tests (tests/app/: test_app_*.py, test_worklist_page.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ process, with its stdout, stderr and exit status as a subprocess would give them
 Why: a subprocess pays TensorFlow's import and start-up, about 12 s of CPU a call on CI's two
 cores, and the suite made some twenty such calls. The flags, lines and exit codes are the
 same in process; the entry point itself (`python -m model.predict` through runpy) keeps its real
-subprocess test in tests/test_predict_cli.py, and the `--ray` tests keep theirs (Ray's driver).
+subprocess test in tests/unit/test_predict_cli.py, and the `--ray` tests keep theirs (Ray's driver).
 """
 
 from __future__ import annotations

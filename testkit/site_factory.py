@@ -1,5 +1,5 @@
 """A run that can be onboarded (a tiny reported factory model with a feature bank) and a site's
-films as a .zip, for the Sites tests (tests/test_sites.py, tests/test_sites_page.py); any
+films as a .zip, for the Sites tests (tests/unit/test_sites.py, tests/app/test_sites_page.py); any
 members as a .zip, for the Worklist's upload tests too."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from testkit.synthetic_data import make_dataset, synthetic_xray
 
 def banked_run(root: Path) -> Path:
     """A factory run with reports, a training config and a feature bank from synthetic data,
-    as training.adapt needs it (built as tests/test_site_adaptation.py builds its own)."""
+    as training.adapt needs it (built as tests/unit/test_site_adaptation.py builds its own)."""
     from training import feature_bank
     from training.config import TrainConfig
 

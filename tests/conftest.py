@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lives, and a skip when it is absent."""
+"""Shared fixtures (where the real data lives, a skip when it is absent), and each test's kind
+from its folder: tests/unit, tests/app, tests/browser, tests/services (docs/TESTING.md)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,50 @@ from training.config import CXR4_DATA
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-
+TESTS = Path(__file__).resolve().parent
+KINDS = ("unit", "app", "browser", "services")  # the folders of tests/, each a marker
+SERVER_FIXTURES = {"postgres", "pacs_archive", "ray_address"}
 RAY_GROUP = "ray"  # the tests that share the session's one local Ray cluster
 
 
+def needs_a_server(item: pytest.Item) -> bool:
+    """Whether a test starts PostgreSQL, Orthanc or Ray, wherever its file lies: the
+    PostgreSQL case of `database_url` does, its SQLite case does not."""
+    callspec = getattr(item, "callspec", None)
+    return (bool(SERVER_FIXTURES & set(item.fixturenames))
+            or (callspec is not None and callspec.params.get("database_url") == "postgresql"))
+
+
+def only_unit_paths(config: pytest.Config) -> bool:
+    """Whether every path on the command line lies in tests/unit (the fast loop), with no -m."""
+    if config.option.markexpr or not config.args:
+        return False
+    unit = TESTS / "unit"
+    paths = [Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+             for arg in config.args]
+    return all(path.is_relative_to(unit) for path in paths)
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each test module on one pytest-xdist worker (its module fixtures are built once),
-    and every test that uses Ray on the same worker: one local Ray cluster per machine."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's kind, and `services` too when it needs a server; a run
+    of tests/unit alone leaves those out, so it starts no server. Keep each test module on one
+    pytest-xdist worker (its module fixtures are built once), and every test that uses Ray on
+    the same worker: one local Ray cluster per machine."""
     for item in items:
+        kind = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if kind in KINDS:
+            item.add_marker(kind)
+        if needs_a_server(item):
+            item.add_marker("services")
         if item.get_closest_marker("xdist_group") is None:
             group = RAY_GROUP if "ray_address" in item.fixturenames else item.module.__name__
             item.add_marker(pytest.mark.xdist_group(group))
+    if only_unit_paths(config):
+        left_out = [item for item in items if item.get_closest_marker("services")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("services")]
 
 
 @pytest.fixture(scope="session")
@@ -126,14 +158,6 @@ def pacs_archive(tmp_path_factory):
             for dicom in study.files:
                 orthanc.store(dicom)
         yield PacsArchive(orthanc, studies)
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    """Debian's Chromium for the browser tests, never a browser downloaded by Playwright."""
-    from testkit.browser_app import CHROMIUM, CHROMIUM_ARGS
-
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from testkit.browser_app import CHROMIUM, prepare_data_dir, running_app, sign_in
+from testkit.browser_app import prepare_data_dir, running_app, sign_in
 from testkit.servers import free_port
 from testkit.synthetic_data import synthetic_xray
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 60_000
 DIAGNOSE_UPLOADER = "Chest X-ray (PNG, JPEG or DICOM)"

@@ -20,7 +20,6 @@ from testkit.pacs_studies import SECRET, identifiers, run_pacs_cli
 from testkit.predict_cli import predict_cli
 from testkit.servers import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"file", "study", "series", "label", "probabilities", "model",
                "validated_at_site"}
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +16,12 @@ import pytest
 from model.run_dir import DEFAULT_RUN_DIR
 from model.shift import MIN_FILMS, ShiftError
 from pipeline.predict import collect_files
+from testkit import REPO_ROOT
 from training.config import SHARED_DATA
 from training.feature_bank import FeatureBank
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(),
                                 reason=f"the shared data is not at {SHARED_DATA}")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +32,9 @@ def shipped():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.site_check", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "training.site_check", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
 
 
 def test_cli_flags_an_unseen_hospital_with_one_json_line():

@@ -16,11 +16,11 @@ from model.errors import ImageError
 from model.labels import CLASS_NAMES
 from model.predictor import Predictor
 from model.run_dir import MODEL_FILE, read_metadata
+from testkit import REPO_ROOT
 from testkit.model_factory import shipped_run_dir
 from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import synthetic_xray
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_KEYS = {"file", "label", "probabilities", "model", "validated_at_site"}
 # The shipped run has age heads (a JPEG's age group is estimated) and a feature bank.
 SHIPPED_KEYS = RESULT_KEYS | {"age_group", "age_group_source", "age_group_probability",

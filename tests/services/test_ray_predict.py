@@ -17,11 +17,11 @@ from PIL import Image
 from model.decode import collect_files
 from model.predictor import Predictor
 from pipeline.predict import predict_files
+from testkit import REPO_ROOT
 from testkit.model_factory import make_run_dir
 from testkit.pacs_studies import SECRET, run_pacs_cli
 from testkit.synthetic_data import synthetic_xray
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PROBABILITY_TOLERANCE = 1e-6
 
 

@@ -16,16 +16,12 @@ from records.settings import DATABASE_FILE
 from records.tables import AuditEvent
 from testkit.browser_app import (
     BROWSER_ADMIN,
-    CHROMIUM,
     prepare_data_dir,
     running_app,
 )
 from testkit.servers import free_port
 from webapp.plain_text import WORD_JOINER
 
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
 oidc_provider_mock = pytest.importorskip("oidc_provider_mock")
 
 TIMEOUT_MS = 60_000

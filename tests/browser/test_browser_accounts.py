@@ -23,7 +23,6 @@ from records.settings import DATABASE_FILE
 from records.tables import AuditEvent, Feedback
 from testkit.browser_app import (
     BROWSER_ADMIN,
-    CHROMIUM,
     RESULT,
     cli_prediction,
     first_xray,
@@ -34,10 +33,6 @@ from testkit.browser_app import (
     wait_for_result,
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 60_000
 READER = ("reader", "reader password", "radiologist")

@@ -17,7 +17,7 @@ from model.site_validation import not_validated_notice, validated_at_site, worst
 from pacs.results import structured_report, with_empty_type2
 from testkit.dicom_factory import make_dataset
 from testkit.model_factory import shipped_run_dir
-from tests.test_pdf_report import poppler, synthetic_analysis, text_of  # noqa: F401
+from tests.unit.test_pdf_report import poppler, synthetic_analysis, text_of  # noqa: F401
 from webapp.pdf_report import pdf_report
 from webapp.worklist import WorklistRow
 from webapp.worklist_table import table

@@ -41,7 +41,6 @@ from testkit.synthetic_data import smooth_xray
 from training.fit_ood import cross_validated_refusal, fit_gaussians
 from webapp.analysis import analyse
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REFUSED_PHOTO = "does not look like a frontal chest X-ray"
 
 

@@ -22,7 +22,6 @@ from model.labels import display_name
 from model.run_dir import OOD_FILE
 from testkit.browser_app import (
     BROWSER_ADMIN,
-    CHROMIUM,
     OVERLAY_IMAGE,
     RESULT,
     cli_prediction,
@@ -36,10 +35,6 @@ from testkit.browser_app import (
 )
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
 from testkit.model_factory import shipped_run_dir
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 60_000
 

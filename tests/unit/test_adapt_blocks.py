@@ -10,7 +10,7 @@ import pytest
 from model.predictor import Predictor
 from model.run_metrics import read_metrics
 from testkit.synthetic_data import make_dataset
-from tests.test_site_adaptation import refused, reported_run, write_site
+from tests.unit.test_site_adaptation import refused, reported_run, write_site
 from training import adapt, feature_bank
 
 N_CLASSES = 4

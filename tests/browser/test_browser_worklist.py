@@ -12,7 +12,6 @@ from playwright.sync_api import expect
 
 from testkit.browser_app import (
     BROWSER_ADMIN,
-    CHROMIUM,
     RESULT,
     free_port,
     prepare_data_dir,
@@ -23,10 +22,6 @@ from testkit.browser_app import (
     wait_healthy,
 )
 from testkit.pacs_studies import identifiers
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
 
 TIMEOUT_MS = 90_000
 

@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 
 from testkit import REPO_ROOT
-from testkit.browser_app import BROWSER_ADMIN, CHROMIUM, prepare_data_dir, running_app
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) "
-                "to run the real-browser tests", allow_module_level=True)
+from testkit.browser_app import BROWSER_ADMIN, prepare_data_dir, running_app
 
 TIMEOUT_MS = 120_000
 # Every text the sidebar (and its navigation) shows, recorded on each change of the page.
