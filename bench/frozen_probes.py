@@ -25,12 +25,10 @@ import numpy as np
 
 from bench.leave_one_source_out import cached_features, fit_head, load_all
 from model.age_groups import AGE_GROUPS
-from model.decode import decode_file
 from model.populations import block_targets, class_logits
-from model.preprocess import resize_gray
 from training.config import SHARED_DATA, TrainConfig
 from training.data import LoadedSplit, sampling_weights
-from training.external import accepted_figures, read_external
+from training.external import accepted_figures, load_external
 
 DEFAULTS = TrainConfig()
 CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
@@ -46,15 +44,6 @@ def varied(split: LoadedSplit, variant: str) -> LoadedSplit:
     """The same images through one intensity variant (applied to the resized grey image)."""
     images = np.stack([VARIANTS[variant](image) for image in split.images])
     return LoadedSplit(images, split.labels, split.paths, split.sources, split.age_groups)
-
-
-def external_split(folder: Path, space, image_size: int) -> tuple[LoadedSplit, list[str]]:
-    """An external set's images, resized, and its labels in ``space``'s keys."""
-    external = read_external(folder)
-    images = np.stack([resize_gray(decode_file(path).gray, image_size)
-                       for path in external.paths])
-    labels = np.array([space.keys.index(label) for label in external.labels])
-    return LoadedSplit(images, labels, list(external.paths)), list(external.labels)
 
 
 def probabilities(head, features: np.ndarray, populations: np.ndarray | None) -> np.ndarray:
@@ -118,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     loaded, is_val, space = load_all(list(DEFAULTS.data))
     size = loaded.images.shape[1]
-    externals = {folder.name: external_split(folder, space, size)
+    externals = {folder.name: load_external(folder, space, size)
                  for folder in args.external or EXTERNAL}
     rows = []
     for variant in args.variants:
@@ -129,7 +118,7 @@ def main() -> None:
                 "external": {name: (cached_features(varied(split, variant),
                                                     args.cache_dir / f"{variant}_{name}.npz"),
                                     split.labels)
-                             for name, (split, _) in externals.items()}}
+                             for name, split in externals.items()}}
         rows += [probe(variant, heads, data) for heads in (False, True)]
     print_table(rows, ["val adult", "val pediatric", *externals])
     args.out.parent.mkdir(parents=True, exist_ok=True)

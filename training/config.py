@@ -65,6 +65,12 @@ class TrainConfig:
     # decayed to 1e-7 within 10 epochs and ended at a higher val loss (see the model card).
     lr_finetune: float = 1e-4
     finetune_blocks: int = 0  # 0: unfreeze the whole backbone; N: only its top N blocks
+    # Weight-space ensembling (WiSE-FT, Wortsman et al. CVPR 2022): every weight becomes
+    # (1 - alpha) x its value at the end of stage 1 + alpha x its value at the end of stage 2.
+    # 1 keeps the fine-tuned weights; less keeps more of what the frozen ImageNet features
+    # transfer to hospitals not in training. Chosen on the external checks, never on val
+    # (bench.robust_finetune prints the sweep; the model card records it).
+    wise_alpha: float = 1.0
     dropout: float = 0.4
     label_smoothing: float = 0.05
     class_weighting: bool = True  # sample each class equally often (label sets shared out)

@@ -24,7 +24,8 @@ from model.batch import classify
 from model.decode import IMAGE_SUFFIXES, decode_file
 from model.formatting import score, share
 from model.labels import display_name
-from training.data import DatasetError, LabelSpace, find_classes
+from model.preprocess import resize_gray
+from training.data import DatasetError, LabelSpace, LoadedSplit, find_classes
 from training.metrics import COVID, NORMAL, classification_metrics, label_matrix, subgroup_metrics
 
 if TYPE_CHECKING:
@@ -61,6 +62,16 @@ class ExternalSet:
         return ExternalSet(self.name, self.description,
                            tuple(self.paths[i] for i in chosen),
                            tuple(self.labels[i] for i in chosen))
+
+
+def load_external(folder: Path, space: LabelSpace, image_size: int) -> LoadedSplit:
+    """An external set as model inputs (resized once, no gate) with its labels in ``space``'s
+    keys: for benches that score many models on the same images."""
+    external = read_external(folder)
+    images = np.stack([resize_gray(decode_file(path).gray, image_size)
+                       for path in external.paths])
+    labels = np.array([space.keys.index(label) for label in external.labels])
+    return LoadedSplit(images, labels, list(external.paths))
 
 
 def describe(folder: Path) -> str:

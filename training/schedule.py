@@ -103,7 +103,7 @@ def _fit_stage(
             patience=config.reduce_lr_patience, min_lr=1e-7,
         ),
         keras.callbacks.ModelCheckpoint(
-            run_dir / CHECKPOINTS_DIR / f"{stage}.keras", monitor="val_loss", save_best_only=True
+            stage_checkpoint(run_dir, stage), monitor="val_loss", save_best_only=True
         ),
         HistoryRecorder(stage, records, checkpoint_history(run_dir), started),
         ProgressBar(stage, first_epoch + epochs),
@@ -128,13 +128,38 @@ def load_best_checkpoint(model: keras.Model, run_dir: Path) -> list[dict]:
     lowest-val-loss epoch.
     """
     for stage in ("finetune", "frozen"):
-        checkpoint = run_dir / CHECKPOINTS_DIR / f"{stage}.keras"
+        checkpoint = stage_checkpoint(run_dir, stage)
         if checkpoint.is_file():
             model.set_weights(keras.saving.load_model(checkpoint, compile=False).get_weights())
             log.info("weights from %s", checkpoint)
             return json.loads(checkpoint_history(run_dir).read_text())
     raise FileNotFoundError(f"{run_dir / CHECKPOINTS_DIR} holds no stage checkpoint to finish "
                             "from")
+
+
+def stage_checkpoint(run_dir: Path, stage: str) -> Path:
+    """Where a stage's best weights are kept while training runs (and after, for WiSE-FT)."""
+    return run_dir / CHECKPOINTS_DIR / f"{stage}.keras"
+
+
+def interpolate_with_frozen_stage(model: keras.Model, run_dir: Path, alpha: float) -> None:
+    """WiSE-FT in place: every weight becomes (1 - alpha) x the end of stage 1 (the run's
+    frozen-stage checkpoint) + alpha x its fine-tuned value.
+
+    BatchNorm statistics stay frozen in both stages, so every weight of the two ends lies on
+    one straight line in weight space and the mixture is a model of the same graph.
+    """
+    checkpoint = stage_checkpoint(run_dir, "frozen")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--wise-alpha {alpha} needs the end of stage 1 at {checkpoint}")
+    frozen = keras.saving.load_model(checkpoint, compile=False).get_weights()
+    tuned = model.get_weights()
+    if [w.shape for w in frozen] != [w.shape for w in tuned]:
+        raise ValueError(f"{checkpoint} holds another network than the fine-tuned one")
+    model.set_weights([(1.0 - alpha) * start + alpha * end
+                       for start, end in zip(frozen, tuned, strict=True)])
+    log.info("WiSE-FT: weights = %.2f x end of stage 1 + %.2f x end of stage 2",
+             1.0 - alpha, alpha)
 
 
 def run_two_stage(

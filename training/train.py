@@ -51,7 +51,7 @@ from training.data import (
 )
 from training.evaluate import calibrate_and_score
 from training.metrics import format_summary
-from training.schedule import load_best_checkpoint, run_two_stage
+from training.schedule import interpolate_with_frozen_stage, load_best_checkpoint, run_two_stage
 
 log = logging.getLogger("training")
 
@@ -111,6 +111,8 @@ def _earlier_seconds(config: TrainConfig, history: list[dict]) -> float:
 def train(config: TrainConfig) -> dict:
     """Run the whole pipeline; returns the validation metrics."""
     started = time.monotonic()
+    if not 0.0 <= config.wise_alpha <= 1.0:
+        raise ValueError(f"--wise-alpha must lie in [0, 1], not {config.wise_alpha}")
     keras.utils.set_random_seed(config.seed)
     spec = get_backbone(config.backbone)
     base = trained_backbone(config.weights)
@@ -152,6 +154,8 @@ def train(config: TrainConfig) -> dict:
         else:
             history = run_two_stage(model, spec, train_batches, val_batches, config, config.out,
                                     started)
+        if config.wise_alpha < 1 and any(record["stage"] == "finetune" for record in history):
+            interpolate_with_frozen_stage(model, config.out, config.wise_alpha)
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.

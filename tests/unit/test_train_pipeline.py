@@ -181,6 +181,37 @@ def test_an_interrupted_run_is_finished_from_its_best_checkpoint(run_dir, data_d
     assert metadata["training_seconds"] >= history[-1]["elapsed_seconds"]
 
 
+def test_wise_alpha_ships_the_mixture_of_the_two_stages_ends(run_dir, data_dir, tmp_path):
+    """WiSE-FT: every shipped weight lies between the end of stage 1 and the end of stage 2,
+    at the fraction --wise-alpha gives (here half way)."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    config = TrainConfig(data=(data_dir,), out=copy, weights="none", image_size=64,
+                         batch_size=8, epochs_frozen=1, epochs_finetune=1, limit_per_class=6,
+                         samples_per_epoch=None, finish_from_checkpoint=True, wise_alpha=0.5)
+    train(config)
+
+    def weights(path: Path) -> list[np.ndarray]:
+        return keras.saving.load_model(path, compile=False).get_weights()
+
+    start = weights(copy / "checkpoints" / "frozen.keras")
+    end = weights(copy / "checkpoints" / "finetune.keras")
+    shipped = weights(copy / MODEL_FILE)
+    moved = [i for i, (a, b) in enumerate(zip(start, end, strict=True)) if not np.allclose(a, b)]
+    assert moved, "stage 2 changed no weight: the test would prove nothing"
+    for a, b, mixed in zip(start, end, shipped, strict=True):
+        np.testing.assert_allclose(mixed, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-6)
+    assert read_metadata(copy).config["wise_alpha"] == 0.5
+
+
+def test_wise_alpha_outside_zero_to_one_is_refused(run_dir, data_dir, tmp_path):
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    result = run_module(
+        "training.train", "--data", str(data_dir), "--out", str(copy), "--weights", "none",
+        "--image-size", "64", "--finish-from-checkpoint", "--wise-alpha", "1.5",
+    )
+    assert result.returncode == 2 and "--wise-alpha must lie in [0, 1]" in result.stderr
+
+
 def test_finishing_without_checkpoints_is_a_clear_error(data_dir, tmp_path):
     result = run_module("training.train", "--data", str(data_dir), "--out", str(tmp_path / "r"),
                         "--weights", "none", "--image-size", "64", "--finish-from-checkpoint")

@@ -1,0 +1,134 @@
+"""Robust fine-tuning, judged on the external checks: the WiSE-FT mixing coefficient swept.
+
+    python -m bench.robust_finetune RUN_DIR [--alphas 0 0.25 0.5 0.75 1] [--out FILE]
+
+RUN_DIR is a training run that kept both ends of its schedule in ``checkpoints/``
+(``frozen.keras``: the end of stage 1, the backbone frozen; ``finetune.keras``: the end of
+stage 2). For each alpha every weight is ``(1 - alpha) x stage 1 + alpha x stage 2``
+(training.schedule.interpolate_with_frozen_stage, what ``--wise-alpha`` ships) and the mixture
+is scored with no gate and no temperature, neither of which moves an argmax or an AUC: on val
+with the age group known (as training scores it), and on each external check with the age group
+estimated by the model (as for a JPEG upload). The external checks choose alpha; nothing is
+fitted on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from model.age_groups import AGE_GROUPS
+from model.calibration import softmax
+from model.labels import COVID, NORMAL
+from model.populations import class_logits
+from model.run_dir import CHECKPOINTS_DIR, write_json
+from training.config import SHARED_DATA, TrainConfig
+from training.data import LoadedSplit, find_label_space, load_split, scan_split
+from training.external import accepted_figures, load_external
+from training.metrics import classification_metrics
+
+EXTERNAL = (SHARED_DATA / "kermany_test_a", SHARED_DATA / "lungs")
+DEFAULT_ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.65, 0.8, 1.0)
+
+
+def val_split(config: TrainConfig, space, image_size: int) -> LoadedSplit:
+    """The val films of the default data roots (their own patient splits)."""
+    pediatric = config.pediatric_sources.split(",")
+    samples = [sample for root in config.data for sample in scan_split(root, "val", space,
+                                                                       pediatric)]
+    return load_split(samples, image_size, "val")
+
+
+def run_logits(logits_model: keras.Model, images: np.ndarray, populations: np.ndarray,
+               n_classes: int) -> np.ndarray:
+    """Class logits, read per known age group (index) or marginalised (-1)."""
+    raw = logits_model.predict(images, batch_size=64, verbose=0)
+    return np.asarray(class_logits(raw, populations, len(AGE_GROUPS), n_classes))
+
+
+def val_figures(logits: np.ndarray, split: LoadedSplit, space) -> dict:
+    """The val figures a hospital asks about, from training.metrics."""
+    metrics = classification_metrics(split.labels, softmax(logits), space.classes,
+                                     space.set_map(), split.groups())
+    adult = metrics["subgroups"]["age_group"]["adult"]
+    children = metrics["subgroups"]["age_group"]["pediatric"]
+    return {
+        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+        "covid_recall": metrics["per_class"][COVID]["recall"],
+        "covid_precision": metrics["per_class"][COVID]["precision"],
+        "adult_normal_recall": adult["recall"][NORMAL],
+        "adult_called_covid_among_non_covid": adult["called_covid_among_non_covid"],
+        "children_auc": children["pneumonia_vs_normal_auc"],
+    }
+
+
+def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
+    """One row of figures per alpha."""
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    model = keras.saving.load_model(checkpoints / "finetune.keras", compile=False)
+    tuned = model.get_weights()
+    frozen = keras.saving.load_model(checkpoints / "frozen.keras", compile=False).get_weights()
+    logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
+    config = TrainConfig()
+    space = find_label_space(config.data, "train", config.label_set_map())
+    n_classes = len(space.classes)
+    image_size = model.inputs[0].shape[1]
+    val = val_split(config, space, image_size)
+    val_groups = np.array([AGE_GROUPS.index(group) for group in val.age_groups])
+    externals = {folder.name: load_external(folder, space, image_size) for folder in EXTERNAL
+                 if folder.is_dir()}
+    rows = []
+    for alpha in alphas:
+        started = time.monotonic()
+        model.set_weights([(1 - alpha) * start + alpha * end
+                           for start, end in zip(frozen, tuned, strict=True)])
+        row = {"alpha": alpha, "val": val_figures(
+            run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
+        for name, split in externals.items():
+            logits = run_logits(logits_model, split.images, np.full(len(split.labels), -1),
+                                n_classes)
+            row[name] = accepted_figures(split.labels, softmax(logits), space)
+        row["seconds"] = round(time.monotonic() - started, 1)
+        rows.append(row)
+        print_row(row)
+    return rows
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_row(row: dict) -> None:
+    """One Markdown line: val, then each external check."""
+    val, kermany, lungs = row["val"], row.get("kermany_test_a", {}), row.get("lungs", {})
+    print(f"| {row['alpha']:.2f} | {_cell(val['accuracy'])} / {_cell(val['macro_f1'])} | "
+          f"{_cell(val['covid_recall'])} / {_cell(val['covid_precision'])} | "
+          f"{_cell(val['adult_called_covid_among_non_covid'])} | {_cell(val['children_auc'])} | "
+          f"{_cell(kermany.get('normal_recall'))} / {_cell(kermany.get('pneumonia_vs_normal_auc'))}"
+          f" / {_cell(kermany.get('pneumonia_vs_normal_accuracy'))} | "
+          f"{_cell(lungs.get('normal_recall'))} / "
+          f"{_cell(lungs.get('called_covid_among_non_covid'))} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args()
+    print("| alpha | val acc / macro-F1 | val COVID-19 recall / precision | "
+          "val adults non-COVID called COVID-19 | val children AUC | "
+          "kermany_test_a normal recall / AUC / acc | lungs/ normal / COVID-19 |")
+    print("|---|---|---|---|---|---|---|")
+    rows = sweep(args.run_dir, args.alphas)
+    if args.out:
+        write_json(args.out, rows)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
