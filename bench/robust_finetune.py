@@ -5,7 +5,7 @@
 RUN_DIR is a training run that kept both ends of its schedule in ``checkpoints/``
 (``frozen.keras``: the end of stage 1, the backbone frozen; ``finetune.keras``: the end of
 stage 2). For each alpha every weight is ``(1 - alpha) x stage 1 + alpha x stage 2``
-(training.schedule.interpolate_with_frozen_stage, what ``--wise-alpha`` ships) and the mixture
+(training.schedule.mix_weights, what ``--wise-alpha`` ships) and the mixture
 is scored with no gate and no temperature, neither of which moves an argmax or an AUC: on val
 with the age group known (as training scores it), and on each external check with the age group
 estimated by the model (as for a JPEG upload). The external checks choose alpha; nothing is
@@ -25,11 +25,12 @@ from model.age_groups import AGE_GROUPS
 from model.calibration import softmax
 from model.labels import COVID, NORMAL
 from model.populations import class_logits
-from model.run_dir import CHECKPOINTS_DIR, write_json
+from model.run_dir import CHECKPOINTS_DIR, ROBUST_FINETUNE_FILE, write_json
 from training.config import SHARED_DATA, TrainConfig
 from training.data import LoadedSplit, find_label_space, load_split, scan_split
 from training.external import accepted_figures, load_external
 from training.metrics import classification_metrics
+from training.schedule import mix_weights, weights_by_path
 
 EXTERNAL = (SHARED_DATA / "kermany_test_a", SHARED_DATA / "lungs")
 DEFAULT_ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.65, 0.8, 1.0)
@@ -70,8 +71,9 @@ def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
     """One row of figures per alpha."""
     checkpoints = run_dir / CHECKPOINTS_DIR
     model = keras.saving.load_model(checkpoints / "finetune.keras", compile=False)
-    tuned = model.get_weights()
-    frozen = keras.saving.load_model(checkpoints / "frozen.keras", compile=False).get_weights()
+    tuned = weights_by_path(model)
+    frozen = weights_by_path(keras.saving.load_model(checkpoints / "frozen.keras",
+                                                     compile=False))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     config = TrainConfig()
     space = find_label_space(config.data, "train", config.label_set_map())
@@ -84,8 +86,7 @@ def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
     rows = []
     for alpha in alphas:
         started = time.monotonic()
-        model.set_weights([(1 - alpha) * start + alpha * end
-                           for start, end in zip(frozen, tuned, strict=True)])
+        mix_weights(model, frozen, tuned, alpha)
         row = {"alpha": alpha, "val": val_figures(
             run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
         for name, split in externals.items():
@@ -118,7 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
-    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--out", type=Path,
+                        help=f"write the rows as JSON here (RUN_DIR/{ROBUST_FINETUNE_FILE} puts "
+                             "the sweep in the run's model card)")
     args = parser.parse_args()
     print("| alpha | val acc / macro-F1 | val COVID-19 recall / precision | "
           "val adults non-COVID called COVID-19 | val children AUC | "

@@ -52,6 +52,7 @@ MODEL_CARD_FILE = "MODEL_CARD.md"  # training.model_card
 TRAIN_LOG_FILE = "train.log"  # training.train
 FEATURE_BANK_FILE = "feature_bank.npz"  # training data's pooled features (training.feature_bank)
 FAMILIARITY_FILE = "familiarity.json"  # the familiarity flag measured (bench/familiarity.py)
+ROBUST_FINETUNE_FILE = "robust_finetune.json"  # the WiSE-FT sweep (bench/robust_finetune.py)
 CHECKPOINTS_DIR = "checkpoints"  # each stage's best weights (training.schedule)
 
 METADATA_FORMAT_VERSION = 2  # 2: normalisation inside the model

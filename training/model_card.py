@@ -23,6 +23,7 @@ from model.run_dir import (
     MODEL_CARD_FILE,
     MODEL_FILE,
     OOD_BENCHMARK_FILE,
+    ROBUST_FINETUNE_FILE,
     Calibration,
     GateSettings,
     Metadata,
@@ -400,6 +401,36 @@ def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     return lines
 
 
+def _pair(figures: dict, first: str, second: str) -> str:
+    values = [figures.get(first), figures.get(second)]
+    return " / ".join("n/a" if value is None else f"{value:.2f}" for value in values)
+
+
+def wise_lines(rows: list[dict] | None, alpha: float) -> list[str]:
+    """The WiSE-FT sweep (bench/robust_finetune.py) that chose the shipped mixing coefficient."""
+    if not rows:
+        return []
+    lines = ["", "## How far to fine-tune (WiSE-FT, chosen on the external checks)", "",
+             "Every weight is (1 - alpha) x the end of stage 1 (frozen ImageNet backbone, trained "
+             "head) + alpha x the end of stage 2 (`--wise-alpha`, Wortsman et al. 2022). Each row "
+             "scores one mixture with no gate and no temperature: val with the age group known, "
+             "the external checks with the age group estimated, as for an upload. The external "
+             f"checks chose alpha = {alpha:g} (bold); val alone would have chosen otherwise.",
+             "", "| alpha | val acc / macro-F1 | val COVID-19 recall / precision | val adults "
+             "non-COVID called COVID-19 | val children AUC | kermany_test_a normal recall / AUC | "
+             "lungs/ normal / COVID-19 |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        val = row["val"]
+        mark = "**" if abs(row["alpha"] - alpha) < 1e-9 else ""
+        lines.append(
+            f"| {mark}{row['alpha']:g}{mark} | {_pair(val, 'accuracy', 'macro_f1')} | "
+            f"{_pair(val, 'covid_recall', 'covid_precision')} | "
+            f"{val['adult_called_covid_among_non_covid']:.3f} | {val['children_auc']:.3f} | "
+            f"{_pair(row.get('kermany_test_a', {}), 'normal_recall', 'pneumonia_vs_normal_auc')}"
+            f" | {_pair(row.get('lungs', {}), 'normal_recall', 'called_covid_among_non_covid')} |")
+    return lines
+
+
 HEATMAP_MEANING = (
     "A heatmap shows which parts of the image raised the score of one class in this model; it "
     "is not a drawing of the disease, it does not say the finding is there, and a map that is "
@@ -473,6 +504,8 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *validation_lines(metadata, metrics, calibration),
         *subgroup_lines(metrics),
         *external_lines(metrics),
+        *wise_lines(if_present(read_json, run_dir / ROBUST_FINETUNE_FILE),
+                    metadata.config.get("wise_alpha", 1.0)),
         *site_lines(metrics),
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),

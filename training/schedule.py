@@ -142,22 +142,37 @@ def stage_checkpoint(run_dir: Path, stage: str) -> Path:
     return run_dir / CHECKPOINTS_DIR / f"{stage}.keras"
 
 
+def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
+    """Every weight of a model by its variable path (layer/name), the same in a checkpoint and
+    in the saved model, whatever order their layers are listed in."""
+    weights = {variable.path: keras.ops.convert_to_numpy(variable) for variable in model.weights}
+    if len(weights) != len(model.weights):
+        raise ValueError(f"{model.name} has weights that share a path")
+    return weights
+
+
+def mix_weights(model: keras.Model, start: dict[str, np.ndarray], end: dict[str, np.ndarray],
+                alpha: float) -> None:
+    """Set every weight of ``model`` to (1 - alpha) x ``start`` + alpha x ``end``."""
+    paths = {variable.path for variable in model.weights}
+    if set(start) != paths or set(end) != paths:
+        raise ValueError("the two ends of the schedule are not the same network")
+    for variable in model.weights:
+        variable.assign((1.0 - alpha) * start[variable.path] + alpha * end[variable.path])
+
+
 def interpolate_with_frozen_stage(model: keras.Model, run_dir: Path, alpha: float) -> None:
     """WiSE-FT in place: every weight becomes (1 - alpha) x the end of stage 1 (the run's
     frozen-stage checkpoint) + alpha x its fine-tuned value.
 
-    BatchNorm statistics stay frozen in both stages, so every weight of the two ends lies on
-    one straight line in weight space and the mixture is a model of the same graph.
+    BatchNorm statistics stay frozen in both stages, so the two ends differ only in what was
+    trained and the mixture is a model of the same graph.
     """
     checkpoint = stage_checkpoint(run_dir, "frozen")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"--wise-alpha {alpha} needs the end of stage 1 at {checkpoint}")
-    frozen = keras.saving.load_model(checkpoint, compile=False).get_weights()
-    tuned = model.get_weights()
-    if [w.shape for w in frozen] != [w.shape for w in tuned]:
-        raise ValueError(f"{checkpoint} holds another network than the fine-tuned one")
-    model.set_weights([(1.0 - alpha) * start + alpha * end
-                       for start, end in zip(frozen, tuned, strict=True)])
+    frozen = weights_by_path(keras.saving.load_model(checkpoint, compile=False))
+    mix_weights(model, frozen, weights_by_path(model), alpha)
     log.info("WiSE-FT: weights = %.2f x end of stage 1 + %.2f x end of stage 2",
              1.0 - alpha, alpha)
 
