@@ -29,7 +29,6 @@ import keras
 import numpy as np
 
 from model.normalization import normalization_layer
-from model.ood import distance_threshold
 from model.predictor import Predictor
 from training.backbones import get_backbone
 from training.config import TrainConfig
@@ -41,7 +40,12 @@ from training.data import (
     sampling_weights,
     scan_split,
 )
-from training.fit_ood import DEFAULT_REFUSED_FRACTION, fit_gaussians, pooled_features
+from training.fit_ood import (
+    DEFAULT_REFUSED_FRACTION,
+    fit_gaussians,
+    pooled_features,
+    source_balanced_threshold,
+)
 from training.losses import SetCrossEntropy
 from training.metrics import subgroup_metrics
 
@@ -121,8 +125,9 @@ def score(train: np.ndarray, test: np.ndarray, data: dict, balance: float) -> di
     present, compact = np.unique(labels[train], return_inverse=True)
     gaussians, _ = fit_gaussians(features[train], compact, present.size)
     limit_rows = data["is_val"] & ~test  # as training.fit_ood: val X-rays, none being scored
-    limit = distance_threshold(gaussians.distances(features[limit_rows]),
-                               DEFAULT_REFUSED_FRACTION)
+    limit = source_balanced_threshold(gaussians.distances(features[limit_rows]),
+                                      [data["sources"][i] for i in np.flatnonzero(limit_rows)],
+                                      DEFAULT_REFUSED_FRACTION)
     figures["gate_refused"] = float(np.mean(gaussians.distances(features[test]) > limit))
     return figures
 

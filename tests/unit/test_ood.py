@@ -38,7 +38,7 @@ from testkit.model_factory import fit_synthetic_gate, make_run_dir, shipped_run_
 from testkit.ood_corpus import encode, ood_corpus
 from testkit.predict_cli import predict_cli
 from testkit.synthetic_data import smooth_xray
-from training.fit_ood import cross_validated_refusal, fit_gaussians
+from training.fit_ood import cross_validated_refusal, fit_gaussians, source_balanced_threshold
 from webapp.analysis import analyse
 
 REFUSED_PHOTO = "does not look like a frontal chest X-ray"
@@ -102,7 +102,28 @@ def test_fitted_gaussians_recover_the_true_distances():
 
 def test_cross_validated_refusal_is_near_the_target_on_exchangeable_distances():
     distances = np.random.default_rng(3).normal(size=4000)
-    assert 0.03 < cross_validated_refusal(distances, 0.05) < 0.07
+    assert 0.03 < cross_validated_refusal(distances, ["one"] * 4000, 0.05) < 0.07
+
+
+def test_the_limit_refuses_at_most_the_target_share_of_every_source():
+    """A small source of unusual-looking films sets the limit, not the big sources' quantile:
+    one limit over all val films refused most of its films."""
+    rng = np.random.default_rng(4)
+    distances = np.concatenate([rng.normal(30, 3, 950), rng.normal(45, 3, 50)])
+    sources = ["archive"] * 950 + ["publications"] * 50
+    pooled = distance_threshold(distances, 0.02)
+    assert np.mean(distances[950:] > pooled) > 0.3
+    limit = source_balanced_threshold(distances, sources, 0.02)
+    for name in ("archive", "publications"):
+        rows = np.array(sources) == name
+        assert np.mean(distances[rows] > limit) <= 0.02
+
+
+def test_sources_too_small_for_a_quantile_are_pooled():
+    distances = np.array([1.0] * 40 + [9.0, 8.0, 2.0])
+    sources = ["big"] * 40 + ["tiny-a", "tiny-b", "tiny-c"]
+    # pooled, the three tiny sources' limit refuses floor(0.5 x 3) = 1 of them, not 0 of each
+    assert source_balanced_threshold(distances, sources, 0.5) == 8.0
 
 
 # ---- the pixel checks ----
