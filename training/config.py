@@ -69,8 +69,9 @@ class TrainConfig:
     # (1 - alpha) x its value at the end of stage 1 + alpha x its value at the end of stage 2.
     # 1 keeps the fine-tuned weights; less keeps more of what the frozen ImageNet features
     # transfer to hospitals not in training. Chosen on the external checks, never on val
-    # (bench.robust_finetune prints the sweep; the model card records it).
-    wise_alpha: float = 1.0
+    # (bench.robust_finetune prints the sweep, the model card records it): half way moved
+    # both checks the right way together, where val alone would have kept 1.
+    wise_alpha: float = 0.5
     dropout: float = 0.4
     label_smoothing: float = 0.05
     class_weighting: bool = True  # sample each class equally often (label sets shared out)
