@@ -148,7 +148,8 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     stages = _epochs_run(history)
     settings = (f"{data}; {stages['frozen']}+{stages['finetune']} ep run, "
                 f"ft blocks {config['finetune_blocks'] or 'all'}, lr {config['lr_finetune']:g}, "
-                f"dropout {config['dropout']}, source balance {config.get('source_balance', 0)}")
+                f"dropout {config['dropout']}, source balance {config.get('source_balance', 0)}, "
+                f"WiSE-FT alpha {config.get('wise_alpha', 1):g}")
     name = run_dir.name + (" (shipped)" if metadata.version == shipped_version else "")
     val_loss = min((record["val_loss"] for record in history if "val_loss" in record), default=None)
     size_mb = (run_dir / MODEL_FILE).stat().st_size / 1e6
@@ -177,6 +178,13 @@ def _external_cells(metrics: Metrics) -> str:
             f"{score(adults and adults.called_covid_among_non_covid, 2)}")
 
 
+def _wise_sentence(alpha: float) -> str:
+    if alpha >= 1:
+        return ""
+    return (f"; then every weight set to {1 - alpha:g} x its value at the end of stage 1 + "
+            f"{alpha:g} x its fine-tuned value (WiSE-FT, below)")
+
+
 def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
     """The card's title and the facts a reader checks first."""
     config = metadata.config
@@ -192,7 +200,7 @@ def summary_lines(metadata: Metadata, calibration: Calibration, history: list[di
         f"{metadata.training_seconds / 60:.0f} min on the build machine's CPU; "
         f"{stages['frozen']} frozen-backbone epochs then {stages['finetune']} fine-tuning "
         f"epochs (learning rates {config['lr_frozen']:g} then {config['lr_finetune']:g}, "
-        f"early stopping on val loss)",
+        f"early stopping on val loss)" + _wise_sentence(config.get("wise_alpha", 1.0)),
         f"- **Reproduce with:** seed {metadata.seed}; "
         + ", ".join(f"{name} {version}" for name, version in metadata.software.items()),
         f"- **Calibration:** temperature {calibration.temperature:.3f} fitted on "
