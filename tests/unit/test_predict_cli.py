@@ -161,3 +161,14 @@ def test_lung_masks_are_written_and_lines_gain_the_heat_share(tmp_path, cxr4_dir
 def test_lung_masks_do_not_apply_to_the_pacs(tmp_path):
     result = predict_cli("--pacs", "http://127.0.0.1:9/dicom-web", "--lung-masks", tmp_path)
     assert result.returncode == 2 and "--lung-masks" in result.stderr
+
+
+def test_the_installed_command_runs_the_same_cli():
+    import importlib
+    import tomllib
+
+    from pipeline import predict
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["cxr-predict"].partition(":")
+    assert getattr(importlib.import_module(module), name) is predict.main
