@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from model.age_groups import AGE_GROUPS
+from model.age_groups import AGE_GROUP_WORDS, AGE_GROUPS
 from model.labels import display_name
 from model.run_dir import Metadata
 
@@ -92,3 +92,15 @@ def validation_warning(metadata: Metadata, class_name: str) -> str | None:
                        for row in gaps)
     return (f"{display_name(class_name)} has not been validated in every age group ({groups}). "
             "Weigh this suggestion accordingly.")
+
+
+def untrained_classes(metadata: Metadata) -> dict[str, tuple[str, ...]]:
+    """By age group as people name it ("adult", "child"): the classes that group's head was
+    never trained on (no film of that group and class, not even within a label set). Empty
+    when the metadata records no populations: nothing is then known to be missing."""
+    missing: dict[str, tuple[str, ...]] = {}
+    for row in coverage(metadata):
+        if not (row.train or row.train_untyped):
+            group = AGE_GROUP_WORDS.get(row.age_group, row.age_group)
+            missing[group] = (*missing.get(group, ()), row.class_name)
+    return missing

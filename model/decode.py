@@ -36,9 +36,11 @@ class DecodedImage:
     gray: np.ndarray  # (H, W) uint8
     source_format: str
     facts: dict[str, str] = field(default_factory=dict)
-    # "adult" or "pediatric" from a DICOM header's age (model.dicom.age_group), else None;
+    # "adult" or "pediatric" from a DICOM header's age (model.dicom.header_age), else None;
     # the age itself is never kept.
     age_group: str | None = None
+    # Why the header's age could not be used (impossible, contradictory), for the reader.
+    age_problem: str | None = None
 
 
 def decode_image(
@@ -49,7 +51,8 @@ def decode_image(
     check_upload_size(len(data), label, limits)
     if looks_like_dicom(data, name):
         gray, facts, age = decode_dicom(data, label, limits)
-        return DecodedImage(gray=gray, source_format="DICOM", facts=facts, age_group=age)
+        return DecodedImage(gray=gray, source_format="DICOM", facts=facts, age_group=age.group,
+                            age_problem=age.problem)
     return _decode_with_pillow(data, label, limits)
 
 

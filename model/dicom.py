@@ -71,9 +71,9 @@ def looks_like_dicom(data: bytes, name: str = "") -> bool:
 
 def decode_dicom(
     data: bytes, label: str, limits: DecodeLimits
-) -> tuple[np.ndarray, dict[str, str], str | None]:
+) -> tuple[np.ndarray, dict[str, str], HeaderAge]:
     """(H, W) uint8 display pixels, safe acquisition facts and the patient's age group
-    (``age_group``); ImageError when impossible."""
+    (``header_age``); ImageError when impossible."""
     has_preamble = data[128:132] == DICOM_MAGIC
     ds = _read(data, label, force=not has_preamble)
     if "PixelData" not in ds:
@@ -87,40 +87,89 @@ def decode_dicom(
     _check_header(header, label, limits)
     pixels = _decode_pixels(ds, header, label)
     gray = _to_display(pixels, ds, header, label)
-    return gray, safe_facts(ds, header), age_group(ds)
+    return gray, safe_facts(ds, header), header_age(ds)
 
 
 ADULT_AGE_YEARS = 18
+OLDEST_AGE_YEARS = 130  # older than anyone has lived: a typing error, not a patient
+# PatientAge is given in whole units and a birth date to the day: within this they agree.
+AGE_AGREEMENT_YEARS = 1.0
 _AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
+_DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+NOT_USED = "The DICOM header's age was not used ({}), so the model estimated the age group."
 
 
-def age_group(ds: Dataset) -> str | None:
-    """'adult', 'pediatric' or None (not recorded, or unreadable), from PatientAge ("045Y",
-    "010M"), else from PatientBirthDate and the study's date. Only the group leaves this
-    function: the age and the dates are identifying and are neither kept nor shown."""
-    years = _age_years(ds)
-    if years is None:
-        return None
-    return "adult" if years >= ADULT_AGE_YEARS else "pediatric"
+class _AgeProblem(ValueError):
+    """Why a header's age cannot be used, in words that never repeat the age or a date."""
 
 
-def _age_years(ds: Dataset) -> float | None:
+@dataclass(frozen=True)
+class HeaderAge:
+    """The age group a DICOM header gives ('adult', 'pediatric' or None), or why its age could
+    not be used (``problem``, a sentence for the reader). Only the group leaves the header:
+    the age and the dates are identifying and are neither kept nor shown."""
+
+    group: str | None = None
+    problem: str | None = None
+
+
+def header_age(ds: Dataset) -> HeaderAge:
+    """The group from PatientAge ("045Y", "010M") and from PatientBirthDate and the study's
+    date; an impossible age, a birth date after the study, or the two disagreeing give a
+    problem and no group, so that a typing error is pointed out rather than believed."""
     try:
-        text = str(ds.get("PatientAge", "") or "").strip().upper()
-        if len(text) == 4 and text[:3].isdigit() and text[3] in _AGE_UNITS_PER_YEAR:
-            return int(text[:3]) / _AGE_UNITS_PER_YEAR[text[3]]
-        birth = str(ds.get("PatientBirthDate", "") or "").strip()
-        taken = next((str(ds.get(key, "") or "").strip() for key in
-                      ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
-                      if str(ds.get(key, "") or "").strip()), "")
-        if len(birth) >= 8 and len(taken) >= 8:
-            born = datetime.strptime(birth[:8], "%Y%m%d")
-            seen = datetime.strptime(taken[:8], "%Y%m%d")
-            if seen >= born:
-                return (seen - born).days / 365.25
-    except (ValueError, TypeError, AttributeError):  # a malformed header tells nothing
+        stated = _stated_years(_text(ds, "PatientAge").upper())
+        from_birth = _years_from_birth(ds)
+    except _AgeProblem as problem:
+        return HeaderAge(problem=NOT_USED.format(problem))
+    if stated is not None and from_birth is not None and (
+            abs(stated - from_birth) > AGE_AGREEMENT_YEARS):
+        return HeaderAge(problem=NOT_USED.format(
+            "its patient age and its birth date disagree"))
+    years = stated if stated is not None else from_birth
+    if years is None:
+        return HeaderAge()
+    return HeaderAge("adult" if years >= ADULT_AGE_YEARS else "pediatric")
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        return str(ds.get(keyword, "") or "").strip()
+    except Exception as error:  # a malformed value pydicom cannot convert tells nothing usable
+        raise _AgeProblem(f"its {keyword} cannot be read") from error
+
+
+def _stated_years(text: str) -> float | None:
+    if not text:
         return None
-    return None
+    if not (len(text) == 4 and text[:3].isdigit() and text[3] in _AGE_UNITS_PER_YEAR):
+        raise _AgeProblem("its patient age is not an age such as 045Y")
+    return _possible(int(text[:3]) / _AGE_UNITS_PER_YEAR[text[3]], "its patient age")
+
+
+def _years_from_birth(ds: Dataset) -> float | None:
+    birth = _text(ds, "PatientBirthDate")
+    if not birth:
+        return None
+    taken = next((date for date in (_text(ds, key) for key in _DATE_KEYWORDS) if date), "")
+    try:
+        born = datetime.strptime(birth[:8], "%Y%m%d")
+        seen = datetime.strptime(taken[:8], "%Y%m%d") if taken else None
+    except ValueError as error:
+        raise _AgeProblem("its birth date or study date is not a date") from error
+    if born > datetime.now():
+        raise _AgeProblem("its birth date is in the future")
+    if seen is None:
+        return None
+    if seen < born:
+        raise _AgeProblem("its birth date is after the study's date")
+    return _possible((seen - born).days / 365.25, "its birth date")
+
+
+def _possible(years: float, what: str) -> float:
+    if years > OLDEST_AGE_YEARS:
+        raise _AgeProblem(f"{what} gives an age over {OLDEST_AGE_YEARS} years")
+    return years
 
 
 def safe_facts(ds: Dataset, header: PixelHeader) -> dict[str, str]:

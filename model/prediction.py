@@ -14,6 +14,18 @@ from dataclasses import dataclass, field
 from model.age_groups import AgeReading
 
 
+def assessed_only(probabilities: Mapping[str, float], age: AgeReading | None
+                  ) -> dict[str, float]:
+    """The probabilities given that the class is one the age group's head was trained on: a
+    class it never saw (``age.not_assessed``) gets 0 and the others share the mass, as the
+    group's block restricted to its trained classes would give them."""
+    skipped = age.not_assessed if age is not None else ()
+    kept = sum(p for name, p in probabilities.items() if name not in skipped)
+    if not skipped or kept <= 0:
+        return dict(probabilities)
+    return {name: 0.0 if name in skipped else p / kept for name, p in probabilities.items()}
+
+
 def top_class(probabilities: Mapping[str, float]) -> str:
     """The class with the highest probability; a tie goes to the earlier class (model order)."""
     return max(probabilities, key=probabilities.__getitem__)
@@ -47,7 +59,9 @@ class Prediction:
     def of(cls, probabilities: Mapping[str, float], model_version: str,
            age: AgeReading | None = None, familiar: bool | None = None,
            validated_at_site: str | None = None) -> Prediction:
-        return cls(dict(probabilities), model_version, age=age, familiar=familiar,
+        """The prediction of an accepted image; a class the age group's head was never trained
+        on is not assessed (``assessed_only``), so the label never names it."""
+        return cls(assessed_only(probabilities, age), model_version, age=age, familiar=familiar,
                    validated_at_site=validated_at_site)
 
     @classmethod
@@ -79,6 +93,10 @@ class Prediction:
             fields |= {"age_group": self.age.group, "age_group_source": self.age.source}
             if self.age.probability is not None:
                 fields["age_group_probability"] = round(self.age.probability, 4)
+            if self.age.notes:
+                fields["age_group_notes"] = list(self.age.notes)
+            if self.age.not_assessed:
+                fields["age_group_not_assessed"] = list(self.age.not_assessed)
         if self.familiar is not None:
             fields["familiar"] = self.familiar
         return fields

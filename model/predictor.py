@@ -19,8 +19,15 @@ import numpy as np
 import tensorflow as tf
 
 from model import normalization  # noqa: F401  (registers the layer load_model meets first)
-from model.age_groups import AGE_GROUP_WORDS, AgeReading, age_group_index, known_age
+from model.age_groups import (
+    AGE_GROUP_WORDS,
+    AgeReading,
+    age_group_index,
+    known_age,
+    resolved_age,
+)
 from model.calibration import softmax
+from model.coverage import untrained_classes
 from model.decode import DecodedImage
 from model.errors import ImageError, ModelLoadError
 from model.explanation import Explanation
@@ -65,6 +72,7 @@ class Predictor:
         self.ood = ood or OodGate.off("no gate was given to this predictor")
         self.familiarity = familiarity  # None: the run has no feature bank
         self.age_heads: list[str] = list(metadata.age_heads or [])
+        self.untrained = untrained_classes(metadata) if self.age_heads else {}
         n_groups = max(1, len(self.age_heads))
         # The familiarity check's layer: the bank's, else the one a new bank would use (so
         # that training.feature_bank can read looks for a run without a bank yet).
@@ -219,9 +227,10 @@ class Predictor:
                   ) -> AgeReading | None:
         """What is known of an image's age group before the model (a person's choice, else
         its DICOM header's), checked against the groups this model has heads for."""
-        header = image.age_group if isinstance(image, DecodedImage) else None
-        reading = known_age(header, given)
-        if reading is not None and self.age_heads:
+        header, problem = ((image.age_group, image.age_problem) if isinstance(image, DecodedImage)
+                           else (None, None))
+        reading = known_age(header, given, problem)
+        if reading is not None and reading.group is not None and self.age_heads:
             age_group_index(reading.group, self.age_heads)  # a name this model knows
         return reading
 
@@ -298,15 +307,14 @@ class Predictor:
 
     def _age_reading(self, given: AgeReading | None, estimate: np.ndarray
                      ) -> AgeReading | None:
-        """The known age group, else the model's estimate; None without age heads (a model
-        that cannot read a film by age group does not report one)."""
+        """The known age group, else the model's estimate (model.age_groups.resolved_age);
+        None without age heads (a model that cannot read a film by age group does not report
+        one)."""
         if not self.age_heads:
             return None
-        if given is not None:
-            return given
-        best = int(np.argmax(estimate))
-        return AgeReading(AGE_GROUP_WORDS.get(self.age_heads[best], self.age_heads[best]),
-                          "estimated", float(estimate[best]))
+        return resolved_age(given, {AGE_GROUP_WORDS.get(name, name): float(p)
+                                    for name, p in zip(self.age_heads, estimate, strict=True)},
+                            self.untrained)
 
     def _gate_features(self, logits: np.ndarray, features: np.ndarray
                        ) -> list[np.ndarray | ImageError]:

@@ -9,8 +9,11 @@
 Folders are searched recursively for image files. Each line is either
 {"file", "label", "probabilities", "model"} (with a model that has age heads, also
 "age_group": "adult" or "child", "age_group_source": "dicom", "given" or "estimated", and for
-an estimate "age_group_probability"; "validated_at_site": the site the model was validated at,
-or null for a model validated at no site, e.g. the shipped one (model.site_validation); with a
+an estimate "age_group_probability", "age_group_notes" where the age was contradictory or
+impossible (sentences for a reader) and "age_group_not_assessed": the classes that group's head
+was never trained on, whose probability is then 0; "validated_at_site": the site the model was
+validated at, or null for a model validated at no site, e.g. the shipped one
+(model.site_validation); with a
 run that has a feature bank, "familiar", experimental: whether the film looks like those the
 model was trained or adapted on, model.familiarity, measured neither to flag unseen sites nor
 to mark likely errors) or, for a

@@ -82,8 +82,8 @@ class ModelClient:
 
     def known_age(self, image: DecodedImage, given: str | None) -> AgeReading | None:
         """As Predictor.known_age: a person's choice, else the image's DICOM header's."""
-        reading = known_age(image.age_group, given)
-        if reading is not None and self.metadata.age_heads:
+        reading = known_age(image.age_group, given, image.age_problem)
+        if reading is not None and reading.group is not None and self.metadata.age_heads:
             age_group_index(reading.group, self.metadata.age_heads)
         return reading
 

@@ -19,7 +19,8 @@ from PIL import Image
 from model.age_groups import AGE_GROUPS, AgeReading
 from model.decode import DecodedImage
 
-DECODED_HEADER = "X-CXR-Decoded"  # {"source_format", "facts", "age_group"} of an image sent decoded
+# {"source_format", "facts", "age_group", "age_problem"} of an image sent decoded
+DECODED_HEADER = "X-CXR-Decoded"
 AGE_GROUP_PARAM = "age_group"  # ?age_group=adult|child: a person's choice for the image
 HEATMAP_KEY = "heatmap"  # the base64 PNG, with ?heatmap=1
 HEATMAP_CLASS_KEY = "heatmap_class"  # the class it explains
@@ -36,7 +37,7 @@ def png(gray: np.ndarray) -> bytes:
 def decoded_header(image: DecodedImage) -> str:
     """The facts of a decoded image that the accept/refuse path reads (format, DICOM header)."""
     return json.dumps({"source_format": image.source_format, "facts": dict(image.facts),
-                       "age_group": image.age_group})
+                       "age_group": image.age_group, "age_problem": image.age_problem})
 
 
 def with_header_facts(image: DecodedImage, header: str) -> DecodedImage:
@@ -48,11 +49,13 @@ def with_header_facts(image: DecodedImage, header: str) -> DecodedImage:
     if not (isinstance(content, dict) and isinstance(content.get("source_format"), str)
             and isinstance(content.get("facts"), dict)
             and all(isinstance(value, str) for value in content["facts"].values())
-            and content.get("age_group") in (None, *AGE_GROUPS)):
+            and content.get("age_group") in (None, *AGE_GROUPS)
+            and isinstance(content.get("age_problem"), str | None)):
         raise ValueError(f"{DECODED_HEADER} must hold a source_format, facts and an age group "
-                         f"({', '.join(AGE_GROUPS)} or null)")
+                         f"({', '.join(AGE_GROUPS)} or null) and an age problem (text or null)")
     return DecodedImage(gray=image.gray, source_format=content["source_format"],
-                        facts=content["facts"], age_group=content.get("age_group"))
+                        facts=content["facts"], age_group=content.get("age_group"),
+                        age_problem=content.get("age_problem"))
 
 
 def age_reading(answer: dict) -> AgeReading | None:
@@ -60,7 +63,9 @@ def age_reading(answer: dict) -> AgeReading | None:
     if "age_group" not in answer:
         return None
     return AgeReading(answer["age_group"], answer["age_group_source"],
-                      answer.get("age_group_probability"))
+                      answer.get("age_group_probability"),
+                      tuple(answer.get("age_group_notes", ())),
+                      tuple(answer.get("age_group_not_assessed", ())))
 
 
 def heatmap_text(heatmap: np.ndarray) -> str:

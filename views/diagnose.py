@@ -25,6 +25,7 @@ from webapp.analysis import (
     Analysis,
     DiagnoseState,
     age_caption,
+    age_warnings,
     display_image,
     overlay_image,
     overlay_png,
@@ -135,6 +136,8 @@ def show_headline(analysis: Analysis) -> None:
         how_read = age_caption(analysis.prediction)
         if how_read:
             st.caption(how_read)
+        for warning in age_warnings(analysis.prediction):
+            st.warning(warning, icon=":material/warning:")
         st.caption(
             f"{plain(analysis.file_name)} · analysed in {analysis.seconds:.2f} s · "
             f"model version {analysis.prediction.model_version}"

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from model.age_groups import not_assessed_note
 from model.decode import DecodedImage, decode_image
 from model.errors import ImageError
 from model.labels import display_name
@@ -119,7 +120,8 @@ AGE_CHOICE_HELP = ("The model reads a film with the head for the patient's age g
 
 
 def age_caption(prediction: Prediction) -> str | None:
-    """How the film was read, in words; None for a model without age heads."""
+    """How the film was read, in words, and the classes not assessed for that age group; None
+    for a model without age heads."""
     age = prediction.age
     if age is None:
         return None
@@ -128,9 +130,14 @@ def age_caption(prediction: Prediction) -> str | None:
         how = f"estimated by the model, {age.probability:.0%} sure"
     else:
         how = "as the reader chose" if age.source == "given" else "from the DICOM header's age"
-    note = (" COVID-19 is not assessed for children: no child's COVID-19 film was in "
-            "training." if age.group == "child" else "")
-    return f"{words} ({how}).{note}"
+    untrained = not_assessed_note(age)
+    return f"{words} ({how})." + (f" {untrained}" if untrained else "")
+
+
+def age_warnings(prediction: Prediction) -> tuple[str, ...]:
+    """What the reader must check about the age group the film was read for: a choice that
+    contradicts the header, an impossible header age, the model's confident disagreement."""
+    return () if prediction.age is None else prediction.age.notes
 
 
 def site_notice(site: str | None, run_dir: Path) -> str:

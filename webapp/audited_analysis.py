@@ -35,8 +35,11 @@ def image_event(actor: Actor, prediction: Prediction, name: str | None,
                 image_sha256: str | None, image_bytes: int | None, sop_uid_hash: str | None,
                 latency_ms: float, detail: dict | None = None) -> audit.Event:
     """The audit row of one analysed image (an upload, a worklist image): the image by hash and
-    size, what the model said or why it refused. The file name is left out, of the refusal
-    reason too: hospitals name files after patients."""
+    size, what the model said or why it refused, and the age group it was read for, how that
+    was known and what was noted about it. The file name is left out, of the refusal reason
+    too: hospitals name files after patients."""
+    if prediction.age is not None:
+        detail = {**(detail or {}), **prediction.age.audit_fields()}
     common = dict(username=actor.username, role=actor.role, image_sha256=image_sha256,
                   image_bytes=image_bytes, sop_uid_hash=sop_uid_hash,
                   model_version=prediction.model_version, latency_ms=round(latency_ms, 3),

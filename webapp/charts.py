@@ -38,16 +38,19 @@ def _layout(figure: go.Figure, **layout) -> go.Figure:
 
 
 def probability_chart(prediction: Prediction) -> go.Figure:
-    """Horizontal bars of every class's calibrated probability, the most likely one highlighted."""
+    """Horizontal bars of every class's calibrated probability, the most likely one highlighted;
+    a class the age group's head was never trained on reads "not assessed"."""
     probabilities, top = prediction.probabilities, prediction.label
     names = list(probabilities)
+    skipped = prediction.age.not_assessed if prediction.age is not None else ()
     figure = go.Figure(
         go.Bar(
             x=[probabilities[name] for name in names],
             y=[display_name(name) for name in names],
             orientation="h",
             marker_color=[PRIMARY if name == top else MUTED for name in names],
-            text=[f"{probabilities[name]:.1%}" for name in names],
+            text=["not assessed" if name in skipped else f"{probabilities[name]:.1%}"
+                  for name in names],
             textposition="outside",
             cliponaxis=False,
             hovertemplate="%{y}: %{x:.1%}<extra></extra>",

@@ -17,6 +17,7 @@ from webapp.analysis import (
     NOTICE,
     Analysis,
     age_caption,
+    age_warnings,
     display_image,
     overlay_image,
     site_notice,
@@ -52,6 +53,9 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float,
     if how_read:  # a model with age heads: which block it was read in, and what that means
         pdf.set_font("helvetica", "", 10)
         pdf.multi_cell(width, 5, _latin1(how_read), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("helvetica", "B", 10)
+        for warning in age_warnings(analysis.prediction):
+            pdf.multi_cell(width, 5, _latin1(warning), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("helvetica", "", 11)
 
     half = (width - 6) / 2
@@ -83,9 +87,12 @@ def pdf_report(analysis: Analysis, class_name: str, opacity: float,
     pdf.set_font("helvetica", "B", 11)
     pdf.cell(width, 7, "Calibrated probabilities", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", "", 11)
+    age = analysis.prediction.age
     for name, probability in analysis.probabilities.items():
         pdf.cell(70, 6, _latin1(display_name(name)))
-        pdf.cell(30, 6, f"{probability:.1%}", align="R", new_x="LMARGIN", new_y="NEXT")
+        shown = "not assessed" if age is not None and name in age.not_assessed else (
+            f"{probability:.1%}")
+        pdf.cell(30, 6, shown, align="R", new_x="LMARGIN", new_y="NEXT")
 
     pdf.ln(3)
     facts = " | ".join(f"{key}: {value}" for key, value in analysis.image.facts.items())

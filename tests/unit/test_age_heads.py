@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from model.age_groups import AGE_GROUPS, AgeReading, known_age
 from model.calibration import softmax
 from model.decode import decode_image
-from model.dicom import age_group
+from model.dicom import HeaderAge, header_age
 from model.populations import block_targets, class_logits
 from model.predictor import Predictor
 from testkit.dicom_factory import FAKE_PATIENT, make_dicom
@@ -59,21 +59,51 @@ def test_targets_lie_in_the_images_own_block():
     ({"PatientAge": "006M"}, "pediatric"),
     ({"PatientBirthDate": "20100102", "StudyDate": "20200101"}, "pediatric"),
     ({"PatientBirthDate": "19500101", "StudyDate": "20200101"}, "adult"),
-    ({"PatientAge": "abc"}, None),
-    ({"PatientBirthDate": "2010", "StudyDate": "20200101"}, None),
+    ({"PatientAge": "045Y", "PatientBirthDate": "19750301", "StudyDate": "20200601"}, "adult"),
+    ({"PatientBirthDate": "19500101"}, None),
     ({}, None),
 ])
 def test_the_dicom_header_gives_only_the_age_group(tags, expected):
+    assert header_age(_dataset(tags)) == HeaderAge(expected)
+
+
+def _dataset(tags: dict[str, str]) -> Dataset:
     ds = Dataset()
     for keyword, value in tags.items():
         setattr(ds, keyword, value)
-    assert age_group(ds) == expected
+    return ds
 
 
-def test_a_persons_choice_wins_over_the_header():
-    assert known_age("pediatric", "adult") == AgeReading("adult", "given")
+@pytest.mark.parametrize(("tags", "why"), [
+    ({"PatientAge": "999Y"}, "patient age gives an age over 130 years"),
+    ({"PatientAge": "-05Y"}, "patient age is not an age"),
+    ({"PatientAge": "abc"}, "patient age is not an age"),
+    ({"PatientBirthDate": "18000101", "StudyDate": "20200101"}, "birth date gives an age over"),
+    ({"PatientBirthDate": "20300101", "StudyDate": "20200101"}, "birth date is in the future"),
+    ({"PatientBirthDate": "20150101", "StudyDate": "20100101"}, "after the study's date"),
+    ({"PatientBirthDate": "2010", "StudyDate": "20200101"}, "is not a date"),
+    ({"PatientAge": "045Y", "PatientBirthDate": "20150101", "StudyDate": "20200101"},
+     "patient age and its birth date disagree"),
+])
+def test_an_impossible_or_contradictory_header_age_is_not_used_and_says_why(tags, why):
+    age = header_age(_dataset(tags))
+    assert age.group is None
+    assert why in age.problem and "the model estimated the age group" in age.problem
+    for value in tags.values():  # the age and the dates themselves are never repeated
+        assert value not in age.problem
+
+
+def test_a_persons_choice_wins_over_the_header_and_a_contradiction_is_noted():
+    overridden = known_age("pediatric", "adult")
+    assert (overridden.group, overridden.source) == ("adult", "given")
+    assert overridden.notes == ("The reader chose an adult's film, but the DICOM header's age "
+                                "says a child's film: it was read as the reader chose.",)
+    assert known_age("adult", "adult") == AgeReading("adult", "given")
     assert known_age("pediatric", "auto") == AgeReading("child", "dicom")
     assert known_age(None, None) is None
+    unusable = known_age(None, None, "The DICOM header's age was not used (...)")
+    assert (unusable.group, unusable.notes) == (None, ("The DICOM header's age was not used "
+                                                       "(...)",))
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +146,14 @@ def test_an_unknown_age_group_name_is_refused(age_head_predictor):
 
 
 def test_a_dicom_headers_age_is_used_and_a_person_overrides_it(age_head_predictor):
-    data = make_dicom(_xray(), patient={**FAKE_PATIENT, "PatientAge": "007Y"})
-    image = decode_image(data, "film.dcm")
+    patient = {**FAKE_PATIENT, "PatientAge": "007Y", "PatientBirthDate": "20120601"}
+    image = decode_image(make_dicom(_xray(), patient=patient), "film.dcm")
     assert image.age_group == "pediatric"
-    assert age_head_predictor.explain(image).prediction.age == AgeReading("child", "dicom")
-    overridden = age_head_predictor.explain(image, age_group="adult")
-    assert overridden.prediction.age == AgeReading("adult", "given")
+    read = age_head_predictor.explain(image).prediction.age
+    assert read.describe() == "child (from the DICOM header)"
+    overridden = age_head_predictor.explain(image, age_group="adult").prediction.age
+    assert (overridden.group, overridden.source) == ("adult", "given")
+    assert "the DICOM header's age says a child's film" in overridden.notes[0]
 
 
 def test_the_cli_prints_the_age_group_and_how_it_was_known(age_head_run, tmp_path):

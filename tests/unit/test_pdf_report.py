@@ -82,8 +82,9 @@ def test_the_report_says_how_much_of_the_attention_was_in_the_lungs(poppler, tmp
 
 
 def test_the_report_says_how_the_film_was_read_for_age(poppler, tmp_path):
-    child = " ".join(text_of(pdf_report(synthetic_analysis(True, AgeReading("child", "given")),
-                                        "BACTERIAL_PNEUMONIA", 0.4), tmp_path).split())
+    child = " ".join(text_of(pdf_report(synthetic_analysis(True, AgeReading(
+        "child", "given", not_assessed=("COVID19",))), "BACTERIAL_PNEUMONIA", 0.4),
+        tmp_path).split())
     assert "Read as the film of a child (as the reader chose)." in child
     assert "COVID-19 is not assessed for children" in child
     adult = " ".join(text_of(pdf_report(synthetic_analysis(
@@ -93,3 +94,14 @@ def test_the_report_says_how_the_film_was_read_for_age(poppler, tmp_path):
     assert "Read as the film" not in " ".join(text_of(pdf_report(
         synthetic_analysis(True), "BACTERIAL_PNEUMONIA", 0.4), tmp_path).split()), \
         "a model without age heads says nothing of age"
+
+
+def test_the_report_says_what_to_check_about_the_age_and_what_was_not_assessed(poppler,
+                                                                                tmp_path):
+    note = ("The model is 97% sure this is an adult's film, but it was read as a child's film "
+            "(from the DICOM header): check the patient's age.")
+    text = " ".join(text_of(pdf_report(synthetic_analysis(True, AgeReading(
+        "child", "dicom", notes=(note,), not_assessed=("COVID19",))),
+        "BACTERIAL_PNEUMONIA", 0.4), tmp_path).split())
+    assert note in text
+    assert "COVID-19 not assessed" in text
