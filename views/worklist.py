@@ -16,20 +16,21 @@ from serving.client import ModelUnavailable
 from webapp.analysis import AGE_CHOICE_HELP, AGE_CHOICES, NOTICE
 from webapp.audited_worklist import (
     WORKLIST_PACS,
-    WORKLIST_UPLOAD,
+    BatchCutShort,
     TooManyBatches,
+    audited_upload_batch,
     check_batch_rate,
     new_batch,
     record_batch_done,
     record_export,
     record_pacs_batch,
     record_sent,
-    record_upload_batch,
     study_model_version,
 )
 from webapp.lung_fields import segmenter
 from webapp.page_state import (
     WORKLIST_AGE_GROUP,
+    WORKLIST_CUT_SHORT,
     WORKLIST_MESSAGES,
     WORKLIST_OPENED,
     WORKLIST_ROWS,
@@ -43,7 +44,6 @@ from webapp.worklist import (
     open_row,
     pixel_budget,
     triage_pacs,
-    triage_upload_files,
 )
 from webapp.worklist_results import send_study_results, sendable_studies
 from webapp.worklist_table import (
@@ -74,21 +74,25 @@ def from_uploads(predictor, actor: Actor, age_group: str | None) -> None:
     files = st.file_uploader("Chest X-rays, DICOM files or a .zip of them", key="worklist_files",
                              accept_multiple_files=True)
     if st.button("Analyse the batch", disabled=not files, type="primary"):
-        settings, batch = load_settings(), new_batch()
+        settings = load_settings()
+        resume = st.session_state.pop(WORKLIST_CUT_SHORT, None)
         try:
-            check_batch_rate(app_database(), actor, settings.worklist_batches_per_minute)
-            rows, messages = triage_upload_files(
-                [(file.name, file.getvalue()) for file in files], predictor, settings,
-                lambda uploads, rows: record_upload_batch(app_database(), actor, uploads, rows,
-                                                          batch),
-                progress=progress_bar("Analysing"), age_group=age_group)
-            record_batch_done(app_database(), actor, batch, WORKLIST_UPLOAD, rows, len(messages))
+            if resume is None:
+                check_batch_rate(app_database(), actor, settings.worklist_batches_per_minute)
+            rows, messages = audited_upload_batch(
+                app_database(), actor, [(file.name, file.getvalue()) for file in files],
+                predictor, settings, progress_bar("Analysing"), age_group, resume)
             st.session_state[WORKLIST_ROWS] = rows
         except TooManyBatches as refusal:
             st.error(plain(refusal), icon=":material/hourglass:")
             st.stop()
-        except ModelUnavailable as error:
-            st.error(plain(f"{error} The files stay selected: press Analyse the batch again."),
+        except BatchCutShort as cut:
+            st.session_state[WORKLIST_CUT_SHORT] = cut.resume
+            st.session_state[WORKLIST_ROWS] = list(cut.resume.rows)
+            st.session_state[WORKLIST_MESSAGES] = []
+            st.error(plain(f"{cut} {len(cut.resume.rows)} images were analysed and recorded "
+                           "before it stopped; they are listed below. The files stay "
+                           "selected: press Analyse the batch again to go on with the rest."),
                      icon=":material/pause_circle:")
             return
         except AuditUnavailable:

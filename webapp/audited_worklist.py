@@ -11,15 +11,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pacs.studies import ImageRef
 from records import actions, audit
 from records.accounts import Actor
 from records.db import Database
+from records.settings import Settings
+from serving.client import ModelUnavailable
 from webapp.audited_analysis import image_event
-from webapp.worklist import WorklistRow
-from webapp.worklist_uploads import Upload
+from webapp.worklist import Progress, WorklistRow, triage_upload_files
+from webapp.worklist_uploads import Upload, expected_images
+
+if TYPE_CHECKING:
+    from model.predictor import Predictor
 
 WORKLIST_UPLOAD = "worklist upload"
 WORKLIST_PACS = "worklist PACS"
@@ -28,6 +35,25 @@ WORKLIST_BATCH = "worklist batch"  # one row per batch, after its images' rows, 
 
 class TooManyBatches(RuntimeError):
     """The user started more batches in the last minute than the limit allows."""
+
+
+@dataclass(frozen=True)
+class CutShort:
+    """A batch of uploads the model server stopped answering part-way through: its id, the
+    files it was for (by fingerprint) and the rows analysed and recorded before it stopped."""
+
+    batch: str
+    files: str
+    rows: tuple[WorklistRow, ...]
+
+
+class BatchCutShort(RuntimeError):
+    """The model server stopped part-way: the batch is closed in the trail as cut short, and
+    ``resume`` lets the same files go on where it stopped, without recording an image twice."""
+
+    def __init__(self, message: str, resume: CutShort) -> None:
+        super().__init__(message)
+        self.resume = resume
 
 
 def new_batch() -> str:
@@ -106,14 +132,55 @@ def record_export(database: Database, actor: Actor, rows: list[WorklistRow]) -> 
 
 
 def record_batch_done(database: Database, actor: Actor, batch: str, source: str,
-                      rows: list[WorklistRow], unread: int) -> None:
-    """One row that closes a batch: its images, how many were refused, how many unread."""
+                      rows: list[WorklistRow], unread: int, cut_short: str | None = None) -> None:
+    """One row that closes a batch: its images, how many were refused, how many unread; for a
+    batch the model server stopped part-way, why (``cut_short``) and ``unread`` the images it
+    did not reach."""
     refused = sum(row.prediction.refusal is not None for row in rows)
     audit.record(database, audit.Event(actor.username, actor.role, WORKLIST_BATCH,
                                        model_version=rows[0].prediction.model_version
                                        if rows else None, detail={
         "batch": batch, "source": source, "images": len(rows), "refused": refused,
-        "unread": unread}))
+        "unread": unread, **({"cut_short": cut_short} if cut_short else {})}))
+
+
+def files_fingerprint(files: list[tuple[str, bytes]], age_group: str | None) -> str:
+    """The selected files, by name and content, and the age group chosen for them: a retry
+    resumes only the very same batch."""
+    digest = hashlib.sha256(str(age_group).encode())
+    for name, data in files:
+        digest.update(hashlib.sha256(name.encode("utf-8", "replace")).digest())
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def audited_upload_batch(database: Database, actor: Actor, files: list[tuple[str, bytes]],
+                         predictor: Predictor, settings: Settings,
+                         progress: Progress | None = None, age_group: str | None = None,
+                         resume: CutShort | None = None) -> tuple[list[WorklistRow], list[str]]:
+    """A Worklist batch of uploads, each chunk's audit rows written as it is analysed, then the
+    row that closes the batch. ``resume``: the same files' batch that was cut short, gone on
+    with under its id from the first image it did not reach. When the model server stops
+    answering, the batch is closed as cut short and BatchCutShort carries what to resume."""
+    fingerprint = files_fingerprint(files, age_group)
+    if resume is None or resume.files != fingerprint:
+        resume = CutShort(new_batch(), fingerprint, ())
+    rows = list(resume.rows)
+
+    def record(uploads: list[Upload], chunk: list[WorklistRow]) -> list[WorklistRow]:
+        recorded = record_upload_batch(database, actor, uploads, chunk, resume.batch)
+        rows.extend(recorded)
+        return recorded
+
+    try:
+        _, messages = triage_upload_files(files, predictor, settings, record, progress,
+                                          age_group, resume.rows)
+    except ModelUnavailable as error:
+        record_batch_done(database, actor, resume.batch, WORKLIST_UPLOAD, rows,
+                          max(0, expected_images(files) - len(rows)), cut_short=str(error))
+        raise BatchCutShort(str(error), dataclasses.replace(resume, rows=tuple(rows))) from error
+    record_batch_done(database, actor, resume.batch, WORKLIST_UPLOAD, rows, len(messages))
+    return rows, messages
 
 
 def check_batch_rate(database: Database, actor: Actor, per_minute: int,

@@ -28,6 +28,7 @@ WORKLIST_ROWS = "worklist_rows"  # the current batch's WorklistRows
 WORKLIST_MESSAGES = "worklist_messages"  # what could not be read from the uploads
 WORKLIST_OPENED = "worklist_opened"  # the OpenedRow on its way to Diagnose
 WORKLIST_AGE_GROUP = "worklist_age_group"  # the patients' age group as chosen (a widget's key)
+WORKLIST_CUT_SHORT = "worklist_cut_short"  # the CutShort batch that pressing again resumes
 
 # Users (views/users.py)
 USERS_OUTCOME = "users_outcome"  # (ok, message) of the last change

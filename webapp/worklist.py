@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -129,25 +129,32 @@ ChunkRecorder = Callable[[list[Upload], list[WorklistRow]], list[WorklistRow]]
 def triage_upload_files(files: list[tuple[str, bytes]], predictor: Classifier,
                         settings: Settings, record: ChunkRecorder,
                         progress: Progress | None = None, age_group: str | None = None,
+                        resumed: Sequence[WorklistRow] = (),
                         ) -> tuple[list[WorklistRow], list[str]]:
     """The Worklist's upload batch, bounded: members are read, analysed and recorded
     (``record`` writes the audit rows) a chunk at a time, so at most one chunk's file bytes
     are held, and the rows keep at most ``batch_max_megapixels`` of decoded images.
+    ``resumed``: the rows of the same files already analysed and recorded by a try that was cut
+    short; their images are skipped (in the files' order) and counted against the budget.
 
-    Returns (rows, messages about what could not be read).
+    Returns (the rows analysed now, messages about what could not be read).
     """
     zip_limits = ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes)
     budget = pixel_budget(settings)
+    budget.left -= sum(row.image.gray.size for row in resumed if row.image is not None)
     total = expected_images(files)
     rows: list[WorklistRow] = []
     messages: list[str] = []
+    skip = len(resumed)
     chunks = upload_chunks(iter_uploads(files, zip_limits), settings.batch_chunk_images,
                            settings.batch_chunk_bytes)
     for uploads, problems in chunks:
         messages += problems
+        skipped = min(skip, len(uploads))
+        skip, uploads = skip - skipped, uploads[skipped:]
         if not uploads:
             continue
-        done = len(rows)
+        done = len(resumed) + len(rows)
 
         def chunk_progress(count: int, _total: int, done: int = done) -> None:
             if progress is not None:
