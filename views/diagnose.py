@@ -31,22 +31,33 @@ from webapp.analysis import (
     overlay_png,
     result_json,
     site_notice,
-    with_heatmap,
     with_outline,
 )
-from webapp.audited_analysis import analyse_and_record, record_view
+from webapp.audited_analysis import (
+    AuditedState,
+    analyse_and_record,
+    explain_with_its_model,
+    record_view,
+)
 from webapp.charts import probability_chart
 from webapp.page_state import (
     DIAGNOSE_AGE_GROUP,
     DIAGNOSE_AUDIT_ID,
     DIAGNOSE_RESULT,
     EXPLAINED_CLASS,
+    HEATMAP_CHOSEN,
     WORKLIST_OPENED,
     OpenedRow,
 )
 from webapp.pdf_report import pdf_report
 from webapp.plain_text import plain
-from webapp.resources import app_database, load_predictor, model_unavailable, run_dir
+from webapp.resources import (
+    app_database,
+    load_predictor,
+    model_unavailable,
+    run_dir,
+    served_model,
+)
 from webapp.session import PAUSED, require_signed_in
 
 if TYPE_CHECKING:
@@ -172,12 +183,36 @@ def show_acquisition(analysis: Analysis) -> None:
                                               for name, value in facts))
 
 
+def explained_by_its_model(class_name: str, predictor: Classifier) -> Analysis:
+    """The open analysis with a Grad-CAM for ``class_name`` from the model that produced it; if
+    that model is no longer loaded, the film is analysed again by ``predictor``, and the page
+    says so."""
+    audited = AuditedState(st.session_state[DIAGNOSE_RESULT], st.session_state[DIAGNOSE_AUDIT_ID])
+    with st.spinner(f"Explaining {display_name(class_name)}…"):
+        try:
+            audited, message = explain_with_its_model(
+                app_database(), require_signed_in(), audited, class_name,
+                served_model(audited.state.analysis.prediction.model_version), predictor)
+        except ModelUnavailable as error:
+            try_again_later(str(error))
+        except AuditUnavailable:
+            try_again_later(PAUSED)
+    st.session_state[DIAGNOSE_RESULT] = audited.state
+    st.session_state[DIAGNOSE_AUDIT_ID] = audited.audit_id
+    if message:
+        st.warning(message, icon=":material/swap_horiz:")
+    if audited.state.error is not None:
+        st.error(plain(audited.state.error), icon=":material/error:")
+        st.stop()
+    return audited.state.analysis
+
+
 def show_images(analysis: Analysis, predictor: Classifier) -> tuple[Analysis, str, float]:
     """Original and Grad-CAM overlay side by side; returns the analysis with the chosen map."""
     choose_class, choose_opacity = st.columns(2)
     class_name = choose_class.selectbox(
         "Explain the class", predictor.classes, format_func=display_name, key=EXPLAINED_CLASS,
-        on_change=lambda: record(HEATMAP_VIEWED, class_name=st.session_state[EXPLAINED_CLASS]),
+        on_change=lambda: st.session_state.update({HEATMAP_CHOSEN: True}),
     )
     opacity = choose_opacity.slider(
         "Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="overlay_opacity"
@@ -186,13 +221,9 @@ def show_images(analysis: Analysis, predictor: Classifier) -> tuple[Analysis, st
         "Lung outline", value=True, key="lung_outline",
         help="The lung fields found by the lung segmenter, drawn on both images.")
     if class_name not in analysis.heatmaps:
-        with st.spinner(f"Explaining {display_name(class_name)}…"):
-            try:
-                state = with_heatmap(st.session_state[DIAGNOSE_RESULT], predictor, class_name)
-            except ModelUnavailable as error:
-                try_again_later(str(error))
-        st.session_state[DIAGNOSE_RESULT] = state
-        analysis = state.analysis
+        analysis = explained_by_its_model(class_name, predictor)
+    if st.session_state.pop(HEATMAP_CHOSEN, False):  # audited once its map exists, by its model
+        record(HEATMAP_VIEWED, class_name=class_name)
     original, explained = st.columns(2)
     with original:
         original_image = display_image(analysis, DISPLAY_SIDE)

@@ -37,7 +37,13 @@ from webapp.page_state import (
     OpenedRow,
 )
 from webapp.plain_text import plain
-from webapp.resources import app_database, load_predictor, model_unavailable, run_dir
+from webapp.resources import (
+    app_database,
+    load_predictor,
+    model_unavailable,
+    run_dir,
+    served_model,
+)
 from webapp.session import PAUSED, require_signed_in
 from webapp.worklist import (
     WorklistRow,
@@ -218,8 +224,9 @@ if selection.selection.rows:
     with st.spinner("Opening the image…"):
         opened = ordered[selection.selection.rows[0]]
         try:
-            st.session_state[WORKLIST_OPENED] = OpenedRow(open_row(opened, predictor),
-                                                          opened.audit_id)
+            st.session_state[WORKLIST_OPENED] = OpenedRow(
+                open_row(opened, served_model(opened.prediction.model_version)),
+                opened.audit_id)
         except ModelUnavailable as error:
             st.error(f"{error} Select the row again to retry.", icon=":material/pause_circle:")
             st.stop()

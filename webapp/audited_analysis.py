@@ -7,9 +7,11 @@ AuditUnavailable when the row cannot be written, and the page then shows nothing
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from model.errors import ImageError
 from model.prediction import Prediction
 from records import actions, audit
 from records.accounts import Actor
@@ -17,7 +19,7 @@ from records.db import Database
 from records.image_store import keep_images, store_image
 from records.settings import Settings
 from records.tables import AuditEvent
-from webapp.analysis import DiagnoseState, state_for_upload
+from webapp.analysis import DiagnoseState, state_for_upload, with_heatmap
 
 if TYPE_CHECKING:
     from model.classifier import Classifier
@@ -74,6 +76,40 @@ def analyse_and_record(database: Database, settings: Settings, actor: Actor, upl
     if state.analysis is not None and keep_images(database):
         store_image(settings.images_dir, event.image_sha256, state.analysis.image.gray)
     return AuditedState(state, audit_id)
+
+
+def explain_with_its_model(database: Database, actor: Actor, audited: AuditedState,
+                           class_name: str, producing: Classifier | None, current: Classifier,
+                           ) -> tuple[AuditedState, str | None]:
+    """The open analysis with a Grad-CAM for ``class_name`` from the model that produced it
+    (``producing``), so that its map, probabilities and model version stay one answer. When that
+    model is no longer loaded (None), the film is analysed again by ``current``, with its own
+    audit row, and the message says so."""
+    if producing is not None:
+        return replace(audited, state=with_heatmap(audited.state, producing, class_name)), None
+    state, analysis = audited.state, audited.state.analysis
+    age_group = analysis.prediction.chosen_age_group
+    start, analysed_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        explanation = current.explain(analysis.image, class_name, age_group)
+    except ImageError as refusal:
+        prediction = Prediction.refused(str(refusal), current.version)
+        again = replace(state, analysis=None, error=str(refusal))
+    else:
+        prediction = explanation.prediction
+        again = replace(state, analysis=replace(
+            analysis, prediction=prediction, heatmaps={class_name: explanation.heatmap},
+            seconds=time.perf_counter() - start, analysed_at=analysed_at))
+    with database.session() as session:
+        first = session.get(AuditEvent, audited.audit_id)
+        image = (first.image_sha256, first.image_bytes, first.sop_uid_hash)
+    audit_id = audit.record(database, image_event(
+        actor, prediction, analysis.file_name, *image, (time.perf_counter() - start) * 1000,
+        {"analysed_again": audited.audit_id}))
+    return AuditedState(again, audit_id), (
+        f"Model {analysis.prediction.model_version}, which produced this result, is no longer "
+        f"loaded, so the film was analysed again with model {current.version}: everything "
+        "below is the new model's answer.")
 
 
 def record_view(database: Database, actor: Actor, audit_id: int, action: str,

@@ -21,6 +21,7 @@ SSO_REFUSED = "sso_refused"  # why a single-sign-on identity was not let in
 DIAGNOSE_RESULT = "diagnose_result"  # the DiagnoseState of the current upload or opened row
 DIAGNOSE_AUDIT_ID = "diagnose_audit_id"  # the audit row of the result Diagnose shows
 EXPLAINED_CLASS = "explained_class"  # the class whose Grad-CAM is shown (a widget's key)
+HEATMAP_CHOSEN = "heatmap_chosen"  # a class was just chosen: audit the view once it is drawn
 DIAGNOSE_AGE_GROUP = "diagnose_age_group"  # the patient's age group as chosen (a widget's key)
 
 # Worklist (views/worklist.py)

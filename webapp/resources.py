@@ -56,11 +56,25 @@ def model_url() -> str | None:
     return load_settings().model_url
 
 
+# Every model this process has served, by version: an open analysis is explained by the model
+# that produced it after an admin activates another (the caches below keep them loaded anyway).
+_SERVED: dict[str, Classifier] = {}
+
+
 def load_predictor(model_dir: Path) -> Classifier:
     """The model the pages use: the model server's client with $CXR_MODEL_URL, else the run
     directory loaded in this process. Both raise ModelLoadError when there is none to use."""
     url = model_url()
-    return connect_model_server(url) if url else load_embedded(model_dir)
+    model = connect_model_server(url) if url else load_embedded(model_dir)
+    _SERVED[model.version] = model
+    return model
+
+
+def served_model(version: str) -> Classifier | None:
+    """The model that gave a result of this version, while this process still has it; None once
+    it is no longer loaded (a model server now serving another model answers for that one)."""
+    model = _SERVED.get(version)
+    return model if model is not None and model.version == version else None
 
 
 @st.cache_resource(show_spinner="Connecting to the model server…")

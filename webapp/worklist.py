@@ -188,10 +188,12 @@ def triage_pacs(client: PacsClient, query: StudyQuery, predictor: Classifier,
     return rows
 
 
-def open_row(row: WorklistRow, predictor: Classifier) -> DiagnoseState:
+def open_row(row: WorklistRow, predictor: Classifier | None) -> DiagnoseState:
     """The full Diagnose view of a row: its analysis with the predicted class's heatmap.
 
-    The probabilities are the batch's; only the heatmap is computed now.
+    The probabilities are the batch's; only the heatmap is computed now, by ``predictor``: the
+    model that produced the row. None when that model is no longer loaded: Diagnose then
+    analyses the film again and says so.
     """
     if row.image is None or row.prediction.refusal is not None:
         return DiagnoseState(row.key, error=row.prediction.refusal or "Not analysed.",
@@ -201,5 +203,6 @@ def open_row(row: WorklistRow, predictor: Classifier) -> DiagnoseState:
         seconds=row.seconds, analysed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         lungs=lung_fields(row.image),
     )
-    analysis = with_explanation(analysis, predictor, row.prediction.label)
+    if predictor is not None:
+        analysis = with_explanation(analysis, predictor, row.prediction.label)
     return DiagnoseState(row.key, analysis=analysis, from_worklist=True)
