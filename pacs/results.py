@@ -63,6 +63,8 @@ NOT_VALIDATED = hd.sr.CodedConcept("NOT-VALIDATED", PRIVATE_SCHEME,
 STUDY_COPIED = ("StudyDescription",)
 TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                 "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber")
+# Person names highdicom checks: one without a caret makes it print the whole name in a warning.
+PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
 
 
 def long_string(text: str) -> str:
@@ -185,11 +187,18 @@ def heatmap_overlay(image: DecodedImage, heatmap: np.ndarray) -> np.ndarray:
 
 def with_empty_type2(source: Dataset) -> Dataset:
     """A copy of the source header with the patient and study attributes that DICOM requires
-    to be present (type 2) added empty where the source omits them, as highdicom needs."""
+    to be present (type 2) added empty where the source omits them, as highdicom needs, and
+    each person name written with an explicit component separator: "Jane Doe" and "Jane Doe^"
+    are the same family name (PS3.5 6.2.1.2), but highdicom echoes the first, name and all, in
+    a warning on stderr."""
     completed = copy.copy(source)
     for keyword in TYPE2_COPIED:
         if keyword not in completed:
             setattr(completed, keyword, None)
+    for keyword in PERSON_NAMES:
+        name = str(completed.get(keyword) or "")
+        if name and "^" not in name:
+            setattr(completed, keyword, f"{name}^")
     return completed
 
 
