@@ -29,6 +29,9 @@ WRONG = "Wrong username or password."
 FIRST_ADMIN_EXISTS = "The first admin account exists already: sign in instead."
 NOT_AN_ADMIN = ("Only an active admin account can do this: this account was disabled or is no "
                 "longer an admin. Nothing was changed.")
+# A client's throttle rows are forgotten this long after their last failure: the table holds
+# only the addresses that failed recently, however many tried.
+THROTTLE_MEMORY = timedelta(days=1)
 _hasher = PasswordHasher()
 
 
@@ -140,33 +143,46 @@ def sign_in(database: Database, settings: Settings, username: str, password: str
 
     Unknown names, disabled accounts and wrong passwords get the same message after the same
     work (one argon2 verification, against a dummy hash when there is no account). Repeated
-    failures of one typed name from one ``client`` (the browser's address) make that pair wait
-    a growing delay, the same for a name that exists and one that does not; other clients,
-    and so the account's owner, are not held up. A typed name that matches no account is
-    stored only as a salted hash: it may be a password typed into the wrong box.
+    failures from one ``client`` (the browser's address) make it wait a growing delay: every
+    failure counts in that client's one row for all names, and a failure of an account's name
+    also in that name's row from that client (what the Users page shows and an admin lifts).
+    So made-up names add no rows, the delay never tells which names exist, and other clients,
+    and so the account's owner, are not held up. Tries refused while waiting are audited once
+    per wait. A typed name that matches no account is stored only as a salted hash: it may be
+    a password typed into the wrong box.
     """
     now = now or audit.now_utc()
     username = username.strip()
     with audit.audited(database) as session:
         name_hash, client_hash = throttle_keys(session, username, client)
-        throttle = session.scalar(select(SignInThrottle).where(
-            SignInThrottle.name_hash == name_hash, SignInThrottle.client_hash == client_hash
-        ).with_for_update())
         user = session.scalar(select(User).where(User.username == username))
+        keys = [any_name_key(session)] + ([name_hash] if user is not None else [])
+        throttles = {row.name_hash: row for row in session.scalars(select(SignInThrottle).where(
+            SignInThrottle.name_hash.in_(keys), SignInThrottle.client_hash == client_hash
+        ).with_for_update())}
         active = user is not None and not user.disabled and user.password_hash is not None
         matches = _password_matches(user.password_hash if active else _dummy_hash(), password)
-        if throttle is not None and throttle.blocked_until and throttle.blocked_until > now:
-            seconds = math.ceil((throttle.blocked_until - now).total_seconds())
+        waiting = max((row for row in throttles.values()
+                       if row.blocked_until and row.blocked_until > now),
+                      key=lambda row: row.blocked_until, default=None)
+        if waiting is not None:
+            seconds = math.ceil((waiting.blocked_until - now).total_seconds())
             outcome = "waiting after repeated failures"
             error = AccountError(f"Too many failed sign-ins: wait {seconds} second"
                                  f"{'s' if seconds != 1 else ''} and try again.")
+            if not _first_try_while_waiting(waiting):
+                raise error  # audited already, at the first try of this wait
         elif active and matches:
-            if throttle is not None:
-                session.delete(throttle)
+            for row in throttles.values():
+                session.delete(row)
             audit.append(session, audit.Event(username, user.role, actions.SIGN_IN))
             return Actor(username, user.role)
         else:
-            _count_failure(session, throttle, name_hash, client_hash, now, settings)
+            session.execute(delete(SignInThrottle).where(
+                SignInThrottle.updated_at < now - THROTTLE_MEMORY,
+                SignInThrottle.client_hash != client_hash))
+            for key in keys:
+                _count_failure(session, throttles.get(key), key, client_hash, now, settings)
             outcome = "wrong password" if active else "unknown or disabled account"
             error = AccountError(WRONG)
         known = user is not None
@@ -183,6 +199,29 @@ def throttle_keys(session: Session, username: str, client: str) -> tuple[str, st
             hashlib.sha256(f"{salt}client:{client}".encode()).hexdigest())
 
 
+def any_name_key(session: Session) -> str:
+    """The throttle's name key of a client's row for every name (no typed name hashes to it)."""
+    salt = session.get(AppSetting, audit.SALT_KEY).value
+    return hashlib.sha256(f"{salt}any name".encode()).hexdigest()
+
+
+def _delay(failures: int, settings: Settings) -> timedelta | None:
+    """The wait after ``failures`` failures in a row; None before the first wait."""
+    beyond = failures - settings.max_failed_sign_ins
+    if beyond < 0:
+        return None
+    return timedelta(seconds=min(settings.sign_in_first_delay_seconds * 2.0 ** beyond,
+                                 settings.sign_in_max_delay_seconds))
+
+
+def _first_try_while_waiting(throttle: SignInThrottle) -> bool:
+    """Whether this is the first try since the wait began; the row then marks it by taking the
+    wait's end as its last change, so the next tries of this wait are not audited again."""
+    first = throttle.updated_at < throttle.blocked_until
+    throttle.updated_at = throttle.blocked_until
+    return first
+
+
 def _count_failure(session: Session, throttle: SignInThrottle | None, name_hash: str,
                    client_hash: str, now: datetime, settings: Settings) -> None:
     if throttle is None:
@@ -190,11 +229,9 @@ def _count_failure(session: Session, throttle: SignInThrottle | None, name_hash:
         session.add(throttle)
     throttle.failures += 1
     throttle.updated_at = now
-    beyond = throttle.failures - settings.max_failed_sign_ins
-    if beyond >= 0:
-        delay = min(settings.sign_in_first_delay_seconds * 2.0 ** beyond,
-                    settings.sign_in_max_delay_seconds)
-        throttle.blocked_until = now + timedelta(seconds=delay)
+    delay = _delay(throttle.failures, settings)
+    if delay is not None:
+        throttle.blocked_until = now + delay
 
 
 @functools.cache
@@ -266,8 +303,13 @@ def _change(database: Database, actor: Actor, username: str, action: str,
             raise AccountError(f"No account named {username!r}.")
         for name, value in values.items():
             setattr(user, name, value)
-        if unlock:
+        if unlock:  # the account's rows, and the all-names rows of the clients it failed from
             name_hash = throttle_keys(session, username, "")[0]
+            clients = select(SignInThrottle.client_hash).where(
+                SignInThrottle.name_hash == name_hash).scalar_subquery()
+            session.execute(delete(SignInThrottle).where(
+                SignInThrottle.name_hash == any_name_key(session),
+                SignInThrottle.client_hash.in_(clients)))
             session.execute(delete(SignInThrottle).where(SignInThrottle.name_hash == name_hash))
         audit.append(session, audit.Event(actor.username, actor.role, action,
                                           detail={"account": username}))

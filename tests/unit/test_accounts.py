@@ -75,9 +75,10 @@ def messages_of(database, attempts: list[tuple[str, str]], now, client: str = "h
 def test_repeated_failures_answer_the_same_for_a_known_and_an_unknown_name(database, admin):
     accounts.add_account(database, admin, "rita", "right password", "radiologist")
     start = now_utc()
-    known = messages_of(database, [("rita", "wrong")] * 6 + [("rita", "right password")], start)
+    known = messages_of(database, [("rita", "wrong")] * 6 + [("rita", "right password")], start,
+                        client="one")
     unknown = messages_of(database, [("nobody", "wrong")] * 6 + [("nobody", "right password")],
-                          start)
+                          start, client="another")
     assert known == unknown
     assert known == ["Wrong username or password."] * 5 + [
         "Too many failed sign-ins: wait 5 seconds and try again."] * 2
@@ -146,6 +147,28 @@ def test_an_unknown_typed_name_is_stored_only_as_a_salted_hash(database):
                             vars(session.scalar(select(SignInThrottle))).values())
     assert "my secret password" not in stored + throttle
     assert row.username == "" and '"typed_name_hash":"' in row.detail
+
+
+def test_made_up_names_from_one_address_add_one_throttle_row_and_few_audit_rows(database):
+    start = now_utc()
+    said = messages_of(database, [(f"made-up name {index}", "wrong") for index in range(40)],
+                       start, client="sprayer")
+    assert said[:5] == ["Wrong username or password."] * 5
+    assert set(said[5:]) == {"Too many failed sign-ins: wait 5 seconds and try again."}
+    with database.session() as session:
+        assert len(list(session.scalars(select(SignInThrottle)))) == 1
+    # five failures and the first try of the wait; the 34 tries after it are not rows
+    assert actions(database).count(FAILED_SIGN_IN) == 6
+
+
+@pytest.mark.parametrize("first", ["rita", "made-up"])
+def test_the_wait_after_failures_does_not_tell_whether_a_name_exists(database, admin, first):
+    accounts.add_account(database, admin, "rita", "right password", "radiologist")
+    start = now_utc()
+    messages_of(database, [(first, "wrong")] * 5, start, client="prober")
+    assert messages_of(database, [("another made-up", "x"), ("rita", "x")], start,
+                       client="prober") == [
+        "Too many failed sign-ins: wait 5 seconds and try again."] * 2
 
 
 def test_an_admin_unlocks_an_account_from_every_client(database, admin):
