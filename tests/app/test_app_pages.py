@@ -96,7 +96,7 @@ def test_diagnose_is_the_default_page_and_waits_for_an_upload(run_dir):
 
 def test_upload_shows_the_predicted_class_probability_chart_and_overlay(predictor, xray_png):
     data = xray_png(label=1)
-    expected = predictor.predict(decode_image(data).gray)
+    expected = predictor.explain(decode_image(data)).prediction.probabilities
     predicted = max(expected, key=expected.get)
 
     at = upload(open_page(), "chest.png", data)
