@@ -40,11 +40,11 @@ class StopsAnswering:
     def __getattr__(self, name: str):
         return getattr(self.predictor, name)
 
-    def gated_familiar(self, admitted, known=None):
+    def classify(self, admitted, known_age=None):
         if self.left == 0:
             raise ModelUnavailable(STOPPED)
         self.left -= 1
-        return self.predictor.gated_familiar(admitted, known)
+        return self.predictor.classify(admitted, known_age)
 
 
 def films(count: int) -> list[tuple[str, bytes]]:
