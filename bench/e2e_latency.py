@@ -1,6 +1,6 @@
 """The app's speed and memory as a radiologist meets them, in a real browser.
 
-    python bench/e2e_latency.py [--model RUN_DIR] [--data DIR] [--uploads 50] [--out FILE]
+    python -m bench.e2e_latency [--model RUN_DIR] [--data DIR] [--uploads 50] [--out FILE]
 
 Starts `streamlit run app.py` cold, opens it in Debian's Chromium (Playwright), and measures:
 server cold start to the first usable page (uploader shown, model loaded and warmed), the

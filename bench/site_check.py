@@ -1,6 +1,6 @@
 """How well the site check (training.site_check, model.shift) works, on real films.
 
-    python bench/site_check.py [--model RUN_DIR] [--data ../shared/data] [--draws 10]
+    python -m bench.site_check [--model RUN_DIR] [--data ../shared/data] [--draws 10]
 
 Prints, for the run: the false-flag rate on batches of the training sources' held-out val films
 (cxr4 and adult val, without the films in the feature bank) at 50, 100 and 200 films; the power
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model.predictor import Predictor  # noqa: E402
-from model.run_dir import DEFAULT_RUN_DIR  # noqa: E402
-from model.shift import ShiftCheck  # noqa: E402
-from pipeline.predict import collect_files  # noqa: E402
-from training.config import SHARED_DATA  # noqa: E402
-from training.feature_bank import FeatureBank  # noqa: E402
-from training.site_check import accepted_features, site_check  # noqa: E402
+from model.decode import collect_files
+from model.predictor import Predictor
+from model.run_dir import DEFAULT_RUN_DIR
+from model.shift import ShiftCheck
+from training.config import SHARED_DATA
+from training.feature_bank import FeatureBank
+from training.site_check import accepted_features, site_check
 
 SIZES = (50, 100, 200)
 SHARES = (0.10, 0.25, 0.50)
