@@ -30,7 +30,7 @@ from model.decode import decode_file
 from model.familiarity import Familiarity
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import FAMILIARITY_FILE, write_json
-from training import adapt
+from training import site_films
 from training.config import SHARED_DATA
 from training.external import read_external
 from training.feature_bank import FeatureBank
@@ -63,8 +63,8 @@ def external_check(predictor: Predictor, folder: Path) -> tuple[np.ndarray, np.n
 def after_onboarding(bank: FeatureBank, predictor: Predictor, folder: Path) -> dict:
     """Share of the site's held-out films flagged once half of it, or ONBOARDED films of that
     half, join the reference."""
-    site = adapt.read_site(folder, predictor, None)
-    fit, held = adapt.holdout_split(site, 0.5, SEED)
+    site = site_films.read_site(folder, predictor, None)
+    fit, held = site_films.holdout_split(site, 0.5, SEED)
     result = {"held_out": int(len(held))}
     for key, chosen in (("half", fit), ("onboarded_46", fit[:ONBOARDED])):
         looks = np.concatenate([bank.looks, site.looks[chosen]])

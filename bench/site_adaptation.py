@@ -29,7 +29,7 @@ from model.labels import COVID
 from model.predictor import DEFAULT_RUN_DIR, Predictor
 from model.run_dir import FEATURE_BANK_FILE
 from model.run_metrics import read_metrics
-from training import adapt
+from training import adapt, forgetting_guard, site_films, site_head
 from training.config import SHARED_DATA
 from training.feature_bank import FeatureBank
 
@@ -60,7 +60,7 @@ def val_line(head_before, head_after, val: FeatureBank, temperature: float,
              n_groups: int) -> str:
     """COVID-19 recall and children's figures on every val film, age group given, before/after."""
     def part(head) -> dict:
-        return adapt.val_figures(head, val, temperature, n_groups)
+        return forgetting_guard.val_figures(head, val, temperature, n_groups)
 
     before, after = part(head_before), part(head_after)
     covid = [f["all_age_given"]["recall"].get(COVID) for f in (before, after)]
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no {', '.join(missing)} under {args.data}")
     base = Predictor.load(args.model)
-    sites = {name: adapt.read_site(args.data / name, base, None) for name in SITES}
+    sites = {name: site_films.read_site(args.data / name, base, None) for name in SITES}
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     bank = FeatureBank.load(args.model)
     val = full_val(base, args.runs)
@@ -119,18 +119,19 @@ def main(argv: list[str] | None = None) -> int:
                   for row in report["site_weights_tried"]) + ")")
         site = sites[name]
         if val is not None:
-            print(val_line(adapt.head_of_predictor(base), adapt.head_of_predictor(adapted), val,
-                           base.temperature, max(1, len(base.age_heads))))
-        _, held = adapt.holdout_split(site, holdout, 1337)
+            print(val_line(site_head.head_of_predictor(base),
+                           site_head.head_of_predictor(adapted), val, base.temperature,
+                           max(1, len(base.age_heads))))
+        _, held = site_films.holdout_split(site, holdout, 1337)
         print(f"held-out {name} films flagged unfamiliar: before "
               f"{flagged(base, site.looks[held]):.0%}, after "
               f"{flagged(adapted, site.looks[held]):.0%}")
         for other_name, other in sites.items():
             if other_name == name:
                 continue
-            before, after = (adapt.figures(adapt.head_of_predictor(p), other.features,
-                                           other.labels, other.populations, other.space,
-                                           p.temperature)
+            before, after = (site_head.figures(site_head.head_of_predictor(p), other.features,
+                                               other.labels, other.populations, other.space,
+                                               p.temperature)
                              for p in (base, adapted))
             cells = "; ".join(f"{key} {score(before[key])} -> {score(after[key])}"
                               for key in FIGURES)

@@ -30,12 +30,15 @@ Refused, with a message and nothing written: an existing --out, an unknown label
 films the gate refuses (listed), fewer than MIN_FILMS usable films, a site name or adapted
 version too long to store (model.site_names). ``--status FILE`` keeps a JSON status file
 (model.job_status) for whoever runs it in the background (the Sites page).
+
+Its parts: a site's films (training.site_films: MIN_FILMS, SITE_GROUP_SHARE), the head and its
+fit (training.site_head: COVID_ANCHOR) and the forgetting guard (training.forgetting_guard:
+GUARD_*); this module chooses the site weight, writes the run and is the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import shutil
 import sys
@@ -47,16 +50,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import logsumexp
 
-from model.age_groups import AGE_GROUPS, age_group_index
-from model.calibration import softmax
-from model.decode import decode_file
-from model.errors import ImageError
+from model.age_groups import AGE_GROUPS
 from model.job_status import DONE, REFUSED, RUNNING, write_status
 from model.labels import COVID
-from model.populations import block_targets, class_logits
+from model.populations import block_targets
 from model.run_dir import (
     CHECKPOINTS_DIR,
     METRICS_FILE,
@@ -68,347 +66,44 @@ from model.run_dir import (
 )
 from model.run_metrics import set_metrics_key
 from model.site_names import SiteNameError, adapted_version, site_name
-from training.data import DatasetError, LabelSpace, Sample, sampling_weights, split_by_patient
-from training.external import MANIFEST, accepted_figures, read_external
+from training.data import LabelSpace, sampling_weights
 from training.feature_bank import FeatureBank
+from training.forgetting_guard import (
+    GUARD_CALLED_COVID,
+    GUARD_CHILD_AUC,
+    GUARD_COVID_RECALL,
+    guard_holds,
+    kept_summary,
+    val_figures,
+)
 from training.model_card import render, site_table
+from training.site_films import SiteError, SiteFilms, holdout_split, read_site
+from training.site_head import (
+    COVID_ANCHOR,
+    L2_TO_BASE,
+    Head,
+    anchored,
+    figures,
+    fit_head,
+    free_blocks,
+    group_index,
+    head_of_predictor,
+)
 
 if TYPE_CHECKING:
     from model.predictor import Predictor
 
 log = logging.getLogger("training.adapt")
 
-MIN_FILMS = 20
 HOLDOUT = 0.3
 # Each site label weighs this many whole training classes; the guard takes the largest that
 # keeps the base val (largest first: the most adaptation that forgets nothing measurable).
 SITE_WEIGHTS = (1.0, 0.5, 0.2, 0.1, 0.05)
 SITE_WEIGHT = None  # the default: auto, the guard chooses among SITE_WEIGHTS
-# Base val COVID-19 recall may fall by at most this. At 0.01 (one of the bank's 104 films) the
-# lungs/ half took site weight 0.5 and recall on every val film fell 0.952 -> 0.946; at 0 it
-# takes 0.2: 0.955, the site's other normals still 0.956 normal, 0.044 COVID-19.
-GUARD_COVID_RECALL = 0.0
-GUARD_CHILD_AUC = 0.005  # children's val pneumonia-vs-normal AUC may fall by at most this
-GUARD_CALLED_COVID = 0.0  # val non-COVID films called COVID-19 may rise by at most this
-L2_TO_BASE = 1e-3  # pull of the head towards the base head, per weight
-ANCHOR = 1.0  # the bank's films also fitted to their labels, with this share of their weight
-COVID_ANCHOR = 3.0  # ... COVID-19 films this many times more (keeps COVID-19 recall)
-MAX_ITERATIONS = 300
 # Bank films fitted to the base head's probabilities (plus the label anchor above) rather than
 # their labels alone: distillation plus the anchor keeps COVID-19 recall where either alone
 # lost it (docs/RESULTS.md, Site adaptation).
 DISTILL = True
-SHOWN_REFUSALS = 10
-# --age-group auto: a site whose films are estimated at least this share in one age group is
-# that group's: read per film, a few children estimated as adults would move the adults' block
-# (docs/RESULTS.md, Site adaptation).
-SITE_GROUP_SHARE = 0.9
-
-
-class SiteError(ValueError):
-    """A site folder that cannot be onboarded as it is; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Head:
-    """The logits Dense layer's weights: (D, G*C) kernel and (G*C,) bias."""
-
-    kernel: np.ndarray
-    bias: np.ndarray
-
-    def raw_logits(self, features: np.ndarray) -> np.ndarray:
-        return features.astype(np.float64) @ self.kernel + self.bias
-
-
-@dataclass(frozen=True)
-class SiteFilms:
-    """A site's usable films as features, with labels (index into ``space.keys``), patients
-    and the age-group block each is read in."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    patients: list[str]
-    populations: np.ndarray  # age-head index per film (0 without age heads)
-    space: LabelSpace
-    unreadable: list[str]
-    looks: np.ndarray | None = None  # (N, K) model.familiarity looks, from the same pass
-
-
-def head_of(model, layer_name: str) -> Head:
-    kernel, bias = model.get_layer(layer_name).get_weights()
-    return Head(kernel.astype(np.float64), bias.astype(np.float64))
-
-
-def probabilities(head: Head, features: np.ndarray, populations: np.ndarray,
-                  n_classes: int, temperature: float) -> np.ndarray:
-    """Calibrated class probabilities as the predictor gives them (model.populations)."""
-    raw = head.raw_logits(features)
-    n_groups = raw.shape[1] // n_classes
-    logits = np.asarray(class_logits(raw, np.asarray(populations, np.int32), n_groups,
-                                     n_classes))
-    return softmax(logits, temperature)
-
-
-def read_site(folder: Path, predictor: Predictor, age_group: str | None) -> SiteFilms:
-    """Decode, admit and gate every film of the site; SiteError on an unknown label or films
-    the gate refuses (naming them)."""
-    from training.evaluate import model_label_space
-
-    try:
-        films = read_external(folder)
-        space = model_label_space(predictor.metadata, set(films.labels))
-    except DatasetError as error:
-        raise SiteError(str(error)) from error
-    patients = _patients(folder, films.paths)
-    admitted, kept, unreadable, refused = [], [], [], []
-    for index, path in enumerate(films.paths):
-        try:
-            image = decode_file(path)
-        except ImageError as error:
-            unreadable.append(f"{path.name}: {error}")
-            continue
-        try:
-            admitted.append(predictor.admit(image))
-            kept.append(index)
-        except ImageError as error:
-            refused.append(f"{path.relative_to(folder)}: {error}")
-    features = looks = np.zeros((0, 0), np.float32)
-    if kept:
-        from training.feature_bank import features_and_looks
-
-        features, looks = features_and_looks(predictor, np.stack(admitted))
-        accepted = []
-        for index, row in zip(kept, features, strict=True):
-            try:
-                predictor.ood.check(row)
-                accepted.append(True)
-            except ImageError as error:
-                refused.append(f"{films.paths[index].relative_to(folder)}: {error}")
-                accepted.append(False)
-        features, looks, kept = features[accepted], looks[accepted], [
-            i for i, ok in zip(kept, accepted, strict=True) if ok]
-    if refused:
-        raise SiteError(f"the gate refuses {len(refused)} of {len(films.paths)} films; remove "
-                        "them (they are not frontal chest radiographs the model can read) and "
-                        "try again:\n  " + "\n  ".join(refused[:SHOWN_REFUSALS])
-                        + ("\n  ..." if len(refused) > SHOWN_REFUSALS else ""))
-    if len(kept) < MIN_FILMS:
-        raise SiteError(f"{len(kept)} usable films in {folder} ({len(unreadable)} unreadable); "
-                        f"at least {MIN_FILMS} are needed to adapt and check the model")
-    labels = np.array([space.keys.index(films.labels[i]) for i in kept], np.int64)
-    return SiteFilms(features, labels, [patients[i] for i in kept],
-                     _populations(predictor, features, age_group), space, unreadable, looks)
-
-
-def _patients(folder: Path, paths: tuple[Path, ...]) -> list[str]:
-    """Each film's patient from manifest.csv's patient_id, else the film itself."""
-    by_file: dict[Path, str] = {}
-    if (folder / MANIFEST).is_file():
-        with (folder / MANIFEST).open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                name = row.get("file") or row.get("image")
-                if name and row.get("patient_id"):
-                    by_file[folder / name] = row["patient_id"]
-    return [by_file.get(path, f"file:{path}") for path in paths]
-
-
-def _populations(predictor: Predictor, features: np.ndarray, age_group: str | None
-                 ) -> np.ndarray:
-    """The age block each site film is trained and read in: the one given, else the base
-    model's estimate per film, or the site's own group when at least SITE_GROUP_SHARE of its
-    films are estimated in it (the rest are taken for misreads); 0 without age heads."""
-    heads = predictor.age_heads
-    if not heads:
-        return np.zeros(len(features), np.int32)
-    if age_group not in (None, "auto"):
-        return np.full(len(features), age_group_index(age_group, heads), np.int32)
-    return _populations_from_raw(predictor, head_of_predictor(predictor).raw_logits(features))
-
-
-def _populations_from_raw(predictor: Predictor, raw: np.ndarray) -> np.ndarray:
-    """_populations' estimate from the base head's (N, G*C) logits."""
-    from model.populations import age_probabilities
-
-    heads = predictor.age_heads
-    estimate = np.asarray(age_probabilities(raw, len(heads), len(predictor.classes))
-                          ).argmax(axis=1)
-    shares = np.bincount(estimate, minlength=len(heads)) / max(1, len(estimate))
-    if shares.max() >= SITE_GROUP_SHARE:
-        return np.full(len(raw), int(shares.argmax()), np.int32)
-    return estimate.astype(np.int32)
-
-
-def head_of_predictor(predictor: Predictor) -> Head:
-    return head_of(predictor.model, predictor.metadata.logits_layer)
-
-
-def holdout_split(site: SiteFilms, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, held out), by patient and stratified by label (training.data)."""
-    samples = [Sample(Path(str(index)), int(label), patient)
-               for index, (label, patient) in enumerate(zip(site.labels, site.patients,
-                                                            strict=True))]
-    fit, held = split_by_patient(samples, fraction, seed)
-    return (np.array([int(s.path.name) for s in fit], np.int64),
-            np.array([int(s.path.name) for s in held], np.int64))
-
-
-def fit_head(base: Head, features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-             l2: float = L2_TO_BASE, max_iterations: int = MAX_ITERATIONS,
-             soft: np.ndarray | None = None, free: np.ndarray | None = None) -> Head:
-    """The head minimising the weighted set cross-entropy (one softmax over all blocks, as
-    training.losses) plus ``l2`` x squared distance to the base head; L-BFGS from the base.
-
-    ``soft``: rows where it is true are fitted to the base head's own probabilities instead
-    (distillation, "learning without forgetting"): the bank keeps what the model said.
-    ``free``: (G*C,) bool, the logits (columns) that may change; the others stay the base's.
-    """
-    x = features.astype(np.float64)
-    weights = weights / weights.sum()
-    shape = base.kernel.shape
-    soft = np.zeros(len(x), bool) if soft is None else soft
-    mask = np.ones(shape[1]) if free is None else np.asarray(free, np.float64)
-    raw_base = base.raw_logits(x[soft])
-    base_probabilities = np.exp(raw_base - logsumexp(raw_base, axis=1, keepdims=True))
-
-    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        kernel, bias = theta[:-shape[1]].reshape(shape), theta[-shape[1]:]
-        raw = x @ kernel + bias
-        total = logsumexp(raw, axis=1)
-        inside = logsumexp(np.where(targets, raw, -np.inf), axis=1)
-        p_all = np.exp(raw - total[:, None])
-        p_in = np.where(targets, np.exp(raw - inside[:, None]), 0.0)
-        p_in[soft] = base_probabilities
-        inside[soft] = (base_probabilities * raw[soft]).sum(axis=1)
-        residual = (p_all - p_in) * weights[:, None]
-        delta_k, delta_b = kernel - base.kernel, bias - base.bias
-        loss = float(weights @ (total - inside) + l2 * ((delta_k ** 2).sum()
-                                                        + (delta_b ** 2).sum()))
-        grad = np.concatenate([((x.T @ residual + 2 * l2 * delta_k) * mask).ravel(),
-                               (residual.sum(axis=0) + 2 * l2 * delta_b) * mask])
-        return loss, grad
-
-    start = np.concatenate([base.kernel.ravel(), base.bias])
-    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iterations})
-    return Head(result.x[:-shape[1]].reshape(shape), result.x[-shape[1]:])
-
-
-def training_set(bank: FeatureBank, site: SiteFilms, fit: np.ndarray, n_groups: int,
-                 site_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, block targets and weights: the bank's train part, class-balanced with the
-    base run's source balance, then the site's fit films, each site label ``site_weight``
-    training classes."""
-    train = bank.part(bank.splits == "train")
-    space = bank.space
-    bank_weights = sampling_weights(train.labels, list(train.sources), space, True, 0.5)
-    bank_pops = np.array([_group_index(age, n_groups) for age in train.age_groups])
-    bank_allowed = space.masks()[train.labels]
-    site_allowed = _site_masks(site, space)[fit]
-    site_labels = site.labels[fit]
-    per_class = 1.0 / len(space.classes)
-    site_weights = np.array([site_weight * per_class / np.sum(site_labels == label)
-                             for label in site_labels])
-    features = np.concatenate([train.features.astype(np.float64), site.features[fit]])
-    targets = np.concatenate([block_targets(bank_allowed, bank_pops, n_groups),
-                              block_targets(site_allowed, site.populations[fit], n_groups)])
-    return features, targets.astype(bool), np.concatenate([bank_weights, site_weights])
-
-
-def anchored(features: np.ndarray, targets: np.ndarray, weights: np.ndarray, n_bank: int,
-             bank_labels: np.ndarray, covid_label: int | None, anchor: float = ANCHOR,
-             covid_anchor: float = COVID_ANCHOR
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """training_set's rows plus the first ``n_bank`` (the bank's) again, fitted to their labels
-    with ``anchor`` x their weight (COVID-19 films ``covid_anchor`` x more); and the rows fitted
-    to the base head instead (the bank's first copies)."""
-    extra = anchor * weights[:n_bank] * np.where(bank_labels == covid_label, covid_anchor, 1.0)
-    soft = np.concatenate([np.ones(n_bank, bool), np.zeros(len(features), bool)])
-    return (np.concatenate([features, features[:n_bank]]),
-            np.concatenate([targets, targets[:n_bank]]),
-            np.concatenate([weights, extra]), soft)
-
-
-def free_blocks(populations: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:
-    """(G*C,) bool: the logits of the age blocks these films are read in."""
-    free = np.zeros((n_groups, n_classes), bool)
-    free[np.unique(populations)] = True
-    return free.ravel()
-
-
-def _site_masks(site: SiteFilms, space: LabelSpace) -> np.ndarray:
-    """(N, classes) allowed-class masks of the site's films, in the bank's class order."""
-    allowed = site.space.masks()[site.labels]
-    order = [site.space.classes.index(name) for name in space.classes]
-    return allowed[:, order]
-
-
-def _group_index(age_group: str, n_groups: int) -> int:
-    return AGE_GROUPS.index(str(age_group)) if n_groups > 1 else 0
-
-
-def figures(head: Head, features: np.ndarray, labels: np.ndarray, populations: np.ndarray,
-            space: LabelSpace, temperature: float) -> dict:
-    """training.external's figures for these films under ``head``."""
-    probs = probabilities(head, features, populations, len(space.classes), temperature)
-    return accepted_figures(labels, probs, space)
-
-
-def val_figures(head: Head, bank: FeatureBank, temperature: float, n_groups: int = 1) -> dict:
-    """What the model must not lose, on the bank's val part: every val film, and the children's
-    films alone, age group not known (marginal: "all", "children") and given (as training
-    scores val: "all_age_given", "children_age_given")."""
-    val = bank.part(bank.splits == "val")
-    unknown = np.full(len(val.labels), -1, np.int32)
-    given = np.array([_group_index(age, n_groups) for age in val.age_groups], np.int32)
-    pediatric = val.age_groups == "pediatric"
-    result = {}
-    for suffix, populations in (("", unknown), ("_age_given", given)):
-        result["all" + suffix] = _kept(figures(head, val.features, val.labels, populations,
-                                               bank.space, temperature))
-        result["children" + suffix] = _kept(figures(
-            head, val.features[pediatric], val.labels[pediatric], populations[pediatric],
-            bank.space, temperature))
-    return result
-
-
-def guard_holds(before: dict, after: dict) -> bool:
-    """The forgetting guard: base val COVID-19 recall, children's pneumonia-vs-normal AUC and
-    non-COVID films called COVID-19, age group given, kept within GUARD_COVID_RECALL /
-    GUARD_CHILD_AUC / GUARD_CALLED_COVID (a figure the val cannot give, e.g. no children's
-    films in the bank, is not guarded)."""
-    covid_before = before["all_age_given"]["recall"].get(COVID)
-    covid_after = after["all_age_given"]["recall"].get(COVID)
-    auc_before = before["children_age_given"]["pneumonia_vs_normal_auc"]
-    auc_after = after["children_age_given"]["pneumonia_vs_normal_auc"]
-    called_before = before["all_age_given"].get("called_covid_among_non_covid")
-    called_after = after["all_age_given"].get("called_covid_among_non_covid")
-    return ((covid_before is None or covid_after >= covid_before - GUARD_COVID_RECALL - 1e-9)
-            and (auc_before is None or auc_after >= auc_before - GUARD_CHILD_AUC - 1e-9)
-            and (called_before is None
-                 or called_after <= called_before + GUARD_CALLED_COVID + 1e-9))
-
-
-def kept_summary(before: dict, after: dict) -> dict:
-    """metrics.json site.kept: COVID-19 recall and children's figures on the base val, before
-    and after, age group given and not."""
-    def pick(part: dict, figure: str) -> float | None:
-        return part["recall"].get(COVID) if figure == "covid_recall" else part.get(figure)
-
-    summary = {}
-    for suffix in ("_age_given", ""):
-        for where, figure in (("all", "covid_recall"), ("children", "pneumonia_vs_normal_auc"),
-                              ("children", "normal_recall"),
-                              ("children", "pneumonia_vs_normal_accuracy")):
-            name = (f"{figure}{suffix}" if where == "all" else f"children_{figure}{suffix}")
-            summary[name] = {"before": pick(before[where + suffix], figure),
-                             "after": pick(after[where + suffix], figure)}
-    return summary
-
-
-def _kept(figures_: dict) -> dict:
-    keys = ("recall", "normal_recall", "called_covid_among_non_covid", "pneumonia_vs_normal_auc",
-            "pneumonia_vs_normal_accuracy", "accuracy", "macro_f1", "called")
-    return {key: figures_[key] for key in keys}
 
 
 @dataclass(frozen=True)
@@ -512,6 +207,34 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
     return Adaptation(adapted, report,
                       bank.extended(site.features[fit], site_labels, groups, f"site:{name}",
                                     looks=None if site.looks is None else site.looks[fit]))
+
+
+def training_set(bank: FeatureBank, site: SiteFilms, fit: np.ndarray, n_groups: int,
+                 site_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, block targets and weights: the bank's train part, class-balanced with the
+    base run's source balance, then the site's fit films, each site label ``site_weight``
+    training classes."""
+    train = bank.part(bank.splits == "train")
+    space = bank.space
+    bank_weights = sampling_weights(train.labels, list(train.sources), space, True, 0.5)
+    bank_pops = np.array([group_index(age, n_groups) for age in train.age_groups])
+    bank_allowed = space.masks()[train.labels]
+    site_allowed = _site_masks(site, space)[fit]
+    site_labels = site.labels[fit]
+    per_class = 1.0 / len(space.classes)
+    site_weights = np.array([site_weight * per_class / np.sum(site_labels == label)
+                             for label in site_labels])
+    features = np.concatenate([train.features.astype(np.float64), site.features[fit]])
+    targets = np.concatenate([block_targets(bank_allowed, bank_pops, n_groups),
+                              block_targets(site_allowed, site.populations[fit], n_groups)])
+    return features, targets.astype(bool), np.concatenate([bank_weights, site_weights])
+
+
+def _site_masks(site: SiteFilms, space: LabelSpace) -> np.ndarray:
+    """(N, classes) allowed-class masks of the site's films, in the bank's class order."""
+    allowed = site.space.masks()[site.labels]
+    order = [site.space.classes.index(name) for name in space.classes]
+    return allowed[:, order]
 
 
 def write_run(base_dir: Path, out: Path, predictor: Predictor, adaptation: Adaptation) -> None:

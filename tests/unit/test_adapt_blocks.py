@@ -11,7 +11,7 @@ from model.predictor import Predictor
 from model.run_metrics import read_metrics
 from testkit.synthetic_data import make_dataset
 from tests.unit.test_site_adaptation import refused, reported_run, write_site
-from training import adapt, feature_bank
+from training import adapt, feature_bank, forgetting_guard, site_films
 
 N_CLASSES = 4
 
@@ -103,12 +103,12 @@ def figures(covid: float | None, auc: float | None, called: float | None = 0.03)
     (figures(0.93, 0.996, 0.02), True),  # fewer
 ])
 def test_the_guard_keeps_covid_recall_and_the_childrens_auc(after, holds):
-    assert adapt.guard_holds(figures(0.93, 0.996), after) is holds
+    assert forgetting_guard.guard_holds(figures(0.93, 0.996), after) is holds
 
 
 def test_the_guard_ignores_a_figure_the_val_cannot_give():
-    assert adapt.guard_holds(figures(0.93, None), figures(0.93, 0.5))
-    assert adapt.guard_holds(figures(None, 0.99), figures(None, 0.99))
+    assert forgetting_guard.guard_holds(figures(0.93, None), figures(0.93, 0.5))
+    assert forgetting_guard.guard_holds(figures(None, 0.99), figures(None, 0.99))
 
 
 def test_when_no_weight_passes_the_smallest_is_used_and_said(age_heads_run, tmp_path,
@@ -134,6 +134,6 @@ def test_a_site_mostly_of_one_age_group_is_read_as_that_group():
     raw = np.zeros((20, 8))
     raw[:19, 4:] = 5.0  # 19 films read as children
     raw[19, :4] = 5.0  # one as an adult: taken for a misread
-    assert adapt._populations_from_raw(Estimating(), raw).tolist() == [1] * 20
+    assert site_films._populations_from_raw(Estimating(), raw).tolist() == [1] * 20
     raw[:5, 4:], raw[:5, :4] = 0.0, 5.0  # 14 of 20 children: a mixed site, read per film
-    assert adapt._populations_from_raw(Estimating(), raw).tolist() == [0] * 5 + [1] * 14 + [0]
+    assert site_films._populations_from_raw(Estimating(), raw).tolist() == [0] * 5 + [1] * 14 + [0]

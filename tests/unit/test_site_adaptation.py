@@ -19,7 +19,7 @@ from testkit.model_factory import fit_synthetic_gate, make_run_dir
 from testkit.predict_cli import predict_cli
 from testkit.report_factory import write_reports
 from testkit.synthetic_data import make_dataset, smooth_xray, synthetic_xray
-from training import adapt, feature_bank
+from training import adapt, feature_bank, site_films
 from training.config import CXR4_DATA, TrainConfig
 from training.feature_bank import FeatureBank
 
@@ -194,7 +194,7 @@ def test_onboarding_makes_the_sites_films_familiar(banked_run, tmp_path):
     assert adapt.main(["--model", str(banked_run), "--site", str(site), "--out", str(out),
                        "--holdout", "0.5"]) == 0
     before, after = Predictor.load(banked_run), Predictor.load(out)
-    looks = adapt.read_site(site, before, None).looks  # held-out films included
+    looks = site_films.read_site(site, before, None).looks  # held-out films included
     familiar_before, familiar_after = (np.mean(p.familiarity.familiar(looks))
                                        for p in (before, after))
     assert familiar_after >= max(familiar_before, 0.9)
