@@ -110,3 +110,24 @@ def test_site_validated_predictions_carry_the_accepted_site():
     assert result.validated_at_site == "st-mary" and refused.validated_at_site is None
     other = SiteValidated(Fixed("base-v2"), Acceptance("base-v1", "st-mary"))
     assert other.site is None and other.classify([None])[0].validated_at_site is None
+
+
+def test_the_figures_and_the_minimum_counts_an_admin_is_shown():
+    from records.model_activations import Served
+    from webapp.local_validation import LocalValidation, figure_rows, short_of_minimum
+
+    called = {"NORMAL": {"NORMAL": 140, "COVID19": 10}, "COVID19": {"COVID19": 45, "NORMAL": 5}}
+    figures = {"called": called, "recall": {"NORMAL": 140 / 150, "COVID19": 0.9},
+               "called_covid_among_non_covid": 10 / 150, "pneumonia_vs_normal_auc": None}
+    validation = LocalValidation(Served(Path("/r"), "base-v1"), {"NORMAL": 150, "COVID19": 50},
+                                 figures, "validate only")
+    rows = {row["Figure"]: (row["Films"], row["Value"], row["Demand"])
+            for row in figure_rows(validation)}
+    assert rows["Normal films called Normal"] == (150, 140 / 150, "at least 90 %")
+    assert rows["COVID-19 films called COVID-19"] == (50, 0.9, "at least 90 %")
+    assert rows["Normal films called COVID-19"] == (150, 10 / 150, "at most 5 %")
+    assert "Pneumonia-vs-normal AUC" not in rows  # no pneumonia films: undefined, not shown
+    assert short_of_minimum({"NORMAL": 150, "COVID19": 50}) == []
+    assert short_of_minimum({"NORMAL": 149, "COVID19": 50}) == [
+        "Normal: 149 films, at least 150 asked for"]
+    assert short_of_minimum({"COVID19": 80}) == ["no normal films (at least 150 are asked for)"]

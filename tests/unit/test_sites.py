@@ -40,6 +40,7 @@ from testkit.model_factory import metadata
 from testkit.site_factory import banked_run as onboardable_run
 from testkit.site_factory import site_zip, zip_of
 from testkit.synthetic_data import synthetic_xray
+from webapp import local_validation as validating
 from webapp import site_onboarding as sites
 from webapp.audited_analysis import record_view
 from webapp.charts import confusion_matrix_figure
@@ -273,6 +274,11 @@ def test_a_background_adaptation_runs_audited_and_its_before_after_reads_back(
     assert labels == ["NORMAL"] and sum(counts[0]) == report["held_out"]
     figure = confusion_matrix_figure(classes, counts, rows=labels)
     assert list(figure.data[0].y) == ["Normal"] and len(figure.data[0].x) == 4
+    validation = validating.from_adaptation(job, status.version)  # what an admin may accept
+    assert validation.model == Served(job.out, status.version)
+    assert validation.films == {"NORMAL": report["held_out"]}
+    assert validation.figures == report["held_out_after"]
+    assert validating.short_of_minimum(validation.films)  # a few held-out films: too few
 
 
 def test_two_admins_starting_at_once_run_one_job_and_a_refusal_reads_its_status(
