@@ -11,7 +11,6 @@ from model.errors import ModelLoadError
 from model.labels import display_name
 from model.lung_fields import LOW_SHARE_WARNING, in_words
 from model.run_dir import Metadata
-from model.site_validation import validated_at_site
 from records.accounts import Actor
 from records.actions import DOWNLOAD, HEATMAP_VIEWED
 from records.audit import AuditUnavailable, now_utc
@@ -333,7 +332,7 @@ state = (current_state(upload, predictor, actor, age_group) if upload is not Non
 if state is None:
     st.session_state.pop(DIAGNOSE_RESULT, None)
     st.info(NOTICE, icon=":material/info:")
-    show_site_validation(validated_at_site(predictor.metadata))
+    show_site_validation(predictor.site)
     st.stop()
 if state.error is not None:
     st.error(plain(state.error), icon=":material/error:")

@@ -11,7 +11,9 @@ from model.bounded_zip import ZipLimits
 from model.job_status import DONE, RUNNING
 from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
+from model.site_names import MAX_SITE_NAME_CHARS, SiteNameError, site_name
 from pipeline import adapt_jobs as jobs
+from pipeline.local_validation import ValidationFailed
 from records.accounts import AccountError
 from records.audit import AuditUnavailable
 from records.model_activations import (
@@ -23,6 +25,8 @@ from records.model_activations import (
     switches,
 )
 from records.settings import load_settings
+from records.site_acceptances import accepted_validation
+from webapp import local_validation as validating
 from webapp import site_onboarding as sites
 from webapp.charts import confusion_matrix_figure
 from webapp.kept_models import check_servable, kept_models
@@ -145,6 +149,88 @@ if start:
         running = job
 
 
+VALIDATION = "sites_validation"  # the served model's validate-only figures, until accepted
+
+
+def accept(validation: validating.LocalValidation, site: str) -> None:
+    """An audited acceptance (a button callback): the model is validated at ``site`` from the
+    next page run on, on every page."""
+    try:
+        done = validating.accept_validation(database, actor, site, validation)
+    except (SiteNameError, AccountError) as error:
+        st.session_state[OUTCOME] = (False, str(error))
+    except AuditUnavailable:
+        st.session_state[OUTCOME] = (False, PAUSED)
+    else:
+        st.session_state.pop(VALIDATION, None)
+        st.session_state[OUTCOME] = (True, f"Accepted: {done.acceptance.model_version} is "
+                                           f"validated at {done.acceptance.site} (audit row "
+                                           f"{done.seq}).")
+
+
+def show_acceptance(validation: validating.LocalValidation, key: str, site: str = "") -> None:
+    """The figures against what docs/GOING_LIVE.md asks for, and "Accept: validated at SITE"
+    (the site typed here, or the adaptation's)."""
+    st.dataframe(validating.figure_rows(validation), hide_index=True, key=f"figures_{key}",
+                 column_config={"Value": st.column_config.NumberColumn(format="%.3f")})
+    short = validating.short_of_minimum(validation.films)
+    if short:
+        st.warning("Fewer films than docs/GOING_LIVE.md asks for (at least "
+                   f"{validating.MIN_NORMAL_FILMS} normal films and "
+                   f"{validating.MIN_FINDING_FILMS} of each finding): {'; '.join(short)}. "
+                   "The figures are too loose to accept the model on.",
+                   icon=":material/warning:")
+    if not site:
+        site = st.text_input("Site name", key=f"accept_site_{key}", placeholder="st-mary",
+                             help="Letters, digits, - and _; at most "
+                             f"{MAX_SITE_NAME_CHARS} characters.")
+    try:
+        name = site_name(site)
+    except SiteNameError as error:
+        name = None
+        if site:
+            st.error(plain(str(error)))
+    st.button(f"Accept: validated at {name or 'SITE'}", icon=":material/verified:",
+              key=f"accept_{key}", on_click=accept, args=(validation, name or ""),
+              disabled=name is None or bool(short))
+
+
+st.subheader("Validate the served model at a site")
+accepted = accepted_validation(database, current.version)
+if accepted is None:
+    st.warning(f"{plain(current.version)} has not been validated at this site: every result "
+               "says so until an admin accepts a local validation.", icon=":material/warning:")
+else:
+    st.success(f"{plain(current.version)} is validated at {accepted.acceptance.site}: accepted "
+               f"by {plain(accepted.username)} on {accepted.at:%Y-%m-%d %H:%M} UTC "
+               f"({sites.label_counts_text(accepted.films)}; audit row {accepted.seq}).",
+               icon=":material/verified:")
+with st.container(border=True):
+    validation_zip = st.file_uploader(
+        "Labelled films (.zip)", type=["zip"], key="validation_zip",
+        help="Label folders (NORMAL/, PNEUMONIA/, COVID19/ ...), read as an adaptation reads "
+             "them. The served model is scored as it is, on every film; nothing is adapted.")
+    if st.button("Validate only", icon=":material/fact_check:", key="validate_only",
+                 disabled=validation_zip is None):
+        try:
+            with st.spinner("Scoring the served model on the site's films…"):
+                validation, films = validating.validate_only(
+                    current, validation_zip.name, validation_zip.getvalue(),
+                    ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes),
+                    settings.sites_dir)
+        except (sites.SiteInputError, ValidationFailed) as error:
+            st.error(plain(str(error)), icon=":material/error:")
+        else:
+            st.session_state[VALIDATION] = validation
+            for line in films.skipped[:10]:
+                st.caption(plain(line))
+    pending = st.session_state.get(VALIDATION)
+    if pending is not None and pending.model.version == current.version:
+        st.markdown(f"**{plain(pending.model.version)}** as it is, on "
+                    f"{sites.label_counts_text(pending.films)}:")
+        show_acceptance(pending, "validate_only")
+
+
 def show_result(status: jobs.JobStatus) -> None:
     report = sites.site_report(status.job.out)
     if report is None:
@@ -171,6 +257,9 @@ def show_result(status: jobs.JobStatus) -> None:
                                 config=CHART_CONFIG,
                                 key=f"confusion_{when}_{status.job.folder.name}")
     version = metadata.version
+    adapted = validating.from_adaptation(status.job, version)
+    if adapted is not None:
+        show_acceptance(adapted, status.job.folder.name, status.job.site)
     st.button(f"Activate {version}", icon=":material/published_with_changes:", type="primary",
               key=f"activate_{status.job.folder.name}", on_click=switch, args=(status.job.out,),
               disabled=bool(server_url) or status.job.out.resolve() == current.run_dir.resolve())

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from model.run_dir import DEFAULT_RUN_DIR
+from model.site_validation import SiteValidated
 from records.db import Database, open_database
 from records.model_activations import active_run_dir
 from records.roles import ADMIN
 from records.settings import load_settings
+from records.site_acceptances import accepted_validation
 from webapp.plain_text import plain
 
 if TYPE_CHECKING:
@@ -61,13 +63,16 @@ def model_url() -> str | None:
 _SERVED: dict[str, Classifier] = {}
 
 
-def load_predictor(model_dir: Path) -> Classifier:
+def load_predictor(model_dir: Path) -> SiteValidated:
     """The model the pages use: the model server's client with $CXR_MODEL_URL, else the run
-    directory loaded in this process. Both raise ModelLoadError when there is none to use."""
+    directory loaded in this process. Both raise ModelLoadError when there is none to use. Its
+    predictions name the site an admin accepted its version at (read now, so an acceptance
+    counts from the next page run), else the one its run was adapted at."""
     url = model_url()
     model = connect_model_server(url) if url else load_embedded(model_dir)
     _SERVED[model.version] = model
-    return model
+    accepted = accepted_validation(app_database(), model.version)
+    return SiteValidated(model, None if accepted is None else accepted.acceptance)
 
 
 def served_model(version: str) -> Classifier | None:

@@ -95,3 +95,21 @@ def _walk(item):
     for child in getattr(item, "ContentSequence", []):
         yield child
         yield from _walk(child)
+
+
+def test_the_diagnose_notice_goes_once_an_admin_accepts_the_served_model(app_database_url,
+                                                                         monkeypatch):
+    from records.accounts import Actor
+    from records.db import open_database
+    from records.settings import MODEL_DIR_ENV
+    from records.site_acceptances import accept
+    from testkit.apptest import open_page
+
+    monkeypatch.setenv(MODEL_DIR_ENV, str(shipped_run_dir()))
+    database = open_database(app_database_url)
+    accept(database, Actor("ada", "admin"), "st-mary", read_metadata(shipped_run_dir()).version,
+           shipped_run_dir(), {"NORMAL": 150}, {"recall": {"NORMAL": 0.95}}, "validate only")
+    database.engine.dispose()
+    at = open_page()
+    assert not any("not been validated" in str(warning.value) for warning in at.warning)
+    assert "Validated at this site (st-mary)." in [caption.value for caption in at.caption]

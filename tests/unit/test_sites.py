@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect, select, update
+from sqlalchemy import inspect, select
 
 from model import job_status
 from model.bounded_zip import ZipLimits
@@ -33,12 +33,14 @@ from records.model_activations import (
     switches,
 )
 from records.settings import Settings
-from records.tables import AuditEvent, AuditHead
+from records.tables import AuditEvent
 from testkit.apptest import png_bytes
+from testkit.forged_audit import forge_row
 from testkit.model_factory import metadata
 from testkit.site_factory import banked_run as onboardable_run
 from testkit.site_factory import site_zip, zip_of
 from testkit.synthetic_data import synthetic_xray
+from webapp import local_validation as validating
 from webapp import site_onboarding as sites
 from webapp.audited_analysis import record_view
 from webapp.charts import confusion_matrix_figure
@@ -114,20 +116,9 @@ def test_a_switch_is_refused_in_server_mode_when_nothing_would_change_or_the_run
 
 
 def forge_switch(database, run_dir: Path) -> int:
-    """What someone with write access to the database but not the audit key can do: append a
-    switch row with the trail's own unkeyed hash and move the head on."""
-    with database.session() as session, session.begin():
-        head = session.get(AuditHead, 1)
-        row = AuditEvent(seq=head.seq + 1, at=audit.now_utc(), username="ada", role="admin",
-                         action=actions.ACTIVATE_MODEL, model_version="evil-v1",
-                         detail=audit.canonical_json({"run_dir": str(run_dir),
-                                                      "previous_run_dir": "/x",
-                                                      "previous_version": "x"}),
-                         prev_hash=head.last_hash)
-        row.row_hash = audit.row_hash(row)
-        session.add(row)
-        session.execute(update(AuditHead).values(seq=row.seq, last_hash=row.row_hash))
-    return row.seq
+    """A switch row appended without the audit key (testkit.forged_audit)."""
+    return forge_row(database, actions.ACTIVATE_MODEL, "evil-v1",
+                     {"run_dir": str(run_dir), "previous_run_dir": "/x", "previous_version": "x"})
 
 
 def test_a_switch_written_without_the_audit_key_fails_verify_and_is_not_served(
@@ -283,6 +274,11 @@ def test_a_background_adaptation_runs_audited_and_its_before_after_reads_back(
     assert labels == ["NORMAL"] and sum(counts[0]) == report["held_out"]
     figure = confusion_matrix_figure(classes, counts, rows=labels)
     assert list(figure.data[0].y) == ["Normal"] and len(figure.data[0].x) == 4
+    validation = validating.from_adaptation(job, status.version)  # what an admin may accept
+    assert validation.model == Served(job.out, status.version)
+    assert validation.films == {"NORMAL": report["held_out"]}
+    assert validation.figures == report["held_out_after"]
+    assert validating.short_of_minimum(validation.films)  # a few held-out films: too few
 
 
 def test_two_admins_starting_at_once_run_one_job_and_a_refusal_reads_its_status(
