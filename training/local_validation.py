@@ -25,7 +25,8 @@ import numpy as np
 
 from model.errors import ModelLoadError
 from model.run_dir import RunFileError
-from training.adapt import SiteError, figures, head_of_predictor, read_site
+from training.site_films import SiteError, read_site
+from training.site_head import figures, head_of_predictor
 
 
 def validate(run_dir: Path, folder: Path, age_group: str | None = None) -> dict:
