@@ -22,6 +22,8 @@ from records.tables import AuditEvent
 from webapp.analysis import DiagnoseState, state_for_upload, with_heatmap
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from model.classifier import Classifier
 
 
