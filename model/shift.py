@@ -139,10 +139,12 @@ class ShiftCheck:
                              f"({FEATURE_BANK_FILE}), so there is nothing to compare films with")
         try:
             with np.load(path, allow_pickle=False) as arrays:
-                return cls.fit(arrays["features"], arrays["sources"], arrays["labels"],
-                               arrays["splits"], str(arrays["model_version"]))
+                bank = {key: arrays[key] for key in ("features", "sources", "labels", "splits",
+                                                     "model_version")}
         except (OSError, KeyError, ValueError) as error:
             raise RunFileError(f"{path} cannot be read: {error}") from error
+        return cls.fit(bank["features"], bank["sources"], bank["labels"], bank["splits"],
+                       str(bank["model_version"]))
 
     @classmethod
     def fit(cls, features: np.ndarray, sources: np.ndarray, labels: np.ndarray,

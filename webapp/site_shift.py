@@ -26,13 +26,13 @@ from records.db import Database
 from records.model_activations import Served
 
 if TYPE_CHECKING:
-    from model.classifier import Classifier
+    from model.predictor import Predictor
 
 WEEKS = 12  # the weeks Monitoring scores, the newest last
 TOO_FEW, SHIFTED, ALIKE = "too few films", "differs from training", "like training"
-NO_LOCAL_MODEL = ("The model runs on a model server here, and the server keeps no features of "
-                  "the films it reads: run the check on the server's machine with python -m "
-                  "training.site_check PATH.")
+SERVER_MODE = ("The model runs on a model server here, which gives the app no features of the "
+               "films it reads, so this check cannot run from this page: run python -m "
+               "training.site_check PATH on the server's machine.")
 
 
 def bank_backbone(run_dir: Path) -> str | None:
@@ -49,12 +49,11 @@ def comparable_versions(check: ShiftCheck, kept: Sequence[Served]) -> list[str]:
     return [model.version for model in kept if bank_backbone(model.run_dir) == check.backbone]
 
 
-def check_zip(predictor: Classifier, check: ShiftCheck, name: str, data: bytes,
+def check_zip(predictor: Predictor, check: ShiftCheck, name: str, data: bytes,
               limits: ZipLimits) -> tuple[ShiftResult, int]:
     """The verdict on a .zip's accepted films, and how many were not used; ShiftError when
-    too few are accepted, or when the model is a server's (it gives no features)."""
-    if not hasattr(predictor, "gated_features"):
-        raise ShiftError(NO_LOCAL_MODEL)
+    too few are accepted. ``predictor``: a model loaded here (a server's client gives no
+    features)."""
     features, skipped = accepted_features(predictor, zip_loaders(name, data, limits))
     return check.check(features), skipped
 

@@ -10,13 +10,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from model.prediction import Prediction
 from model.run_dir import DEFAULT_RUN_DIR, FEATURE_BANK_FILE
 from model.shift import MIN_FILMS, ShiftCheck, ShiftError
 from records import audit
-from records.accounts import Actor
 from records.model_activations import Served
-from webapp.audited_analysis import append_image, image_event
+from testkit import stored_features
 from webapp.site_shift import (
     ALIKE,
     SHIFTED,
@@ -27,7 +25,6 @@ from webapp.site_shift import (
     weekly_shift,
 )
 
-RITA = Actor("rita", "radiologist")
 MONDAY = datetime(2026, 11, 2, 9, 0)
 
 
@@ -36,20 +33,9 @@ def check() -> ShiftCheck:
     return ShiftCheck.load(DEFAULT_RUN_DIR)
 
 
-@pytest.fixture(scope="module")
-def val_films() -> np.ndarray:
-    """The bank's own held-out val films: real features of films like the training films."""
-    with np.load(DEFAULT_RUN_DIR / FEATURE_BANK_FILE) as arrays:
-        return arrays["features"][arrays["splits"] == "val"].astype(np.float32)
-
-
-def shifted(films: np.ndarray) -> np.ndarray:
-    """The same films as another site's scanner might give them: every feature moved."""
-    return films + films.std(axis=0) * np.random.default_rng(1).normal(1.0, 0.2, films.shape[1])
-
-
-def test_weekly_series_scores_each_week_against_the_threshold(check, val_films):
-    like, unlike, few = val_films[:80], shifted(val_films[80:160]), val_films[160:170]
+def test_weekly_series_scores_each_week_against_the_threshold(check):
+    films = stored_features.val_films()
+    like, unlike, few = films[:80], stored_features.shifted(films[80:160]), films[160:170]
     times = ([MONDAY + timedelta(hours=index) for index in range(80)]
              + [MONDAY + timedelta(days=9, minutes=index) for index in range(80)]
              + [MONDAY + timedelta(days=20, minutes=index) for index in range(10)])
@@ -66,21 +52,14 @@ def test_an_empty_trail_has_no_weeks(check):
     assert weekly_shift([], np.zeros((0, 0)), check).empty
 
 
-def store(database, version: str, films: np.ndarray) -> None:
-    with audit.audited(database) as session:
-        for row in films:
-            prediction = Prediction.of({"NORMAL": 1.0}, version, features=row)
-            append_image(session, image_event(RITA, prediction, None, None, None, None, 1.0),
-                         prediction)
-
-
-def test_the_last_films_of_the_served_models_are_checked(database, check, val_films):
-    unlike = shifted(val_films[:60])
-    store(database, "v1", unlike[:40])
-    store(database, "other backbone", val_films[60:200])
+def test_the_last_films_of_the_served_models_are_checked(database, check):
+    val_films = stored_features.val_films()
+    unlike = stored_features.shifted(val_films[:60])
+    stored_features.store(database, "v1", unlike[:40])
+    stored_features.store(database, "other backbone", val_films[60:200])
     with pytest.raises(ShiftError, match=f"Only 40 .* at least {MIN_FILMS}"):
         check_recent(database, check, ["v1"], 100)
-    store(database, "v1", unlike[40:])
+    stored_features.store(database, "v1", unlike[40:])
     with pytest.raises(ShiftError, match=f"at least {MIN_FILMS}"):
         check_recent(database, check, ["v1"], 20)
     result = check_recent(database, check, ["v1"], 100)
