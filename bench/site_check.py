@@ -24,9 +24,10 @@ from model.decode import collect_files
 from model.predictor import Predictor
 from model.run_dir import DEFAULT_RUN_DIR
 from model.shift import ShiftCheck
+from model.shift_films import accepted_features, path_loaders
 from training.config import SHARED_DATA
 from training.feature_bank import FeatureBank
-from training.site_check import accepted_features, site_check
+from training.site_check import site_check
 
 SIZES = (50, 100, 200)
 SHARES = (0.10, 0.25, 0.50)
@@ -58,8 +59,8 @@ def main() -> int:
     predictor, bank = Predictor.load(args.model), FeatureBank.load(args.model)
     check = ShiftCheck.from_bank(bank)
     val_paths = [args.data / root / "val" for root in ("cxr4", "adult")]
-    val = not_in_bank(accepted_features(predictor, val_paths)[0], bank)
-    unseen = {name: accepted_features(predictor, [args.data / name])[0]
+    val = not_in_bank(accepted_features(predictor, path_loaders(val_paths))[0], bank)
+    unseen = {name: accepted_features(predictor, path_loaders([args.data / name]))[0]
               for name in ("lungs", "kermany_test_a")}
     rng, thresholds = np.random.default_rng(7), {}
     print(f"{predictor.version}: {len(val)} held-out val films, "

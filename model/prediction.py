@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from model.age_groups import AgeReading
 
 
@@ -48,6 +50,10 @@ class Prediction:
     familiar: bool | None = None
     # The site the model was validated at (model.site_validation); None: at no site.
     validated_at_site: str | None = None
+    # The film's pooled features, float16, for the batch shift check (model.shift): kept with
+    # the analysis, never shown or printed. None for a refusal, or from a model server (its
+    # answer carries no features).
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.probabilities is None) == (self.refusal is None):
@@ -58,11 +64,13 @@ class Prediction:
     @classmethod
     def of(cls, probabilities: Mapping[str, float], model_version: str,
            age: AgeReading | None = None, familiar: bool | None = None,
-           validated_at_site: str | None = None) -> Prediction:
+           validated_at_site: str | None = None, features: np.ndarray | None = None
+           ) -> Prediction:
         """The prediction of an accepted image; a class the age group's head was never trained
         on is not assessed (``assessed_only``), so the label never names it."""
         return cls(assessed_only(probabilities, age), model_version, age=age, familiar=familiar,
-                   validated_at_site=validated_at_site)
+                   validated_at_site=validated_at_site,
+                   features=None if features is None else np.asarray(features, np.float16))
 
     @classmethod
     def refused(cls, refusal: str, model_version: str) -> Prediction:

@@ -197,13 +197,14 @@ class Predictor:
         if not rows:
             return predictions
         chosen = [known[index] for index in rows]
-        gated, _, ages, looks = self._gated_pass([admitted[index] for index in rows], chosen)
+        gated, features, ages, looks = self._gated_pass([admitted[index] for index in rows],
+                                                        chosen)
         familiar = self._familiar(looks)
-        for index, outcome, given, estimate, usual in zip(rows, gated, chosen, ages, familiar,
-                                                         strict=True):
+        for index, outcome, given, estimate, usual, row in zip(rows, gated, chosen, ages,
+                                                              familiar, features, strict=True):
             predictions[index] = (
                 Prediction.refused(str(outcome), self.version) if isinstance(outcome, ImageError)
-                else self._prediction(outcome, self._age_reading(given, estimate), usual))
+                else self._prediction(outcome, self._age_reading(given, estimate), usual, row))
         return predictions
 
     def gated_features(self, admitted: Sequence[np.ndarray]) -> np.ndarray:
@@ -268,7 +269,7 @@ class Predictor:
             raise outcome
         return Explanation(
             prediction=self._prediction(outcome, self._age_reading(given, ages[0]),
-                                       self._familiar(looks)[0]),
+                                       self._familiar(looks)[0], features[0]),
             class_name=self.classes[chosen[0]],
             heatmap=resize_heatmap(heatmaps[0], gray.shape),
         )
@@ -330,8 +331,11 @@ class Predictor:
         return outcomes
 
     def _prediction(self, probabilities: np.ndarray, age: AgeReading | None = None,
-                    familiar: bool | None = None) -> Prediction:
-        """One image's row of calibrated probabilities as the value every caller passes on."""
+                    familiar: bool | None = None, features: np.ndarray | None = None
+                    ) -> Prediction:
+        """One image's row of calibrated probabilities (and its pooled features) as the value
+        every caller passes on."""
         return Prediction.of({name: float(p) for name, p in zip(self.classes, probabilities,
                                                                 strict=True)},
-                             self.version, age, familiar, validated_at_site(self.metadata))
+                             self.version, age, familiar, validated_at_site(self.metadata),
+                             features)

@@ -24,10 +24,13 @@ dozen films. numpy only: the pages and the CLI share it without TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from model.run_dir import FEATURE_BANK_FILE, RunFileError
 
 if TYPE_CHECKING:
     from training.feature_bank import FeatureBank
@@ -112,6 +115,10 @@ class ShiftCheck:
     groups: np.ndarray  # (M,) int: each training film's (source, label) group
     val: np.ndarray  # (V, COMPONENTS) the bank's val films, projected
     val_groups: np.ndarray  # (V,) int, -1 for a group with no training film
+    backbone: str = ""  # the run whose backbone made the bank's features
+    # Thresholds already drawn, by batch size and seed: a page scores many batches of one size.
+    _thresholds: dict[tuple[int, int], float] = field(default_factory=dict, compare=False,
+                                                      repr=False)
 
     method = (f"domain classifier (ridge on {COMPONENTS} principal axes of the pooled "
               f"features, {FOLDS}-fold AUC) against the feature bank's training films weighted "
@@ -120,23 +127,47 @@ class ShiftCheck:
 
     @classmethod
     def from_bank(cls, bank: FeatureBank) -> ShiftCheck:
-        training, held = bank.splits == "train", bank.splits == "val"
+        return cls.fit(bank.features, bank.sources, bank.labels, bank.splits, bank.model_version)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> ShiftCheck:
+        """From the run's feature bank file (the app's way: it may not import training);
+        ShiftError when the run has none, RunFileError when it cannot be read."""
+        path = Path(run_dir) / FEATURE_BANK_FILE
+        if not path.is_file():
+            raise ShiftError(f"the served model ({run_dir}) has no feature bank "
+                             f"({FEATURE_BANK_FILE}), so there is nothing to compare films with")
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                bank = {key: arrays[key] for key in ("features", "sources", "labels", "splits",
+                                                     "model_version")}
+        except (OSError, KeyError, ValueError) as error:
+            raise RunFileError(f"{path} cannot be read: {error}") from error
+        return cls.fit(bank["features"], bank["sources"], bank["labels"], bank["splits"],
+                       str(bank["model_version"]))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, sources: np.ndarray, labels: np.ndarray,
+            splits: np.ndarray, backbone: str) -> ShiftCheck:
+        """From a bank's arrays: (N, D) pooled features and each film's source, label and
+        split; ``backbone``: the run whose backbone made them."""
+        training, held = splits == "train", splits == "val"
         if training.sum() < COMPONENTS or held.sum() < MIN_FILMS:
-            raise ShiftError(f"the feature bank of {bank.model_version} holds too few films "
+            raise ShiftError(f"the feature bank of {backbone} holds too few films "
                              f"({training.sum()} training, {held.sum()} val) for a site check")
-        features = bank.features.astype(np.float32)
+        features = features.astype(np.float32)
         mean = features[training].mean(axis=0)
         scale = features[training].std(axis=0) + 1e-6
         _, _, vectors = np.linalg.svd((features[training] - mean) / scale, full_matrices=False)
         axes = vectors[:COMPONENTS].T
         projected = ((features - mean) / scale) @ axes
         names = np.array([f"{source}:{label}" for source, label
-                          in zip(bank.sources, bank.labels, strict=True)])
+                          in zip(sources, labels, strict=True)])
         known = sorted(set(names[training]))
         index = {name: position for position, name in enumerate(known)}
         return cls(mean, scale, axes, projected[training],
                    np.array([index[name] for name in names[training]]), projected[held],
-                   np.array([index.get(name, -1) for name in names[held]]))
+                   np.array([index.get(name, -1) for name in names[held]]), backbone)
 
     def project(self, features: np.ndarray) -> np.ndarray:
         return ((np.asarray(features, np.float32) - self.mean) / self.scale) @ self.axes
@@ -171,6 +202,11 @@ class ShiftCheck:
         with a random group mix, at ``count`` films (at most VAL_SHARE of the val films, so
         that the draws differ)."""
         size = min(count, max(MIN_FILMS, int(VAL_SHARE * len(self.val))))
+        if (size, seed) not in self._thresholds:
+            self._thresholds[size, seed] = self._drawn_threshold(size, seed)
+        return self._thresholds[size, seed]
+
+    def _drawn_threshold(self, size: int, seed: int) -> float:
         rng = np.random.default_rng(seed)
         groups = np.unique(self.val_groups)
         scores = []

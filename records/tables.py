@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Double, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Double, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from model.run_dir import MAX_VERSION_CHARS
@@ -71,6 +71,16 @@ class AuditEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)  # canonical JSON of anything else
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AnalysisFeatures(Base):
+    """One analysed film's pooled features (float16 bytes) beside its audit row: what the batch
+    shift check (model.shift) compares with the training films. No image, no identifier."""
+
+    __tablename__ = "analysis_features"
+
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("audit_events.id"), primary_key=True)
+    features: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AuditHead(Base):

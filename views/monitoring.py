@@ -4,6 +4,7 @@ import streamlit as st
 
 from model.labels import display_name
 from model.run_dir import METRICS_FILE, RunFileError
+from model.shift import MIN_FILMS, ShiftError
 from records.audit import now_utc
 from records.model_activations import switches as model_switches
 from records.monitoring import (
@@ -23,10 +24,13 @@ from webapp.charts import (
     confusion_matrix_figure,
     daily_volume_figure,
     latency_figure,
+    shift_by_week_figure,
 )
+from webapp.kept_models import kept_models
 from webapp.reports import read_reports
-from webapp.resources import app_database, run_dir
+from webapp.resources import app_database, configured_run_dir, load_shift_check, run_dir
 from webapp.session import require_admin
+from webapp.site_shift import WEEKS, comparable_versions, recent_weeks
 
 CHART_CONFIG = {"displaylogo": False}
 
@@ -86,6 +90,29 @@ if switches:
 st.subheader("Predicted-class mix against validation (dotted)")
 st.plotly_chart(class_mix_figure(class_mix_by_day(frame, classes), expected, switches),
                 config=CHART_CONFIG, key="class_mix")
+
+st.subheader("Films against the training films, by week")
+try:
+    check = load_shift_check(run_dir())
+    versions = comparable_versions(check, kept_models(configured_run_dir(), settings.sites_dir))
+    with st.spinner("Scoring each week's films…"):
+        by_week = recent_weeks(database, check, versions, now_utc())
+except (ShiftError, RunFileError) as error:
+    st.info(f"No weekly shift check: {error}")
+else:
+    if by_week.empty:
+        st.info(f"No film analysed in the last {WEEKS} weeks has its features kept (a model "
+                "server's answers carry none): the weekly check appears once films are "
+                "analysed here.")
+    else:
+        st.plotly_chart(shift_by_week_figure(by_week, switches), config=CHART_CONFIG,
+                        key="shift_by_week")
+        few = by_week[by_week["score"].isna()]
+        st.caption(f"Each week's analysed films (models {', '.join(versions)}) against the "
+                   "served model's training films: above the dotted threshold, that week's "
+                   "films differ from them; validate on local labelled films. Weeks with fewer "
+                   f"than {MIN_FILMS} films are not scored (crosses)"
+                   + (f": {len(few)} of the {len(by_week)} shown." if len(few) else "."))
 
 st.subheader("Agreement with radiologists")
 read = readings(database)

@@ -8,9 +8,11 @@ from pathlib import Path
 import streamlit as st
 
 from model.bounded_zip import ZipLimits
+from model.errors import ModelLoadError
 from model.job_status import DONE, RUNNING
 from model.limits import DEFAULT_LIMITS
 from model.run_dir import RunFileError, read_metadata
+from model.shift import MIN_FILMS, ShiftError
 from model.site_names import MAX_SITE_NAME_CHARS, SiteNameError, site_name
 from pipeline import adapt_jobs as jobs
 from pipeline.local_validation import ValidationFailed
@@ -28,15 +30,24 @@ from records.settings import load_settings
 from records.site_acceptances import accepted_validation
 from webapp import local_validation as validating
 from webapp import site_onboarding as sites
+from webapp import site_shift
 from webapp.charts import confusion_matrix_figure
 from webapp.kept_models import check_servable, kept_models
 from webapp.plain_text import plain
-from webapp.resources import app_database, configured_run_dir, model_url, run_dir
+from webapp.resources import (
+    app_database,
+    configured_run_dir,
+    load_embedded,
+    load_shift_check,
+    model_url,
+    run_dir,
+)
 from webapp.session import PAUSED, require_admin
 
 OUTCOME = "sites_outcome"
 CHART_CONFIG = {"displaylogo": False}
 ZIP_SOURCE, FEEDBACK_SOURCE = "A .zip in label folders", "Radiologist-confirmed films"
+SHIFT_ZIP, SHIFT_RECENT = "A .zip of films", "The last analysed films"
 
 actor = require_admin()
 database, settings = app_database(), load_settings()
@@ -103,6 +114,53 @@ serve.button("Serve this model", icon=":material/published_with_changes:", key="
              on_click=switch, args=(Path(chosen),) if chosen else (current.run_dir,),
              disabled=bool(server_url) or chosen is None
              or Path(chosen).resolve() == current.run_dir.resolve())
+
+st.subheader("Is this site like the training films?")
+with st.container(border=True):
+    st.caption(f"Compares a batch of unlabelled films (at least {MIN_FILMS}) with the films the "
+               "served model was trained on, from the model's features: a shift shows in a "
+               "batch, not in one film. Not flagged is no validation: validate on local "
+               "labelled films before relying on the model.")
+    shift_source = st.radio("Films to check", (SHIFT_ZIP, SHIFT_RECENT), key="shift_source",
+                            horizontal=True)
+    if shift_source == SHIFT_ZIP:
+        shift_upload = st.file_uploader("Films (.zip, any folders)", type=["zip"],
+                                        key="shift_zip")
+    else:
+        shift_count = st.number_input("How many of the last analysed films", key="shift_count",
+                                      min_value=MIN_FILMS, value=200, step=50)
+    if server_url:
+        st.info(site_shift.SERVER_MODE, icon=":material/dns:")
+    if st.button("Check these films", icon=":material/query_stats:", key="shift_check",
+                 disabled=bool(server_url)):
+        try:
+            if shift_source == SHIFT_ZIP and shift_upload is None:
+                raise ShiftError("Choose a .zip of the site's films first.")
+            check = load_shift_check(current.run_dir)
+            with st.spinner("Checking the films…"):
+                if shift_source == SHIFT_RECENT:
+                    kept_versions = site_shift.comparable_versions(check, list(kept.values()))
+                    verdict = site_shift.check_recent(database, check, kept_versions,
+                                                      int(shift_count))
+                else:
+                    verdict, unused = site_shift.check_zip(
+                        load_embedded(current.run_dir), check, shift_upload.name,
+                        shift_upload.getvalue(),
+                        ZipLimits.from_settings(settings, DEFAULT_LIMITS.max_upload_bytes))
+                    if unused:
+                        st.caption(f"{unused} files or members were not used (not a readable "
+                                   "chest film, or refused by the model's checks).")
+        except (ShiftError, RunFileError, ModelLoadError) as error:
+            st.error(plain(str(error)), icon=":material/block:")
+        else:
+            score, threshold = st.columns(2)
+            score.metric("Shift score", f"{verdict.score:.2f}",
+                         help="How well a classifier tells these films from the training "
+                              "films: 0.5 not at all, 1 always.")
+            threshold.metric("Threshold", f"{verdict.threshold:.2f}",
+                             help="Batches of the training sources' own held-out films of "
+                                  "this size score below it.")
+            (st.warning if verdict.shifted else st.success)(verdict.message)
 
 st.subheader("Onboard a site")
 running = jobs.running_job(settings.sites_dir)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from model.errors import ImageError
 from model.prediction import Prediction
-from records import actions, audit
+from records import actions, analysis_features, audit
 from records.accounts import Actor
 from records.db import Database
 from records.image_store import keep_images, store_image
@@ -22,6 +22,8 @@ from records.tables import AuditEvent
 from webapp.analysis import DiagnoseState, state_for_upload, with_heatmap
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from model.classifier import Classifier
 
 
@@ -54,6 +56,14 @@ def image_event(actor: Actor, prediction: Prediction, name: str | None,
                        label=prediction.label, **common)
 
 
+def append_image(session: Session, event: audit.Event, prediction: Prediction | None) -> int:
+    """Append one image's audit row, and the pooled features of its prediction beside it
+    (records.analysis_features) in the same transaction; returns the row's id."""
+    row = audit.append(session, event)
+    analysis_features.keep(session, row.id, None if prediction is None else prediction.features)
+    return row.id
+
+
 def upload_event(actor: Actor, state: DiagnoseState, data: bytes, name: str, latency_ms: float,
                  sop_uid_hash: str | None, model_version: str) -> audit.Event:
     """The audit row of one Diagnose upload."""
@@ -72,7 +82,8 @@ def analyse_and_record(database: Database, settings: Settings, actor: Actor, upl
     latency_ms = (time.perf_counter() - start) * 1000
     event = upload_event(actor, state, data, name, latency_ms,
                          audit.sop_uid_hash(database, data, name), predictor.version)
-    audit_id = audit.record(database, event)
+    with audit.audited(database) as session:
+        audit_id = append_image(session, event, state.analysis and state.analysis.prediction)
     if state.analysis is not None and keep_images(database):
         store_image(settings.images_dir, event.image_sha256, state.analysis.image.gray)
     return AuditedState(state, audit_id)

@@ -21,7 +21,7 @@ from records.accounts import Actor
 from records.db import Database
 from records.settings import Settings
 from serving.client import ModelUnavailable
-from webapp.audited_analysis import image_event
+from webapp.audited_analysis import append_image, image_event
 from webapp.worklist import Progress, WorklistRow, triage_upload_files
 from webapp.worklist_uploads import Upload, expected_images
 
@@ -79,7 +79,8 @@ def _pixel_sha256(row: WorklistRow) -> str | None:
 def _with_ids(database: Database, rows: list[WorklistRow],
               events: list[audit.Event]) -> list[WorklistRow]:
     with audit.audited(database) as session:
-        ids = [audit.append(session, event).id for event in events]
+        ids = [append_image(session, event, row.prediction)
+               for event, row in zip(events, rows, strict=True)]
     return [dataclasses.replace(row, audit_id=row_id) for row, row_id in zip(rows, ids,
                                                                              strict=True)]
 

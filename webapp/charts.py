@@ -270,20 +270,22 @@ DAY_MS = 86_400_000
 MAX_DAY_TICKS = 10
 
 
-def _day_axis(figure: go.Figure, days, switches: Sequence[tuple[datetime, str]] = ()
-              ) -> go.Figure:
-    """An x axis of whole UTC days, each value drawn across its day and each tick labelled as
-    a day ("02 Dec 2026"), whatever the span: Plotly's own ticks for one or two days are
-    fractions of a second ("23:59:59.9995"). Model switches (time, version) get a dashed line
-    at their time, inside the day they happened, and the version."""
+def _day_axis(figure: go.Figure, days, switches: Sequence[tuple[datetime, str]] = (),
+              period_days: int = 1) -> go.Figure:
+    """An x axis of whole UTC days, each value drawn across its period (a day, or a week from
+    its Monday) and each tick labelled as a day ("02 Dec 2026"), whatever the span: Plotly's
+    own ticks for one or two days are fractions of a second ("23:59:59.9995"). Model switches
+    (time, version) get a dashed line at their time, inside the period they happened in, and
+    the version."""
     times = pd.to_datetime(pd.Series(list(days) + [at for at, _ in switches]))
     first, last = times.min().floor("D"), times.max().floor("D")
-    step = max(1, math.ceil(((last - first).days + 1) / MAX_DAY_TICKS))
-    figure.update_traces(xperiod=DAY_MS, xperiodalignment="middle")
-    figure.update_traces(width=0.8 * DAY_MS, selector={"type": "bar"})
+    periods = ((last - first).days + 1) / period_days
+    step = period_days * max(1, math.ceil(periods / MAX_DAY_TICKS))
+    figure.update_traces(xperiod=period_days * DAY_MS, xperiodalignment="middle")
+    figure.update_traces(width=0.8 * period_days * DAY_MS, selector={"type": "bar"})
     figure.update_xaxes(type="date", tickformat="%d %b %Y", ticklabelmode="period",
                         tick0=first, dtick=step * DAY_MS,
-                        range=[first, last + pd.Timedelta(days=1)])
+                        range=[first, last + pd.Timedelta(days=period_days)])
     for at, version in switches:
         figure.add_shape(type="line", xref="x", yref="paper", x0=at, x1=at, y0=0, y1=1,
                          line={"color": MUTED, "dash": "dash", "width": 1})
@@ -325,3 +327,21 @@ def class_mix_figure(mix_by_day, expected: dict[str, float],
     figure.update_yaxes(title_text="share of the day's analyses", tickformat=".0%",
                         range=[0, 1])
     return _layout(_day_axis(figure, mix_by_day.index, switches), height=360)
+
+
+def shift_by_week_figure(series, switches: Sequence[tuple[datetime, str]] = ()) -> go.Figure:
+    """The weekly shift score (webapp.site_shift.weekly_shift) against its threshold (dotted);
+    a week with too few films for a score is a grey cross on the axis, with its count."""
+    scored, few = series[series["score"].notna()], series[series["score"].isna()]
+    figure = go.Figure([
+        go.Scatter(x=scored["week"], y=scored["score"], name="shift score",
+                   mode="lines+markers", line={"color": PRIMARY}),
+        go.Scatter(x=scored["week"], y=scored["threshold"], name="threshold",
+                   mode="lines+markers", line={"color": ACCENT, "dash": "dot"}),
+        go.Scatter(x=few["week"], y=[0.0] * len(few), name="too few films", mode="markers",
+                   marker={"color": MUTED, "symbol": "x", "size": 10},
+                   text=[f"too few films ({count})" for count in few["films"]],
+                   hovertemplate="%{text}<extra></extra>"),
+    ])
+    figure.update_yaxes(title_text="score (AUC against the training films)", range=[0, 1.05])
+    return _layout(_day_axis(figure, series["week"], switches, period_days=7), height=340)

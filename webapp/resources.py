@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from model.run_dir import DEFAULT_RUN_DIR
+from model.shift import ShiftCheck
 from model.site_validation import SiteValidated
 from records.db import Database, open_database
 from records.model_activations import active_run_dir
@@ -106,6 +107,13 @@ def load_embedded(model_dir: Path) -> Predictor:
     gc.collect()
     gc.freeze()
     return predictor
+
+
+@st.cache_resource(show_spinner="Reading the model's training films (feature bank)…")
+def load_shift_check(model_dir: Path) -> ShiftCheck:
+    """The served run's shift check (model.shift), fitted once per run directory; ShiftError
+    when its bank cannot judge a batch (none, or too few films)."""
+    return ShiftCheck.load(model_dir)
 
 
 @st.cache_resource(show_spinner="Opening the database…")

@@ -14,20 +14,24 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from model.run_dir import read_metadata
+from model.run_dir import DEFAULT_RUN_DIR, read_metadata
 from records import actions
 from records.accounts import CLI_ACTOR, set_disabled
 from records.db import open_database
 from records.model_activations import SERVER_MODE
 from records.settings import MODEL_DIR_ENV, MODEL_URL_ENV, SITES_DIR_ENV
 from records.tables import AuditEvent
+from testkit import stored_features
 from testkit.apptest import ADMIN, RADIOLOGIST, open_page, synthetic_png, upload
 from testkit.site_factory import banked_run as onboardable_run
-from testkit.site_factory import site_zip
+from testkit.site_factory import site_zip, zip_of
+from training.config import SHARED_DATA
 from webapp.page_state import DIAGNOSE_RESULT
+from webapp.site_shift import SERVER_MODE as SHIFT_SERVER_MODE
 
 pytestmark = pytest.mark.usefixtures("app_database_url")
 PAGE = "views/sites.py"
+SHIFT_ZIP, SHIFT_RECENT = "A .zip of films", "The last analysed films"
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +163,60 @@ def test_a_model_that_cannot_load_shows_a_radiologist_no_server_path(monkeypatch
         [error] = at.error
         assert error.value.startswith("The model could not be loaded")
         assert (str(gone) in error.value) == shows_path, error.value
+
+
+def shift_check(at: AppTest, source: str, **choices) -> AppTest:
+    at.radio(key="shift_source").set_value(source).run()
+    for key, value in choices.items():
+        at.get_by_key(key).set_value(value)
+    return button(at, "Check these films").click().run()
+
+
+def test_the_site_check_runs_on_the_last_analysed_films(app_database_url, monkeypatch):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(DEFAULT_RUN_DIR))
+    version = read_metadata(DEFAULT_RUN_DIR).version
+    database = open_database(app_database_url)
+    try:
+        stored_features.store(database, version,
+                              stored_features.shifted(stored_features.val_films()[:40]))
+        at = shift_check(open_page(PAGE), SHIFT_RECENT, shift_count=60)
+        assert f"Only 40 analysed films of {version}" in page_text(at), page_text(at)
+        stored_features.store(database, version,
+                              stored_features.shifted(stored_features.val_films()[40:70]))
+    finally:
+        database.engine.dispose()
+    at = shift_check(at, SHIFT_RECENT, shift_count=60)
+    score, threshold = (float(metric.value) for metric in at.metric)
+    assert [metric.label for metric in at.metric] == ["Shift score", "Threshold"]
+    assert score > threshold
+    [warning] = at.warning
+    assert warning.value.startswith("These 60 films differ from the films the model was trained")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(), reason="the shared data is absent")
+def test_the_site_check_reads_a_zip_of_an_unseen_hospitals_films(monkeypatch):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(DEFAULT_RUN_DIR))
+    films = sorted((SHARED_DATA / "lungs" / "images").iterdir())[:60]
+    archive = zip_of({f"site/{path.name}": path.read_bytes() for path in films})
+    at = open_page(PAGE)
+    at.radio(key="shift_source").set_value(SHIFT_ZIP).run()
+    at.file_uploader(key="shift_zip").set_value(("site.zip", archive, "application/zip"))
+    button(at, "Check these films").click().run(timeout=300)
+    assert not at.error, [item.value for item in at.error]
+    [warning] = at.warning
+    assert "films differ from the films the model was trained on" in warning.value
+
+
+def test_the_site_check_says_why_a_zip_cannot_be_judged():
+    at = shift_check(open_page(PAGE), SHIFT_ZIP)
+    assert "Choose a .zip of the site's films first." in page_text(at)
+    at.file_uploader(key="shift_zip").set_value(("site.zip", site_zip(3), "application/zip"))
+    button(at, "Check these films").click().run()
+    assert "holds too few films" in page_text(at)  # the factory run's bank is tiny
+
+
+def test_in_model_server_mode_the_site_check_points_to_the_command(monkeypatch):
+    monkeypatch.setenv(MODEL_URL_ENV, "http://127.0.0.1:9")
+    at = open_page(PAGE)
+    assert SHIFT_SERVER_MODE in [item.value for item in at.info]
+    assert button(at, "Check these films").disabled

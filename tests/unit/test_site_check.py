@@ -64,13 +64,13 @@ def test_held_out_val_films_of_the_training_sources_are_not_flagged(shipped):
 
 
 def test_a_zip_of_films_is_read(shipped, tmp_path):
-    from training.site_check import accepted_features
+    from model.shift_films import accepted_features, path_loaders
 
     archive = tmp_path / "site.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         for path in sorted((SHARED_DATA / "lungs" / "images").iterdir())[:3]:
             handle.write(path, path.name)
-    features, skipped = accepted_features(shipped[0], [archive])
+    features, skipped = accepted_features(shipped[0], path_loaders([archive]))
     assert features.shape[0] == 3 and skipped == 0
 
 
