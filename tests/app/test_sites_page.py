@@ -189,8 +189,9 @@ def test_the_site_check_runs_on_the_last_analysed_films(app_database_url, monkey
     score, threshold = (float(metric.value) for metric in at.metric)
     assert [metric.label for metric in at.metric] == ["Shift score", "Threshold"]
     assert score > threshold
-    [warning] = at.warning
-    assert warning.value.startswith("These 60 films differ from the films the model was trained")
+    # The page also says the served model is not validated here (the Validate section).
+    shifted = [item.value for item in at.warning if item.value.startswith("These 60 films")]
+    assert shifted and "differ from the films the model was trained" in shifted[0], shifted
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "lungs").is_dir(), reason="the shared data is absent")
@@ -203,8 +204,9 @@ def test_the_site_check_reads_a_zip_of_an_unseen_hospitals_films(monkeypatch):
     at.file_uploader(key="shift_zip").set_value(("site.zip", archive, "application/zip"))
     button(at, "Check these films").click().run(timeout=300)
     assert not at.error, [item.value for item in at.error]
-    [warning] = at.warning
-    assert "films differ from the films the model was trained on" in warning.value
+    shifted = [item.value for item in at.warning
+               if "films differ from the films the model was trained on" in item.value]
+    assert len(shifted) == 1, [item.value for item in at.warning]
 
 
 def test_the_site_check_says_why_a_zip_cannot_be_judged():
