@@ -123,6 +123,11 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
     if bank.model_version.split("+site-")[0] != predictor.version.split("+site-")[0]:
         raise SiteError(f"the feature bank was made by {bank.model_version}, not by "
                         f"{predictor.version}: rebuild it (training.feature_bank)")
+    unknown = sorted(set(site.space.keys) - set(bank.space.keys))
+    if unknown:
+        raise SiteError(f"the site's {', '.join(unknown)} films have a label the feature bank "
+                        f"does not hold (it holds {', '.join(bank.space.keys)}): put them in "
+                        "those label folders, or rebuild the bank from data that has the label")
     n_groups = max(1, len(predictor.age_heads))
     n_classes = len(bank.space.classes)
     fit, held = holdout_split(site, holdout, seed)

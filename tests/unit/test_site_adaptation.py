@@ -145,6 +145,18 @@ def test_adapt_refuses_an_unknown_label_folder(banked_run, tmp_path, capsys):
     assert "CATS" in message and not (tmp_path / "out").exists()
 
 
+def test_adapt_refuses_a_label_set_the_bank_does_not_hold_and_says_so_in_its_status(
+        banked_run, tmp_path, capsys):
+    """The factory bank has the four classes only: a PNEUMONIA (either type) folder used to
+    pass the site reading and crash the scoring with a traceback, the status left running."""
+    site = write_site(write_site(tmp_path / "site", 22), 6, label="PNEUMONIA")
+    status = tmp_path / "status.json"
+    message = refused(["--model", str(banked_run), "--site", str(site), "--out",
+                       str(tmp_path / "out"), "--status", str(status)], capsys)
+    assert "PNEUMONIA films have a label the feature bank does not hold" in message
+    assert not (tmp_path / "out").exists() and read_status(status).state == REFUSED
+
+
 def test_adapt_lists_the_films_the_gate_refuses(banked_run, tmp_path, capsys):
     site = tmp_path / "site"
     (site / "NORMAL").mkdir(parents=True)
