@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from records import accounts
 from records.accounts import CLI_ACTOR, AccountError, Actor
-from records.actions import ADD_ACCOUNT, FAILED_SIGN_IN, RESET_PASSWORD, SIGN_IN
+from records.actions import ADD_ACCOUNT, EXPORT_AUDIT, FAILED_SIGN_IN, RESET_PASSWORD, SIGN_IN
 from records.audit import now_utc
 from records.db import open_database
 from records.settings import DATABASE_URL_ENV, Settings
@@ -279,6 +279,13 @@ def test_two_first_admin_submissions_at_once_create_one_admin(database):
     assert len(accounts.list_accounts(database)) == 1
 
 
+def test_an_active_admin_exports_the_trail_and_the_export_is_audited(database, admin):
+    today = now_utc().date()
+    exported = accounts.export_audit(database, admin, today, today)
+    assert exported.splitlines()[0].split(",")[-1] == "row_hash"
+    assert actions(database)[-1] == EXPORT_AUDIT
+
+
 def test_an_admin_disabled_or_demoted_meanwhile_changes_nothing_and_leaves_no_row(database,
                                                                                  admin):
     """The Actor a page kept from an earlier run is not trusted: each admin action reads the
@@ -288,12 +295,14 @@ def test_an_admin_disabled_or_demoted_meanwhile_changes_nothing_and_leaves_no_ro
     accounts.add_account(database, admin, "rita", "right password", "radiologist")
     accounts.add_account(database, admin, "bob", "bob's password", "admin")
     accounts.set_disabled(database, CLI_ACTOR, "ada", True)  # IT, while ada's page is open
+    today = now_utc().date()
     before = actions(database)
     attempts = [lambda: accounts.set_disabled(database, admin, "ada", False),
                 lambda: accounts.add_account(database, admin, "eve", "long enough", "admin"),
                 lambda: accounts.reset_password(database, admin, "rita", "taken over"),
                 lambda: accounts.unlock(database, admin, "rita"),
-                lambda: set_keep_images(database, admin, True)]
+                lambda: set_keep_images(database, admin, True),
+                lambda: accounts.export_audit(database, admin, today, today)]
     for attempt in attempts:
         with pytest.raises(accounts.NotAnAdmin, match="Nothing was changed"):
             attempt()
