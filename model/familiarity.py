@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.run_dir import FEATURE_BANK_FILE, RunFileError
+from model.run_dir import MissingRunFileError, read_feature_bank
 
 LOOK_LAYER = "block6_project_bn"  # EfficientNet-Lite0's name (chosen: docs/RESULTS.md)
 NEIGHBOURS = 5
@@ -76,16 +76,13 @@ class Familiarity:
     def load(cls, run_dir: Path) -> Familiarity | None:
         """From the run's feature bank; None when the run has none, or an older bank without
         looks (its pooled features were measured not to tell sources apart)."""
-        path = Path(run_dir) / FEATURE_BANK_FILE
-        if not path.is_file():
-            return None
         try:
-            with np.load(path, allow_pickle=False) as arrays:
-                if "looks" not in arrays.files:
-                    return None
-                return cls.fit(arrays["looks"], arrays["splits"], str(arrays["look_layer"]))
-        except (OSError, KeyError, ValueError) as error:
-            raise RunFileError(f"{path} cannot be read: {error}") from error
+            arrays = read_feature_bank(run_dir, ("splits",), optional=("looks", "look_layer"))
+        except MissingRunFileError:
+            return None
+        if "looks" not in arrays:
+            return None
+        return cls.fit(arrays["looks"], arrays["splits"], str(arrays["look_layer"]))
 
     def distances(self, looks: np.ndarray) -> np.ndarray:
         """(N, K) looks -> (N,) cosine distance to the K-th nearest reference film."""

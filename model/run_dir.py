@@ -26,7 +26,7 @@ import math
 import reprlib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,6 +175,22 @@ def read_json(path: Path) -> Any:
 def write_json(path: Path, content: Any) -> None:
     """Pretty JSON, NumPy scalars and arrays and paths included, written whole."""
     path.write_text(json.dumps(content, indent=2, default=_python_value) + "\n")
+
+
+def read_feature_bank(run_dir: Path, keys: Sequence[str], optional: Sequence[str] = ()
+                      ) -> dict[str, np.ndarray]:
+    """The named arrays of the run's feature bank (training.feature_bank writes it; model.shift,
+    model.familiarity and the pages read parts of it); ``optional`` ones only where the file has
+    them (older banks have no looks). MissingRunFileError or RunFileError naming the file."""
+    path = Path(run_dir) / FEATURE_BANK_FILE
+    if not path.is_file():
+        raise MissingRunFileError(f"{FEATURE_BANK_FILE} is missing from {run_dir}")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in (*keys, *optional)
+                    if key in keys or key in arrays.files}
+    except (OSError, KeyError, ValueError) as error:
+        raise RunFileError(f"{path} cannot be read: {error}") from error
 
 
 def if_present(read: Callable[[Path], _Read], location: Path) -> _Read | None:

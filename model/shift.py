@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.run_dir import FEATURE_BANK_FILE, RunFileError
+from model.run_dir import FEATURE_BANK_FILE, MissingRunFileError, read_feature_bank
 
 if TYPE_CHECKING:
     from training.feature_bank import FeatureBank
@@ -133,16 +133,13 @@ class ShiftCheck:
     def load(cls, run_dir: Path) -> ShiftCheck:
         """From the run's feature bank file (the app's way: it may not import training);
         ShiftError when the run has none, RunFileError when it cannot be read."""
-        path = Path(run_dir) / FEATURE_BANK_FILE
-        if not path.is_file():
-            raise ShiftError(f"the served model ({run_dir}) has no feature bank "
-                             f"({FEATURE_BANK_FILE}), so there is nothing to compare films with")
         try:
-            with np.load(path, allow_pickle=False) as arrays:
-                bank = {key: arrays[key] for key in ("features", "sources", "labels", "splits",
-                                                     "model_version")}
-        except (OSError, KeyError, ValueError) as error:
-            raise RunFileError(f"{path} cannot be read: {error}") from error
+            bank = read_feature_bank(run_dir, ("features", "sources", "labels", "splits",
+                                               "model_version"))
+        except MissingRunFileError as error:
+            raise ShiftError(f"the served model ({run_dir}) has no feature bank "
+                             f"({FEATURE_BANK_FILE}), so there is nothing to compare films "
+                             "with") from error
         return cls.fit(bank["features"], bank["sources"], bank["labels"], bank["splits"],
                        str(bank["model_version"]))
 

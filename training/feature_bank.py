@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.run_dir import FEATURE_BANK_FILE, RunFileError
+from model.run_dir import (
+    FEATURE_BANK_FILE,
+    MissingRunFileError,
+    RunFileError,
+    read_feature_bank,
+)
 from training.data import DatasetError, LabelSpace, Sample, load_split, scan_split
 
 if TYPE_CHECKING:
@@ -38,6 +43,9 @@ log = logging.getLogger("training.feature_bank")
 
 PER_GROUP = {"train": 100, "val": 50}  # images per (source, label) and split
 SPLITS = ("train", "val")
+BANK_KEYS = ("features", "labels", "age_groups", "sources", "splits", "keys", "set_names",
+             "set_members", "model_version")
+LOOK_KEYS = ("looks", "look_layer")  # banks written before looks existed have neither
 
 
 @dataclass(frozen=True)
@@ -103,23 +111,21 @@ class FeatureBank:
     @classmethod
     def load(cls, run_dir: Path) -> FeatureBank:
         """The run's bank; RunFileError naming the file when absent or damaged."""
-        path = Path(run_dir) / FEATURE_BANK_FILE
-        if not path.is_file():
-            raise RunFileError(f"{FEATURE_BANK_FILE} is missing from {run_dir}: write it with "
-                               f"`python -m training.feature_bank --model {run_dir}`")
         try:
-            with np.load(path, allow_pickle=False) as arrays:
-                sets = {str(name): tuple(str(members).split("+"))
-                        for name, members in zip(arrays["set_names"], arrays["set_members"],
-                                                 strict=True)}
-                return cls(arrays["features"], arrays["labels"].astype(np.int64),
-                           arrays["age_groups"], arrays["sources"], arrays["splits"],
-                           tuple(str(key) for key in arrays["keys"]), sets,
-                           str(arrays["model_version"]),
-                           arrays["looks"] if "looks" in arrays.files else None,
-                           str(arrays["look_layer"]) if "looks" in arrays.files else None)
-        except (OSError, KeyError, ValueError) as error:
-            raise RunFileError(f"{path} cannot be read: {error}") from error
+            arrays = read_feature_bank(run_dir, BANK_KEYS, optional=LOOK_KEYS)
+        except MissingRunFileError as error:
+            raise RunFileError(f"{error}: write it with "
+                               f"`python -m training.feature_bank --model {run_dir}`") from error
+        sets = {str(name): tuple(str(members).split("+"))
+                for name, members in zip(arrays["set_names"], arrays["set_members"],
+                                         strict=True)}
+        looks = "looks" in arrays
+        return cls(arrays["features"], arrays["labels"].astype(np.int64),
+                   arrays["age_groups"], arrays["sources"], arrays["splits"],
+                   tuple(str(key) for key in arrays["keys"]), sets,
+                   str(arrays["model_version"]),
+                   arrays["looks"] if looks else None,
+                   str(arrays["look_layer"]) if looks else None)
 
 
 def features_and_looks(predictor: Predictor, images: np.ndarray, batch_size: int = 32

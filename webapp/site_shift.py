@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from model.bounded_zip import ZipLimits
-from model.run_dir import FEATURE_BANK_FILE
+from model.run_dir import RunFileError, read_feature_bank
 from model.shift import MIN_FILMS, ShiftCheck, ShiftError, ShiftResult
 from model.shift_films import accepted_features, zip_loaders
 from records import analysis_features
@@ -38,9 +38,8 @@ SERVER_MODE = ("The model runs on a model server here, which gives the app no fe
 def bank_backbone(run_dir: Path) -> str | None:
     """The run whose backbone made a run's bank features; None without a readable bank."""
     try:
-        with np.load(Path(run_dir) / FEATURE_BANK_FILE, allow_pickle=False) as arrays:
-            return str(arrays["model_version"])
-    except (OSError, KeyError, ValueError):
+        return str(read_feature_bank(run_dir, ("model_version",))["model_version"])
+    except RunFileError:
         return None
 
 
