@@ -2,7 +2,8 @@
 
     python -m bench.robust_finetune RUN_DIR [--alphas 0 0.25 0.5 0.75 1] [--out FILE]
 
-RUN_DIR is a training run that kept both ends of its schedule in ``checkpoints/``
+RUN_DIR is a training run (its metadata names the data roots whose val films are scored) that
+kept both ends of its schedule in ``checkpoints/``
 (``frozen.keras``: the end of stage 1, the backbone frozen; ``finetune.keras``: the end of
 stage 2). For each alpha every weight is ``(1 - alpha) x stage 1 + alpha x stage 2``
 (training.schedule.mix_weights, what ``--wise-alpha`` ships) and the mixture
@@ -25,23 +26,17 @@ from model.age_groups import AGE_GROUPS
 from model.calibration import softmax
 from model.labels import COVID, NORMAL
 from model.populations import class_logits
-from model.run_dir import CHECKPOINTS_DIR, ROBUST_FINETUNE_FILE, write_json
-from training.config import SHARED_DATA, TrainConfig
-from training.data import LoadedSplit, find_label_space, load_split, scan_split
+from model.run_dir import ROBUST_FINETUNE_FILE, read_metadata, write_json
+from training.config import SHARED_DATA
+from training.data import LoadedSplit
+from training.evaluate import load_labelled
 from training.external import accepted_figures, load_external
 from training.metrics import classification_metrics
-from training.schedule import mix_weights, weights_by_path
+from training.model_card import WISE_TABLE_HEAD, wise_row
+from training.schedule import mix_weights, stage_checkpoint, weights_by_path
 
 EXTERNAL = (SHARED_DATA / "kermany_test_a", SHARED_DATA / "lungs")
 DEFAULT_ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.65, 0.8, 1.0)
-
-
-def val_split(config: TrainConfig, space, image_size: int) -> LoadedSplit:
-    """The val films of the default data roots (their own patient splits)."""
-    pediatric = config.pediatric_sources.split(",")
-    samples = [sample for root in config.data for sample in scan_split(root, "val", space,
-                                                                       pediatric)]
-    return load_split(samples, image_size, "val")
 
 
 def run_logits(logits_model: keras.Model, images: np.ndarray, populations: np.ndarray,
@@ -55,31 +50,30 @@ def val_figures(logits: np.ndarray, split: LoadedSplit, space) -> dict:
     """The val figures a hospital asks about, from training.metrics."""
     metrics = classification_metrics(split.labels, softmax(logits), space.classes,
                                      space.set_map(), split.groups())
-    adult = metrics["subgroups"]["age_group"]["adult"]
-    children = metrics["subgroups"]["age_group"]["pediatric"]
+    groups = metrics["subgroups"]["age_group"]  # a run's data may lack one age group
+    adult, children = groups.get("adult", {}), groups.get("pediatric", {})
     return {
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
         "covid_recall": metrics["per_class"][COVID]["recall"],
         "covid_precision": metrics["per_class"][COVID]["precision"],
-        "adult_normal_recall": adult["recall"][NORMAL],
-        "adult_called_covid_among_non_covid": adult["called_covid_among_non_covid"],
-        "children_auc": children["pneumonia_vs_normal_auc"],
+        "adult_normal_recall": adult.get("recall", {}).get(NORMAL),
+        "adult_called_covid_among_non_covid": adult.get("called_covid_among_non_covid"),
+        "children_auc": children.get("pneumonia_vs_normal_auc"),
     }
 
 
 def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
     """One row of figures per alpha."""
-    checkpoints = run_dir / CHECKPOINTS_DIR
-    model = keras.saving.load_model(checkpoints / "finetune.keras", compile=False)
+    model = keras.saving.load_model(stage_checkpoint(run_dir, "finetune"), compile=False)
     tuned = weights_by_path(model)
-    frozen = weights_by_path(keras.saving.load_model(checkpoints / "frozen.keras",
+    frozen = weights_by_path(keras.saving.load_model(stage_checkpoint(run_dir, "frozen"),
                                                      compile=False))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
-    config = TrainConfig()
-    space = find_label_space(config.data, "train", config.label_set_map())
-    n_classes = len(space.classes)
     image_size = model.inputs[0].shape[1]
-    val = val_split(config, space, image_size)
+    metadata = read_metadata(run_dir)
+    val, space = load_labelled(metadata, image_size,
+                               [Path(root) for root in metadata.data_roots], "val")
+    n_classes = len(space.classes)
     val_groups = np.array([AGE_GROUPS.index(group) for group in val.age_groups])
     externals = {folder.name: load_external(folder, space, image_size) for folder in EXTERNAL
                  if folder.is_dir()}
@@ -95,24 +89,8 @@ def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
             row[name] = accepted_figures(split.labels, softmax(logits), space)
         row["seconds"] = round(time.monotonic() - started, 1)
         rows.append(row)
-        print_row(row)
+        print(wise_row(row), flush=True)
     return rows
-
-
-def _cell(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def print_row(row: dict) -> None:
-    """One Markdown line: val, then each external check."""
-    val, kermany, lungs = row["val"], row.get("kermany_test_a", {}), row.get("lungs", {})
-    print(f"| {row['alpha']:.2f} | {_cell(val['accuracy'])} / {_cell(val['macro_f1'])} | "
-          f"{_cell(val['covid_recall'])} / {_cell(val['covid_precision'])} | "
-          f"{_cell(val['adult_called_covid_among_non_covid'])} | {_cell(val['children_auc'])} | "
-          f"{_cell(kermany.get('normal_recall'))} / {_cell(kermany.get('pneumonia_vs_normal_auc'))}"
-          f" / {_cell(kermany.get('pneumonia_vs_normal_accuracy'))} | "
-          f"{_cell(lungs.get('normal_recall'))} / "
-          f"{_cell(lungs.get('called_covid_among_non_covid'))} |", flush=True)
 
 
 def main() -> None:
@@ -123,10 +101,7 @@ def main() -> None:
                         help=f"write the rows as JSON here (RUN_DIR/{ROBUST_FINETUNE_FILE} puts "
                              "the sweep in the run's model card)")
     args = parser.parse_args()
-    print("| alpha | val acc / macro-F1 | val COVID-19 recall / precision | "
-          "val adults non-COVID called COVID-19 | val children AUC | "
-          "kermany_test_a normal recall / AUC / acc | lungs/ normal / COVID-19 |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n".join(WISE_TABLE_HEAD), flush=True)
     rows = sweep(args.run_dir, args.alphas)
     if args.out:
         write_json(args.out, rows)

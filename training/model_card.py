@@ -409,34 +409,41 @@ def loso_lines(rows: list[dict] | None, balance: float) -> list[str]:
     return lines
 
 
-def _pair(figures: dict, first: str, second: str) -> str:
-    values = [figures.get(first), figures.get(second)]
-    return " / ".join("n/a" if value is None else f"{value:.2f}" for value in values)
+WISE_TABLE_HEAD = [
+    "| alpha | val acc / macro-F1 | val COVID-19 recall / precision | val adults non-COVID called "
+    "COVID-19 | val children AUC | kermany_test_a normal recall / AUC | lungs/ normal / "
+    "COVID-19 |", "|---|---|---|---|---|---|---|"]
+
+
+def _figures(figures: dict, *keys: str, digits: int = 2) -> str:
+    return " / ".join(score(figures.get(key), digits) for key in keys)
+
+
+def wise_row(row: dict, chosen: float | None = None) -> str:
+    """One alpha's line of the WiSE-FT table (bench.robust_finetune prints it as each mixture is
+    scored; the card's table marks the ``chosen`` alpha bold)."""
+    val = row["val"]
+    mark = "**" if chosen is not None and abs(row["alpha"] - chosen) < 1e-9 else ""
+    return (f"| {mark}{row['alpha']:g}{mark} | {_figures(val, 'accuracy', 'macro_f1')} | "
+            f"{_figures(val, 'covid_recall', 'covid_precision')} | "
+            f"{_figures(val, 'adult_called_covid_among_non_covid', digits=3)} | "
+            f"{_figures(val, 'children_auc', digits=3)} | "
+            f"{_figures(row.get('kermany_test_a', {}), 'normal_recall', 'pneumonia_vs_normal_auc')}"
+            f" | {_figures(row.get('lungs', {}), 'normal_recall', 'called_covid_among_non_covid')}"
+            " |")
 
 
 def wise_lines(rows: list[dict] | None, alpha: float) -> list[str]:
     """The WiSE-FT sweep (bench/robust_finetune.py) that chose the shipped mixing coefficient."""
     if not rows:
         return []
-    lines = ["", "## How far to fine-tune (WiSE-FT, chosen on the external checks)", "",
-             "Every weight is (1 - alpha) x the end of stage 1 (frozen ImageNet backbone, trained "
-             "head) + alpha x the end of stage 2 (`--wise-alpha`, Wortsman et al. 2022). Each row "
-             "scores one mixture with no gate and no temperature: val with the age group known, "
-             "the external checks with the age group estimated, as for an upload. The external "
-             f"checks chose alpha = {alpha:g} (bold); val alone would have chosen otherwise.",
-             "", "| alpha | val acc / macro-F1 | val COVID-19 recall / precision | val adults "
-             "non-COVID called COVID-19 | val children AUC | kermany_test_a normal recall / AUC | "
-             "lungs/ normal / COVID-19 |", "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        val = row["val"]
-        mark = "**" if abs(row["alpha"] - alpha) < 1e-9 else ""
-        lines.append(
-            f"| {mark}{row['alpha']:g}{mark} | {_pair(val, 'accuracy', 'macro_f1')} | "
-            f"{_pair(val, 'covid_recall', 'covid_precision')} | "
-            f"{val['adult_called_covid_among_non_covid']:.3f} | {val['children_auc']:.3f} | "
-            f"{_pair(row.get('kermany_test_a', {}), 'normal_recall', 'pneumonia_vs_normal_auc')}"
-            f" | {_pair(row.get('lungs', {}), 'normal_recall', 'called_covid_among_non_covid')} |")
-    return lines
+    return ["", "## How far to fine-tune (WiSE-FT, chosen on the external checks)", "",
+            "Every weight is (1 - alpha) x the end of stage 1 (frozen ImageNet backbone, trained "
+            "head) + alpha x the end of stage 2 (`--wise-alpha`, Wortsman et al. 2022). Each row "
+            "scores one mixture with no gate and no temperature: val with the age group known, "
+            "the external checks with the age group estimated, as for an upload. The external "
+            f"checks chose alpha = {alpha:g} (bold); val alone would have chosen otherwise.",
+            "", *WISE_TABLE_HEAD, *(wise_row(row, alpha) for row in rows)]
 
 
 HEATMAP_MEANING = (
