@@ -197,8 +197,10 @@ class Predictor:
         if not rows:
             return predictions
         chosen = [known[index] for index in rows]
-        gated, features, ages, looks = self._gated_pass([admitted[index] for index in rows],
-                                                        chosen)
+        logits, features, _, _, ages, looks = self._run(
+            np.stack([admitted[index] for index in rows]),
+            populations=self._indices([age.group if age else None for age in chosen]))
+        gated = self._gate_features(logits, features)
         familiar = self._familiar(looks)
         for index, outcome, given, estimate, usual, row in zip(rows, gated, chosen, ages,
                                                               familiar, features, strict=True):
@@ -206,23 +208,6 @@ class Predictor:
                 Prediction.refused(str(outcome), self.version) if isinstance(outcome, ImageError)
                 else self._prediction(outcome, self._age_reading(given, estimate), usual, row))
         return predictions
-
-    def gated_features(self, admitted: Sequence[np.ndarray]) -> np.ndarray:
-        """The pooled features of the ``admit``-ted inputs the feature check accepts, from the
-        same pass and gate as ``gated`` (model.shift compares a batch's with the bank's)."""
-        if not len(admitted):
-            return np.zeros((0, 0), np.float32)
-        gated, features, _, _ = self._gated_pass(admitted, [None] * len(admitted))
-        return features[[not isinstance(outcome, ImageError) for outcome in gated]]
-
-    def _gated_pass(self, inputs: Sequence[np.ndarray], known: Sequence[AgeReading | None]
-                    ) -> tuple[list[np.ndarray | ImageError], np.ndarray, np.ndarray, np.ndarray]:
-        """One compiled pass over admitted inputs: (each one's probabilities or the feature
-        check's refusal, pooled features, age-group estimates, looks)."""
-        logits, features, _, _, ages, looks = self._run(
-            np.stack(inputs), populations=self._indices([age.group if age else None
-                                                         for age in known]))
-        return self._gate_features(logits, features), features, ages, looks
 
     def known_age(self, image: DecodedImage | np.ndarray, given: str | None
                   ) -> AgeReading | None:

@@ -71,7 +71,8 @@ def accepted_features(predictor: Predictor, loaders: Iterable[Loader],
                 skipped += 1
             else:
                 inputs.append(outcome)
-    parts = [predictor.gated_features(inputs[start:start + BATCH])
-             for start in range(0, len(inputs), BATCH)]
-    features = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    kept = [prediction.features for start in range(0, len(inputs), BATCH)
+            for prediction in predictor.classify(inputs[start:start + BATCH])
+            if prediction.refusal is None]
+    features = np.stack(kept) if kept else np.zeros((0, 0), np.float32)
     return features, skipped + len(inputs) - len(features)

@@ -48,9 +48,9 @@ def test_a_diagnose_analysis_keeps_its_features_and_a_refusal_none(database, fac
     assert analysed.state.analysis is not None and refused.state.analysis is None
     assert stored_rows(database) == 1
     kept = analysis_features.latest(database, [factory_predictor.version], 10)
-    expected = factory_predictor.gated_features(
+    (expected,) = factory_predictor.classify(
         [factory_predictor.admit(analysed.state.analysis.image)])
-    np.testing.assert_allclose(kept, expected.astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(kept, expected.features[None].astype(np.float32))
 
 
 def test_worklist_rows_keep_their_features_in_the_batchs_transaction(database,
@@ -93,5 +93,6 @@ def test_the_predictor_gives_each_accepted_film_its_features(factory_predictor):
     (prediction,) = factory_predictor.classify([image])
     assert prediction.features.dtype == np.float16
     np.testing.assert_allclose(prediction.features.astype(np.float32),
-                               factory_predictor.gated_features([image])[0], rtol=1e-2,
+                               factory_predictor.logits_and_features(image[None])[1][0],
+                               rtol=1e-2,
                                atol=1e-2)
