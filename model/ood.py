@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.errors import ImageError
+from model.image_looks import describe
 from model.run_dir import (
     OOD_ARRAYS_FILE,
     OOD_FILE,
@@ -223,15 +224,18 @@ class OodGate:
                 f"{self._limits.min_neighbour_correlation:.2f}). {ONLY_RADIOGRAPHS}"
             )
 
-    def check(self, features: np.ndarray) -> None:
-        """Refuse one image whose (D,) pooled features lie too far from the training X-rays."""
+    def check(self, features: np.ndarray, resized: np.ndarray | None = None) -> None:
+        """Refuse one image whose (D,) pooled features lie too far from the training X-rays;
+        given the model-size image, the refusal names what looked wrong (model.image_looks)."""
         if self._gaussians is None:
             return
         distance = float(self._gaussians.distances(features)[0])
         if not distance <= self._limits.max_distance:  # also refuses a NaN distance
+            looks = (f" {describe(resized, self.settings.look_ranges)}"
+                     if resized is not None and self.settings.look_ranges else "")
             raise Refusal(
                 "features",
                 "This image does not look like a frontal chest X-ray (distance "
                 f"{distance:.1f} from the training X-rays, limit "
-                f"{self._limits.max_distance:.1f}). {ONLY_RADIOGRAPHS}"
+                f"{self._limits.max_distance:.1f}).{looks} {ONLY_RADIOGRAPHS}"
             )

@@ -197,10 +197,10 @@ class Predictor:
         if not rows:
             return predictions
         chosen = [known[index] for index in rows]
+        batch = np.stack([admitted[index] for index in rows])
         logits, features, _, _, ages, looks = self._run(
-            np.stack([admitted[index] for index in rows]),
-            populations=self._indices([age.group if age else None for age in chosen]))
-        gated = self._gate_features(logits, features)
+            batch, populations=self._indices([age.group if age else None for age in chosen]))
+        gated = self._gate_features(logits, features, batch)
         familiar = self._familiar(looks)
         for index, outcome, given, estimate, usual, row in zip(rows, gated, chosen, ages,
                                                               familiar, features, strict=True):
@@ -246,10 +246,10 @@ class Predictor:
         class_index = -1 if class_name is None else self.classes.index(class_name)
         gray = image.gray if isinstance(image, DecodedImage) else image
         given = self.known_age(image, age_group)
+        batch = self.admit(image)[None]
         logits, features, heatmaps, chosen, ages, looks = self._run(
-            self.admit(image)[None], class_index,
-            self._indices([given.group if given else None]))
-        (outcome,) = self._gate_features(logits, features)
+            batch, class_index, self._indices([given.group if given else None]))
+        (outcome,) = self._gate_features(logits, features, batch)
         if isinstance(outcome, ImageError):
             raise outcome
         return Explanation(
@@ -302,13 +302,15 @@ class Predictor:
                                     for name, p in zip(self.age_heads, estimate, strict=True)},
                             self.untrained)
 
-    def _gate_features(self, logits: np.ndarray, features: np.ndarray
+    def _gate_features(self, logits: np.ndarray, features: np.ndarray, batch: np.ndarray
                        ) -> list[np.ndarray | ImageError]:
-        """The feature check on each image: its calibrated probabilities, or the refusal."""
+        """The feature check on each image of the (N, S, S) ``batch``: its calibrated
+        probabilities, or the refusal naming what looked wrong."""
         outcomes: list[np.ndarray | ImageError] = []
-        for probabilities, row in zip(self.probabilities(logits), features, strict=True):
+        for probabilities, row, resized in zip(self.probabilities(logits), features, batch,
+                                               strict=True):
             try:
-                self.ood.check(row)
+                self.ood.check(row, resized)
             except ImageError as refusal:
                 outcomes.append(refusal)
             else:

@@ -145,19 +145,32 @@ class OodLimits:
 
 
 @dataclass(frozen=True)
+class LookRange:
+    """The span of one simple pixel measure over the training X-rays (model.image_looks)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class GateSettings:
     """ood.json: the out-of-distribution gate's limits and version, and the figures of its
     fitting (method, image counts, refusal rates, distance quantiles) that the model card
-    quotes, kept as plain data."""
+    quotes, kept as plain data; ``look_ranges`` name what looked wrong in a refusal (absent in
+    gates fitted before them)."""
 
     limits: OodLimits
     figures: dict
     format_version: int = OOD_FORMAT_VERSION
+    look_ranges: dict[str, LookRange] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The file's content: the figures, then the version and the limits."""
-        return {**self.figures, "format_version": self.format_version,
-                "limits": _json_data(self.limits)}
+        """The file's content: the figures, then the version, the limits and the ranges."""
+        content = {**self.figures, "format_version": self.format_version,
+                   "limits": _json_data(self.limits)}
+        if self.look_ranges:
+            content["look_ranges"] = _json_data(self.look_ranges)
+        return content
 
 
 # ---- plain JSON files ----------------------------------------------------------------------
@@ -261,9 +274,11 @@ def read_gate_settings(run_dir: Path) -> GateSettings:
     if "limits" not in content:
         raise RunFileError(f"{path} lacks limits")
     limits = parse_fields(OodLimits, content["limits"], path, "limits.")
+    looks = {name: parse_fields(LookRange, bounds, path, f"look_ranges.{name}.")
+             for name, bounds in _object(content.get("look_ranges", {}), path).items()}
     figures = {key: value for key, value in content.items()
-               if key not in ("format_version", "limits")}
-    return GateSettings(limits, figures, content["format_version"])
+               if key not in ("format_version", "limits", "look_ranges")}
+    return GateSettings(limits, figures, content["format_version"], looks)
 
 
 def write_gate_settings(run_dir: Path, settings: GateSettings) -> None:

@@ -72,6 +72,9 @@ class TrainConfig:
     # (bench.robust_finetune prints the sweep, the model card records it): half way moved
     # both checks the right way together, where val alone would have kept 1.
     wise_alpha: float = 0.5
+    # 0: stage 2 ends at its best epoch; N: at the uniform average of its last N epochs'
+    # weights (a checkpoint soup), mixed with stage 1 as above.
+    finetune_soup: int = 0
     dropout: float = 0.4
     label_smoothing: float = 0.05
     class_weighting: bool = True  # sample each class equally often (label sets shared out)

@@ -8,6 +8,8 @@ model's pooled features on every DIR/train; the distance limit is the lowest tha
 most refused-fraction of each source's DIR/val films, so val X-rays the Gaussians never saw
 set it, and a source of unusual-looking films is not refused for being a small share of val.
 The pixel limits are half the lowest contrast and neighbour correlation of any training X-ray.
+The ranges of simple pixel measures over the training X-rays (model.image_looks) let a refusal
+name what looked wrong.
 The gate settings also hold the figures for the model card: the limits, the val refusal rate
 (in-sample, cross-validated and by source) and the spread of distances.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
+from model.image_looks import fit_ranges
 from model.ood import (
     FeatureGaussians,
     OodGate,
@@ -160,7 +163,7 @@ def fit_gate(
                    "train_min_neighbour_correlation": round(float(train_correlation.min()), 4),
                    "pixel_margin": PIXEL_MARGIN},
     }
-    return OodGate(gaussians, GateSettings(limits, figures))
+    return OodGate(gaussians, GateSettings(limits, figures, look_ranges=fit_ranges(train.images)))
 
 
 def main(argv: list[str] | None = None) -> int:

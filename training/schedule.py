@@ -25,6 +25,10 @@ from training.losses import SetCrossEntropy, accuracy_metric
 
 log = logging.getLogger(__name__)
 
+# Keras fills in the epoch, counted over both stages.
+EPOCH_CHECKPOINT_PATTERN = "finetune-epoch-{epoch:02d}.weights.h5"
+EPOCH_CHECKPOINT_GLOB = "finetune-epoch-*.weights.h5"
+
 
 class HistoryRecorder(keras.callbacks.Callback):
     """Per-epoch records of both stages, with the learning rate actually in use and the time
@@ -108,6 +112,11 @@ def _fit_stage(
         HistoryRecorder(stage, records, checkpoint_history(run_dir), started),
         ProgressBar(stage, first_epoch + epochs),
     ]
+    if stage == "finetune":
+        # Every epoch's weights, not only the best: the checkpoint soup (--finetune-soup) and
+        # bench.robust_finetune's rows along the way are made from them.
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(run_dir / CHECKPOINTS_DIR / EPOCH_CHECKPOINT_PATTERN), save_weights_only=True))
     log.info("stage %s: %d epoch(s), learning rate %g", stage, epochs,
              float(np.asarray(model.optimizer.learning_rate)))
     model.fit(
@@ -140,6 +149,34 @@ def load_best_checkpoint(model: keras.Model, run_dir: Path) -> list[dict]:
 def stage_checkpoint(run_dir: Path, stage: str) -> Path:
     """Where a stage's best weights are kept while training runs (and after, for WiSE-FT)."""
     return run_dir / CHECKPOINTS_DIR / f"{stage}.keras"
+
+
+def epoch_checkpoints(run_dir: Path) -> list[Path]:
+    """The fine-tuning stage's per-epoch weights files, oldest first."""
+    return sorted((run_dir / CHECKPOINTS_DIR).glob(EPOCH_CHECKPOINT_GLOB))
+
+
+def average_epochs(model: keras.Model, run_dir: Path, last: int) -> list[Path]:
+    """A uniform checkpoint soup in place (Wortsman et al. ICML 2022; SWA, Izmailov et al.
+    2018, at the end of each epoch): every weight becomes the mean of its values after the
+    fine-tuning stage's last ``last`` epochs. Returns the files averaged.
+
+    Averaging points along one fine-tuning path lands in a flatter region than any one of
+    them, which is what tends to carry to data the run never saw.
+    """
+    files = epoch_checkpoints(run_dir)[-last:]
+    if last < 1 or len(files) < last:
+        raise FileNotFoundError(f"--finetune-soup {last} needs that many fine-tuning epochs' "
+                                f"weights in {run_dir / CHECKPOINTS_DIR}; found {len(files)}")
+    total = {path: np.zeros_like(value) for path, value in weights_by_path(model).items()}
+    for file in files:
+        model.load_weights(file)
+        for path, value in weights_by_path(model).items():
+            total[path] += value / len(files)
+    for variable in model.weights:
+        variable.assign(total[variable.path])
+    log.info("checkpoint soup: the mean of %s", ", ".join(file.name for file in files))
+    return files
 
 
 def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:

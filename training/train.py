@@ -51,7 +51,12 @@ from training.data import (
 )
 from training.evaluate import calibrate_and_score
 from training.metrics import format_summary
-from training.schedule import interpolate_with_frozen_stage, load_best_checkpoint, run_two_stage
+from training.schedule import (
+    average_epochs,
+    interpolate_with_frozen_stage,
+    load_best_checkpoint,
+    run_two_stage,
+)
 
 log = logging.getLogger("training")
 
@@ -154,7 +159,10 @@ def train(config: TrainConfig) -> dict:
         else:
             history = run_two_stage(model, spec, train_batches, val_batches, config, config.out,
                                     started)
-        if config.wise_alpha < 1 and any(record["stage"] == "finetune" for record in history):
+        finetuned = any(record["stage"] == "finetune" for record in history)
+        if config.finetune_soup and finetuned:
+            average_epochs(model, config.out, config.finetune_soup)
+        if config.wise_alpha < 1 and finetuned:
             interpolate_with_frozen_stage(model, config.out, config.wise_alpha)
 
     created_at = now_utc()

@@ -4,6 +4,7 @@ predictor and the CLI, and (when it is there) the shipped model's gate on real i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from skimage import data as skimage_data
 from model.batch import classify
 from model.decode import DecodedImage, decode_file, decode_image
 from model.errors import ImageError
+from model.image_looks import LOOKS, fit_ranges, unusual
 from model.ood import (
     FeatureGaussians,
     OodGate,
@@ -139,9 +141,15 @@ def test_pixel_statistics_tell_radiographs_from_blank_and_noise():
     assert neighbour_correlation(np.full((64, 64), 90, np.uint8)) == 1.0
 
 
-def _gate(limit: float = 3.0) -> OodGate:
+def _gate(limit: float = 3.0, look_ranges: dict | None = None) -> OodGate:
     gaussians = FeatureGaussians.from_covariance(np.zeros((1, 3)), np.eye(3))
-    return OodGate(gaussians, GateSettings(OodLimits(limit, 30.0, 0.5), {"method": "test"}))
+    return OodGate(gaussians, GateSettings(OodLimits(limit, 30.0, 0.5), {"method": "test"},
+                                           look_ranges=look_ranges or {}))
+
+
+def _xrays(count: int, seed: int = 11) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([resize_gray(smooth_xray(rng), 64) for _ in range(count)])
 
 
 def test_gate_explains_each_refusal():
@@ -156,6 +164,37 @@ def test_gate_explains_each_refusal():
     with pytest.raises(ImageError, match="looks like noise"):
         gate.check_pixels(np.random.default_rng(5).integers(0, 256, (64, 64)).astype(np.uint8))
     gate.check_pixels(resize_gray(smooth_xray(np.random.default_rng(6)), 64))
+
+
+def test_a_refusal_names_what_looked_wrong():
+    gate = _gate(look_ranges=fit_ranges(_xrays(100)))
+    far = np.array([0.0, 4.0, 0.0])
+    xray = _xrays(1, seed=12)[0]
+    marked = xray.copy()
+    marked[:32, :32] = 255
+    expected = {"much darker overall": xray // 4,
+                "pure white (burned-in text": marked,
+                "Nothing simple explains it": xray}
+    for words, image in expected.items():
+        with pytest.raises(ImageError, match=r"limit 3\.0\)\. .*" + re.escape(words)):
+            gate.check(far, image)
+    gate.check(np.array([1.0, 1.0, 1.0]), xray // 4)  # the looks never refuse by themselves
+
+
+def test_a_gate_without_look_ranges_refuses_as_before():
+    with pytest.raises(ImageError, match=r"limit 3\.0\)\. The model only"):
+        _gate().check(np.array([0.0, 4.0, 0.0]), 255 - _xrays(1)[0])
+
+
+def test_look_ranges_round_trip_and_damaged_ones_are_a_load_error(tmp_path):
+    ranges = fit_ranges(_xrays(50))
+    _gate(look_ranges=ranges).save(tmp_path)
+    assert OodGate.load(tmp_path).settings.look_ranges == ranges
+    content = json.loads((tmp_path / OOD_FILE).read_text())
+    content["look_ranges"]["brightness"]["low"] = "dark"
+    (tmp_path / OOD_FILE).write_text(json.dumps(content))
+    with pytest.raises(RunFileError, match="look_ranges.brightness.low"):
+        OodGate.load(tmp_path)
 
 
 def test_an_off_gate_lets_everything_through_and_says_why(tmp_path):
@@ -217,6 +256,7 @@ def test_fitted_gate_records_its_figures(gated):
     assert info["limits"]["max_distance"] == pytest.approx(info["distances"]["val"]["q99"],
                                                            rel=0.2)
     assert info["pixels"]["train_min_contrast"] * 0.5 == info["limits"]["min_contrast"]
+    assert set(gated.ood.settings.look_ranges) == set(LOOKS)
 
 
 def test_one_forward_pass_gives_the_head_pool_features(gated, gated_run_dir):
@@ -241,6 +281,8 @@ def test_predictor_refuses_a_photo_and_accepts_a_radiograph(gated):
     predictions = gated.classify([gated.admit(image) for image in (xray, photo(), xray)])
     assert [prediction.refusal is None for prediction in predictions] == [True, False, True]
     assert REFUSED_PHOTO in predictions[1].refusal
+    assert re.search("Unlike the training X-rays|Nothing simple explains it",
+                     predictions[1].refusal)
     with pytest.raises(ImageError, match="This image is blank"):
         gated.admit(np.zeros((50, 50), np.uint8))
     gated.warm_up()  # on a blank image, straight through the graph
@@ -338,6 +380,22 @@ def test_shipped_gate_refuses_the_non_radiograph_corpus(shipped):
 
 def test_shipped_gate_accepts_the_val_radiographs(shipped, cxr4_dir):
     assert _refused_share(shipped, sorted((cxr4_dir / "val").rglob("*.jpg")), decode_file) <= 0.01
+
+
+def test_on_real_films_an_inverted_or_framed_film_is_named_and_a_plain_one_is_not(cxr4_dir):
+    """Ranges from real X-rays: an inverted film is named by its layout, one shrunk into a
+    black frame (a photographed screen) by its black share, and most real films by nothing."""
+    files = sorted((cxr4_dir / "val").rglob("*.jpg"))
+    films = np.stack([resize_gray(decode_file(path).gray, 224) for path in files[::3]])
+    ranges = fit_ranges(films[::2])
+    held_out = films[1::2]
+    assert np.mean([bool(unusual(film, ranges)) for film in held_out]) <= 0.1
+    inverted = [unusual(255 - film, ranges) for film in held_out[:40]]
+    assert np.mean([any("middle is not brighter" in words for words in found)
+                    for found in inverted]) >= 0.8
+    framed = np.zeros_like(held_out[0])
+    framed[56:168, 56:168] = resize_gray(held_out[0], 112)
+    assert "a large part of it is black" in " ".join(unusual(framed, ranges))
 
 
 def test_shipped_cli_refuses_a_photo_and_passes_a_real_xray(shipped_dir, cxr4_dir, tmp_path):

@@ -42,6 +42,7 @@ from training.base_model import (
 )
 from training.classifier import build_classifier
 from training.config import TrainConfig
+from training.schedule import epoch_checkpoints
 from training.train import train
 
 METRIC_KEYS = {"classes", "accuracy", "macro_f1", "confusion_matrix", "per_class", "roc",
@@ -201,6 +202,29 @@ def test_wise_alpha_ships_the_mixture_of_the_two_stages_ends(run_dir, data_dir, 
     for a, b, mixed in zip(start, end, shipped, strict=True):
         np.testing.assert_allclose(mixed, 0.5 * a + 0.5 * b, rtol=1e-5, atol=1e-6)
     assert read_metadata(copy).config["wise_alpha"] == 0.5
+
+
+def test_finetune_soup_ships_the_mean_of_the_last_epochs_weights(run_dir, data_dir, tmp_path):
+    """--finetune-soup N: the stage-2 end is the uniform mean of its last N epochs' weights
+    (here the run's one epoch and a shifted copy standing for a later one)."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (epoch,) = epoch_checkpoints(copy)  # the fixture's run fine-tunes for one epoch
+    model = keras.saving.load_model(copy / "checkpoints" / "finetune.keras", compile=False)
+    model.load_weights(epoch)
+    first = model.get_weights()
+    model.set_weights([value + 1.0 if value.dtype.kind == "f" else value for value in first])
+    model.save_weights(copy / "checkpoints" / "finetune-epoch-99.weights.h5")
+    config = TrainConfig(data=(data_dir,), out=copy, weights="none", image_size=64,
+                         batch_size=8, epochs_frozen=1, epochs_finetune=1, limit_per_class=6,
+                         samples_per_epoch=None, finish_from_checkpoint=True, wise_alpha=1.0,
+                         finetune_soup=2)
+    train(config)
+    shipped = keras.saving.load_model(copy / MODEL_FILE, compile=False).get_weights()
+    for value, mixed in zip(first, shipped, strict=True):
+        expected = value + 0.5 if value.dtype.kind == "f" else value
+        np.testing.assert_allclose(mixed, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="--finetune-soup 3 needs"):
+        train(replace(config, finetune_soup=3))
 
 
 def test_wise_alpha_outside_zero_to_one_is_refused(run_dir, data_dir, tmp_path):
