@@ -1,11 +1,15 @@
 """Robust fine-tuning, judged on the external checks: the WiSE-FT mixing coefficient swept.
 
-    python -m bench.robust_finetune RUN_DIR [--alphas 0 0.25 0.5 0.75 1] [--out FILE]
+    python -m bench.robust_finetune RUN_DIR [--alphas 0 0.25 0.5 0.75 1]
+        [--end best|soup:K|epoch:N] [--out FILE]
 
 RUN_DIR is a training run (its metadata names the data roots whose val films are scored) that
 kept both ends of its schedule in ``checkpoints/``
 (``frozen.keras``: the end of stage 1, the backbone frozen; ``finetune.keras``: the end of
-stage 2). For each alpha every weight is ``(1 - alpha) x stage 1 + alpha x stage 2``
+stage 2, its lowest-val-loss epoch). ``--end`` takes another end of stage 2 from the run's
+per-epoch weights: ``soup:K`` the mean of its last K epochs (``--finetune-soup K``),
+``epoch:N`` its N-th epoch (fine-tuning for fewer epochs). For each alpha every weight is
+``(1 - alpha) x stage 1 + alpha x stage 2``
 (training.schedule.mix_weights, what ``--wise-alpha`` ships) and the mixture
 is scored with no gate and no temperature, neither of which moves an argmax or an AUC: on val
 with the age group known (as training scores it), and on each external check with the age group
@@ -33,7 +37,13 @@ from training.evaluate import load_labelled
 from training.external import accepted_figures, load_external
 from training.metrics import classification_metrics
 from training.model_card import WISE_TABLE_HEAD, wise_row
-from training.schedule import mix_weights, stage_checkpoint, weights_by_path
+from training.schedule import (
+    average_epochs,
+    epoch_checkpoints,
+    mix_weights,
+    stage_checkpoint,
+    weights_by_path,
+)
 
 EXTERNAL = (SHARED_DATA / "kermany_test_a", SHARED_DATA / "lungs")
 DEFAULT_ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.65, 0.8, 1.0)
@@ -62,10 +72,25 @@ def val_figures(logits: np.ndarray, split: LoadedSplit, space) -> dict:
     }
 
 
-def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
+def stage_two_end(model: keras.Model, run_dir: Path, end: str) -> dict[str, np.ndarray]:
+    """The weights ``--end`` names: "best" (the model as loaded), "soup:K" or "epoch:N"."""
+    kind, _, number = end.partition(":")
+    if kind == "soup":
+        average_epochs(model, run_dir, int(number))
+    elif kind == "epoch":
+        files = epoch_checkpoints(run_dir)
+        if not 1 <= int(number) <= len(files):
+            raise SystemExit(f"{run_dir} kept {len(files)} fine-tuning epochs, not {number}")
+        model.load_weights(files[int(number) - 1])
+    elif end != "best":
+        raise SystemExit(f"--end must read best, soup:K or epoch:N, not {end!r}")
+    return weights_by_path(model)
+
+
+def sweep(run_dir: Path, alphas: list[float], end: str = "best") -> list[dict]:
     """One row of figures per alpha."""
     model = keras.saving.load_model(stage_checkpoint(run_dir, "finetune"), compile=False)
-    tuned = weights_by_path(model)
+    tuned = stage_two_end(model, run_dir, end)
     frozen = weights_by_path(keras.saving.load_model(stage_checkpoint(run_dir, "frozen"),
                                                      compile=False))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
@@ -81,7 +106,7 @@ def sweep(run_dir: Path, alphas: list[float]) -> list[dict]:
     for alpha in alphas:
         started = time.monotonic()
         mix_weights(model, frozen, tuned, alpha)
-        row = {"alpha": alpha, "val": val_figures(
+        row = {"alpha": alpha, "end": end, "val": val_figures(
             run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
         for name, split in externals.items():
             logits = run_logits(logits_model, split.images, np.full(len(split.labels), -1),
@@ -97,12 +122,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
+    parser.add_argument("--end", default="best",
+                        help="stage 2's end: best (default), soup:K or epoch:N")
     parser.add_argument("--out", type=Path,
                         help=f"write the rows as JSON here (RUN_DIR/{ROBUST_FINETUNE_FILE} puts "
                              "the sweep in the run's model card)")
     args = parser.parse_args()
     print("\n".join(WISE_TABLE_HEAD), flush=True)
-    rows = sweep(args.run_dir, args.alphas)
+    rows = sweep(args.run_dir, args.alphas, args.end)
     if args.out:
         write_json(args.out, rows)
         print(f"wrote {args.out}")

@@ -419,12 +419,15 @@ def _figures(figures: dict, *keys: str, digits: int = 2) -> str:
     return " / ".join(score(figures.get(key), digits) for key in keys)
 
 
-def wise_row(row: dict, chosen: float | None = None) -> str:
-    """One alpha's line of the WiSE-FT table (bench.robust_finetune prints it as each mixture is
-    scored; the card's table marks the ``chosen`` alpha bold)."""
+def wise_row(row: dict, chosen: tuple[str, float] | None = None) -> str:
+    """One mixture's line of the WiSE-FT table (bench.robust_finetune prints it as each is
+    scored; the card's table marks the ``chosen`` (stage-2 end, alpha) bold)."""
     val = row["val"]
-    mark = "**" if chosen is not None and abs(row["alpha"] - chosen) < 1e-9 else ""
-    return (f"| {mark}{row['alpha']:g}{mark} | {_figures(val, 'accuracy', 'macro_f1')} | "
+    end = row.get("end", "best")
+    mark = "**" if chosen is not None and chosen[0] == end and abs(
+        row["alpha"] - chosen[1]) < 1e-9 else ""
+    end = "" if end == "best" else f"{end}, "
+    return (f"| {mark}{end}{row['alpha']:g}{mark} | {_figures(val, 'accuracy', 'macro_f1')} | "
             f"{_figures(val, 'covid_recall', 'covid_precision')} | "
             f"{_figures(val, 'adult_called_covid_among_non_covid', digits=3)} | "
             f"{_figures(val, 'children_auc', digits=3)} | "
@@ -433,17 +436,18 @@ def wise_row(row: dict, chosen: float | None = None) -> str:
             " |")
 
 
-def wise_lines(rows: list[dict] | None, alpha: float) -> list[str]:
+def wise_lines(rows: list[dict] | None, alpha: float, soup: int = 0) -> list[str]:
     """The WiSE-FT sweep (bench/robust_finetune.py) that chose the shipped mixing coefficient."""
     if not rows:
         return []
+    chosen = (f"soup:{soup}" if soup else "best", alpha)
     return ["", "## How far to fine-tune (WiSE-FT, chosen on the external checks)", "",
             "Every weight is (1 - alpha) x the end of stage 1 (frozen ImageNet backbone, trained "
             "head) + alpha x the end of stage 2 (`--wise-alpha`, Wortsman et al. 2022). Each row "
             "scores one mixture with no gate and no temperature: val with the age group known, "
             "the external checks with the age group estimated, as for an upload. The external "
             f"checks chose alpha = {alpha:g} (bold); val alone would have chosen otherwise.",
-            "", *WISE_TABLE_HEAD, *(wise_row(row, alpha) for row in rows)]
+            "", *WISE_TABLE_HEAD, *(wise_row(row, chosen) for row in rows)]
 
 
 HEATMAP_MEANING = (
@@ -520,7 +524,8 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *subgroup_lines(metrics),
         *external_lines(metrics),
         *wise_lines(if_present(read_json, run_dir / ROBUST_FINETUNE_FILE),
-                    metadata.config.get("wise_alpha", 1.0)),
+                    metadata.config.get("wise_alpha", 1.0),
+                    metadata.config.get("finetune_soup", 0)),
         *site_lines(metrics),
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),
