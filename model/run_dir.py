@@ -110,6 +110,8 @@ class Metadata:
     git_commit: str
     # A site-adapted run (training.adapt): {"base_model", "site", "adapted_at", "adapted"}.
     adapted_from: dict | None = None
+    # A model soup across runs (training.train --soup-with): the other runs' versions.
+    souped_with: list[str] | None = None
 
     def to_dict(self) -> dict:
         """The file's content, as plain data."""

@@ -75,6 +75,10 @@ class TrainConfig:
     # 0: stage 2 ends at its best epoch; N: at the uniform average of its last N epochs'
     # weights (a checkpoint soup), mixed with stage 1 as above.
     finetune_soup: int = 0
+    # Run directories, comma-separated, of the same network trained otherwise (say, another
+    # stage-1 length): this run's final weights are averaged uniformly with their model files
+    # (a model soup across runs, Wortsman et al. ICML 2022), after the steps above.
+    soup_with: str = ""
     dropout: float = 0.4
     label_smoothing: float = 0.05
     class_weighting: bool = True  # sample each class equally often (label sets shared out)
@@ -104,6 +108,10 @@ class TrainConfig:
     # calibrated, scored and written as the run's files, as if training had ended there.
     finish_from_checkpoint: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def soup_runs(self) -> list[Path]:
+        """The --soup-with run directories."""
+        return [Path(part.strip()) for part in self.soup_with.split(",") if part.strip()]
 
     def label_set_map(self) -> dict[str, tuple[str, ...]]:
         """The --label-sets string as {folder name: the classes it stands for}."""

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from model.run_dir import CHECKPOINTS_DIR, HISTORY_FILE
+from model.run_dir import CHECKPOINTS_DIR, HISTORY_FILE, MODEL_FILE
 from training.backbones import BackboneSpec
 from training.classifier import freeze_backbone, unfreeze_backbone
 from training.config import TrainConfig
@@ -177,6 +177,22 @@ def average_epochs(model: keras.Model, run_dir: Path, last: int) -> list[Path]:
         variable.assign(total[variable.path])
     log.info("checkpoint soup: the mean of %s", ", ".join(file.name for file in files))
     return files
+
+
+def soup_with_runs(model: keras.Model, runs: list[Path]) -> None:
+    """A uniform model soup in place: every weight becomes the mean of its value here and in
+    each run's saved model (the same network, fine-tuned otherwise from the same ImageNet
+    start), which averages away what each run happened to learn of its own path."""
+    ingredients = [weights_by_path(model)]
+    for run in runs:
+        ingredients.append(weights_by_path(keras.saving.load_model(run / MODEL_FILE,
+                                                                   compile=False)))
+        if ({path: value.shape for path, value in ingredients[-1].items()}
+                != {path: value.shape for path, value in ingredients[0].items()}):
+            raise ValueError(f"{run / MODEL_FILE} is not the same network as this run's")
+    for variable in model.weights:
+        variable.assign(np.mean([weights[variable.path] for weights in ingredients], axis=0))
+    log.info("model soup: this run and %s, uniformly", ", ".join(str(run) for run in runs))
 
 
 def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:

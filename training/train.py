@@ -29,6 +29,7 @@ from model.run_dir import (
     TRAIN_LOG_FILE,
     Metadata,
     Preprocessing,
+    read_metadata,
     write_history,
     write_metadata,
 )
@@ -56,6 +57,7 @@ from training.schedule import (
     interpolate_with_frozen_stage,
     load_best_checkpoint,
     run_two_stage,
+    soup_with_runs,
 )
 
 log = logging.getLogger("training")
@@ -164,6 +166,9 @@ def train(config: TrainConfig) -> dict:
             average_epochs(model, config.out, config.finetune_soup)
         if config.wise_alpha < 1 and finetuned:
             interpolate_with_frozen_stage(model, config.out, config.wise_alpha)
+        soup_runs = config.soup_runs()
+        if soup_runs:
+            soup_with_runs(model, soup_runs)
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
@@ -191,6 +196,7 @@ def train(config: TrainConfig) -> dict:
                                1),
         created_at=created_at.isoformat(),
         git_commit=git_commit(),
+        souped_with=[read_metadata(run).version for run in soup_runs] or None,
     ))
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     val_logits = logits_model.predict(val_batches, verbose=0)

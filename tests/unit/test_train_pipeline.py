@@ -227,6 +227,33 @@ def test_finetune_soup_ships_the_mean_of_the_last_epochs_weights(run_dir, data_d
         train(replace(config, finetune_soup=3))
 
 
+def test_soup_with_another_run_ships_the_mean_of_both_models(run_dir, data_dir, tmp_path):
+    """--soup-with RUN: the finished weights are averaged uniformly with the other run's model
+    file, and the metadata names that run's version; another network is refused."""
+    other = shutil.copytree(run_dir, tmp_path / "other")
+    model = keras.saving.load_model(other / "checkpoints" / "finetune.keras", compile=False)
+    model.set_weights([value + 1.0 if value.dtype.kind == "f" else value
+                       for value in model.get_weights()])
+    model.save(other / MODEL_FILE)
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    config = TrainConfig(data=(data_dir,), out=copy, weights="none", image_size=64,
+                         batch_size=8, epochs_frozen=1, epochs_finetune=1, limit_per_class=6,
+                         samples_per_epoch=None, finish_from_checkpoint=True, wise_alpha=1.0,
+                         soup_with=str(other))
+    train(config)
+    own = keras.saving.load_model(copy / "checkpoints" / "finetune.keras",
+                                  compile=False).get_weights()
+    shipped = keras.saving.load_model(copy / MODEL_FILE, compile=False).get_weights()
+    for value, mixed in zip(own, shipped, strict=True):
+        expected = value + 0.5 if value.dtype.kind == "f" else value
+        np.testing.assert_allclose(mixed, expected, rtol=1e-5, atol=1e-6)
+    assert read_metadata(copy).souped_with == [read_metadata(other).version]
+    wider = build_classifier(get_backbone("efficientnet_lite0"), "none", 64, 12, 0.1)[0]
+    wider.save(other / MODEL_FILE)
+    with pytest.raises(ValueError, match="not the same network"):
+        train(config)
+
+
 def test_wise_alpha_outside_zero_to_one_is_refused(run_dir, data_dir, tmp_path):
     copy = shutil.copytree(run_dir, tmp_path / "run")
     result = run_module(
