@@ -1,14 +1,15 @@
 """Robust fine-tuning, judged on the external checks: the WiSE-FT mixing coefficient swept.
 
     python -m bench.robust_finetune RUN_DIR [--alphas 0 0.25 0.5 0.75 1]
-        [--end best|soup:K|epoch:N] [--out FILE]
+        [--end best|soup:K|epoch:N] [--soup-with RUN ...] [--out FILE]
 
 RUN_DIR is a training run (its metadata names the data roots whose val films are scored) that
 kept both ends of its schedule in ``checkpoints/``
 (``frozen.keras``: the end of stage 1, the backbone frozen; ``finetune.keras``: the end of
 stage 2, its lowest-val-loss epoch). ``--end`` takes another end of stage 2 from the run's
 per-epoch weights: ``soup:K`` the mean of its last K epochs (``--finetune-soup K``),
-``epoch:N`` its N-th epoch (fine-tuning for fewer epochs). For each alpha every weight is
+``epoch:N`` its N-th epoch (fine-tuning for fewer epochs); ``--soup-with RUN`` averages each
+mixture with another run's model (``training.train --soup-with``). For each alpha every weight is
 ``(1 - alpha) x stage 1 + alpha x stage 2``
 (training.schedule.mix_weights, what ``--wise-alpha`` ships) and the mixture
 is scored with no gate and no temperature, neither of which moves an argmax or an AUC: on val
@@ -41,6 +42,7 @@ from training.schedule import (
     average_epochs,
     epoch_checkpoints,
     mix_weights,
+    soup_with_runs,
     stage_checkpoint,
     weights_by_path,
 )
@@ -87,8 +89,17 @@ def stage_two_end(model: keras.Model, run_dir: Path, end: str) -> dict[str, np.n
     return weights_by_path(model)
 
 
-def sweep(run_dir: Path, alphas: list[float], end: str = "best") -> list[dict]:
-    """One row of figures per alpha."""
+def end_label(end: str, soup_with: list[Path] | None) -> str:
+    """A row's stage-2 end as the card names it: the end, and any runs souped with."""
+    if not soup_with:
+        return end
+    return f"{end} with " + ", ".join(read_metadata(run).version for run in soup_with)
+
+
+def sweep(run_dir: Path, alphas: list[float], end: str = "best",
+          soup_with: list[Path] | None = None) -> list[dict]:
+    """One row of figures per alpha; with ``soup_with``, each mixture averaged uniformly with
+    those runs' models (``--soup-with``), the row's end naming them."""
     model = keras.saving.load_model(stage_checkpoint(run_dir, "finetune"), compile=False)
     tuned = stage_two_end(model, run_dir, end)
     frozen = weights_by_path(keras.saving.load_model(stage_checkpoint(run_dir, "frozen"),
@@ -106,7 +117,9 @@ def sweep(run_dir: Path, alphas: list[float], end: str = "best") -> list[dict]:
     for alpha in alphas:
         started = time.monotonic()
         mix_weights(model, frozen, tuned, alpha)
-        row = {"alpha": alpha, "end": end, "val": val_figures(
+        if soup_with:
+            soup_with_runs(model, soup_with)
+        row = {"alpha": alpha, "end": end_label(end, soup_with), "val": val_figures(
             run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
         for name, split in externals.items():
             logits = run_logits(logits_model, split.images, np.full(len(split.labels), -1),
@@ -124,12 +137,14 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
     parser.add_argument("--end", default="best",
                         help="stage 2's end: best (default), soup:K or epoch:N")
+    parser.add_argument("--soup-with", type=Path, action="append", default=[], metavar="RUN",
+                        help="average each mixture uniformly with this run's model (repeat)")
     parser.add_argument("--out", type=Path,
                         help=f"write the rows as JSON here (RUN_DIR/{ROBUST_FINETUNE_FILE} puts "
                              "the sweep in the run's model card)")
     args = parser.parse_args()
     print("\n".join(WISE_TABLE_HEAD), flush=True)
-    rows = sweep(args.run_dir, args.alphas, args.end)
+    rows = sweep(args.run_dir, args.alphas, args.end, args.soup_with)
     if args.out:
         write_json(args.out, rows)
         print(f"wrote {args.out}")

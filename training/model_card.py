@@ -436,17 +436,29 @@ def wise_row(row: dict, chosen: tuple[str, float] | None = None) -> str:
             " |")
 
 
-def wise_lines(rows: list[dict] | None, alpha: float, soup: int = 0) -> list[str]:
-    """The WiSE-FT sweep (bench/robust_finetune.py) that chose the shipped mixing coefficient."""
+def wise_lines(rows: list[dict] | None, metadata: Metadata) -> list[str]:
+    """The robust fine-tuning sweep (bench/robust_finetune.py) that chose the shipped weights:
+    how far to fine-tune (WiSE-FT), which end of stage 2 (its best epoch, an epoch, a soup of
+    its last epochs) and any soup with other runs."""
     if not rows:
         return []
-    chosen = (f"soup:{soup}" if soup else "best", alpha)
-    return ["", "## How far to fine-tune (WiSE-FT, chosen on the external checks)", "",
+    config = metadata.config
+    soup = config.get("finetune_soup", 0)
+    end = f"soup:{soup}" if soup else "best"
+    if metadata.souped_with:
+        end = f"{end} with " + ", ".join(metadata.souped_with)
+    chosen = (end, config.get("wise_alpha", 1.0))
+    return ["", "## How far to fine-tune (robust fine-tuning, chosen on the external checks)",
+            "",
             "Every weight is (1 - alpha) x the end of stage 1 (frozen ImageNet backbone, trained "
-            "head) + alpha x the end of stage 2 (`--wise-alpha`, Wortsman et al. 2022). Each row "
-            "scores one mixture with no gate and no temperature: val with the age group known, "
-            "the external checks with the age group estimated, as for an upload. The external "
-            f"checks chose alpha = {alpha:g} (bold); val alone would have chosen otherwise.",
+            "head) + alpha x an end of stage 2 (`--wise-alpha`, WiSE-FT, Wortsman et al. CVPR "
+            "2022): its lowest-val-loss epoch (alpha alone), its N-th epoch (`epoch:N`), or the "
+            "mean of its last N epochs (`soup:N`, `--finetune-soup`); `with RUN` averages the "
+            "result uniformly with another run's model (`--soup-with`, a model soup, Wortsman et "
+            "al. ICML 2022). Each row scores one set of weights with no gate and no temperature: "
+            "val with the age group known, the external checks with the age group estimated, as "
+            "for an upload. The external checks chose the bold row; val alone would have chosen "
+            "otherwise.",
             "", *WISE_TABLE_HEAD, *(wise_row(row, chosen) for row in rows)]
 
 
@@ -523,9 +535,7 @@ def render(run_dir: Path, experiments: list[Path]) -> str:
         *validation_lines(metadata, metrics, calibration),
         *subgroup_lines(metrics),
         *external_lines(metrics),
-        *wise_lines(if_present(read_json, run_dir / ROBUST_FINETUNE_FILE),
-                    metadata.config.get("wise_alpha", 1.0),
-                    metadata.config.get("finetune_soup", 0)),
+        *wise_lines(if_present(read_json, run_dir / ROBUST_FINETUNE_FILE), metadata),
         *site_lines(metrics),
         *loso_lines(if_present(read_json, run_dir / LEAVE_ONE_SOURCE_OUT_FILE),
                     metadata.config.get("source_balance", 0.0)),

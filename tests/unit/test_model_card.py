@@ -97,3 +97,26 @@ def test_card_quotes_the_leave_one_source_out_benchmark(run_dir):
     assert ("| nih (adult) | unseen | 120 | 0.800 | Normal 0.90, Pneumonia 0.70 | 0.880 | "
             "0.04 | 1.0% |") in card
     assert "| nih (adult) | unseen | 7 |" not in card, "only the shipped source balance"
+
+
+def test_card_bolds_the_shipped_row_of_the_robust_fine_tuning_sweep(run_dir, tmp_path):
+    """The sweep's rows name their end of stage 2; the one the run's own settings (soup, alpha,
+    runs souped with) made is bold, and no other."""
+    import shutil
+
+    from model.run_dir import ROBUST_FINETUNE_FILE
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    figures = {"val": {"accuracy": 0.8, "macro_f1": 0.8, "covid_recall": 0.9},
+               "kermany_test_a": {"normal_recall": 0.7, "pneumonia_vs_normal_auc": 0.97},
+               "lungs": {"normal_recall": 0.8, "called_covid_among_non_covid": 0.2}}
+    write_json(copy / ROBUST_FINETUNE_FILE, [
+        {"alpha": 0.5, "end": "best", **figures},
+        {"alpha": 1.0, "end": "soup:4", **figures},
+        {"alpha": 1.0, "end": "soup:4 with old-model", **figures}])
+    write_metadata(copy, replace(read_metadata(copy), souped_with=["old-model"], config=replace(
+        TrainConfig(), finetune_soup=4, wise_alpha=1.0, soup_with="runs/old").to_dict()))
+    card = render(copy, [])
+    assert "| **soup:4 with old-model, 1** | 0.80 / 0.80 |" in card
+    assert "| soup:4, 1 |" in card and "| 0.5 |" in card
+    assert card.count("| **") == 1
