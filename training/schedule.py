@@ -159,15 +159,19 @@ def epoch_checkpoints(run_dir: Path) -> list[Path]:
 def average_epochs(model: keras.Model, run_dir: Path, last: int) -> list[Path]:
     """A uniform checkpoint soup in place (Wortsman et al. ICML 2022; SWA, Izmailov et al.
     2018, at the end of each epoch): every weight becomes the mean of its values after the
-    fine-tuning stage's last ``last`` epochs. Returns the files averaged.
+    fine-tuning stage's last ``last`` epochs, or all it ran when it stopped sooner (a short or
+    early-stopped run). Returns the files averaged.
 
     Averaging points along one fine-tuning path lands in a flatter region than any one of
     them, which is what tends to carry to data the run never saw.
     """
     files = epoch_checkpoints(run_dir)[-last:]
-    if last < 1 or len(files) < last:
-        raise FileNotFoundError(f"--finetune-soup {last} needs that many fine-tuning epochs' "
-                                f"weights in {run_dir / CHECKPOINTS_DIR}; found {len(files)}")
+    if last < 1 or not files:
+        raise FileNotFoundError(f"--finetune-soup {last} needs the fine-tuning epochs' weights "
+                                f"in {run_dir / CHECKPOINTS_DIR}; found none (a run made before "
+                                "they were kept: pass --finetune-soup 0)")
+    if len(files) < last:
+        log.info("--finetune-soup %d: the stage ran %d epoch(s), all averaged", last, len(files))
     total = {path: np.zeros_like(value) for path, value in weights_by_path(model).items()}
     for file in files:
         model.load_weights(file)

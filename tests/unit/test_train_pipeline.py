@@ -172,7 +172,8 @@ def test_an_interrupted_run_is_finished_from_its_best_checkpoint(run_dir, data_d
         "--epochs-finetune", "1", "--limit-per-class", "6", "--finish-from-checkpoint",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "epoch" not in result.stderr.split("weights from")[-1], "nothing was trained"
+    after_loading = result.stderr.split("weights from")[-1]
+    assert not re.search(r"(frozen|finetune) epoch \d", after_loading), "nothing was trained"
     history = json.loads((copy / HISTORY_FILE).read_text())
     assert history == json.loads((run_dir / HISTORY_FILE).read_text())
     assert json.loads((copy / METRICS_FILE).read_text())["confusion_matrix"] == json.loads(
@@ -223,8 +224,13 @@ def test_finetune_soup_ships_the_mean_of_the_last_epochs_weights(run_dir, data_d
     for value, mixed in zip(first, shipped, strict=True):
         expected = value + 0.5 if value.dtype.kind == "f" else value
         np.testing.assert_allclose(mixed, expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="--finetune-soup 3 needs"):
-        train(replace(config, finetune_soup=3))
+    train(replace(config, finetune_soup=3))  # a run that stopped sooner: all its epochs
+    shipped = keras.saving.load_model(copy / MODEL_FILE, compile=False).get_weights()
+    np.testing.assert_allclose(shipped[0], first[0] + 0.5, rtol=1e-5, atol=1e-6)
+    for file in epoch_checkpoints(copy):
+        file.unlink()
+    with pytest.raises(FileNotFoundError, match="pass --finetune-soup 0"):
+        train(config)
 
 
 def test_soup_with_another_run_ships_the_mean_of_both_models(run_dir, data_dir, tmp_path):
