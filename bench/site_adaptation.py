@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
               f"training.adapt took {seconds:.0f} s\n")
         print(f"age block(s) adapted: {', '.join(report['age_blocks'])}; site weight "
               f"{report['site_weight']:g} (tried: " + ", ".join(
-                  f"{row['site_weight']:g} guard {'holds' if row['guard_holds'] else 'fails'}"
+                  f"{row['site_weight']:g}"
+                  + (" without the label anchor" if row.get("label_anchor") == 0 else "")
+                  + f" guard {'holds' if row['guard_holds'] else 'fails'}"
                   for row in report["site_weights_tried"]) + ")")
         site = sites[name]
         if val is not None:

@@ -373,7 +373,9 @@ def _guard_sentence(site: dict) -> str:
     guard = site.get("guard")
     if not guard:
         return ""
-    tried = ", ".join(f"{row['site_weight']:g} ({'holds' if row['guard_holds'] else 'fails'})"
+    tried = ", ".join(f"{row['site_weight']:g}"
+                      + (" without the label anchor" if row.get("label_anchor") == 0 else "")
+                      + f" ({'holds' if row['guard_holds'] else 'fails'})"
                       for row in site.get("site_weights_tried", []))
     return (f" Forgetting guard (val COVID-19 recall may fall by at most "
             f"{guard['covid_recall_may_fall']:g}, children's pneumonia-vs-normal AUC by at most "

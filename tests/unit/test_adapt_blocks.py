@@ -52,8 +52,12 @@ def test_the_site_weight_is_chosen_by_the_forgetting_guard(age_heads_run, tmp_pa
                        "--age-group", "adult"]) == 0
     report = read_metrics(out).site
     tried = report["site_weights_tried"]
-    assert [row["site_weight"] for row in tried] == list(adapt.SITE_WEIGHTS[:len(tried)])
-    # Every weight before the chosen one failed the guard; the chosen one is the last tried.
+    # Each weight, largest first, with the label anchor and then without it.
+    assert [(row["site_weight"], row["label_anchor"]) for row in tried] == [
+        (weight, anchor) for weight in adapt.SITE_WEIGHTS
+        for anchor in adapt.LABEL_ANCHORS][:len(tried)]
+    assert report["label_anchor"] == tried[-1]["label_anchor"]
+    # Every try before the chosen one failed the guard; the chosen one is the last tried.
     assert not any(row["guard_holds"] for row in tried[:-1])
     assert report["site_weight"] == tried[-1]["site_weight"]
     assert report["guard"]["holds"] == tried[-1]["guard_holds"]
@@ -77,7 +81,7 @@ def test_a_given_site_weight_is_the_only_one_tried(age_heads_run, tmp_path):
     assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
                        "--site-weight", "0.3"]) == 0
     report = read_metrics(out).site
-    assert [row["site_weight"] for row in report["site_weights_tried"]] == [0.3]
+    assert [row["site_weight"] for row in report["site_weights_tried"]] in ([0.3], [0.3, 0.3])
     assert report["site_weight"] == 0.3 and "given" in report["adapted"]
 
 
@@ -119,9 +123,11 @@ def test_when_no_weight_passes_the_smallest_is_used_and_said(age_heads_run, tmp_
     assert adapt.main(["--model", str(age_heads_run), "--site", str(site), "--out", str(out),
                        "--age-group", "adult"]) == 0
     report = read_metrics(out).site
-    assert [row["site_weight"] for row in report["site_weights_tried"]] == list(
-        adapt.SITE_WEIGHTS)
+    assert [row["site_weight"] for row in report["site_weights_tried"]] == [
+        weight for weight in adapt.SITE_WEIGHTS for _ in adapt.LABEL_ANCHORS]
     assert report["site_weight"] == adapt.SITE_WEIGHTS[-1] and not report["guard"]["holds"]
+    assert report["label_anchor"] == adapt.LABEL_ANCHORS[-1]
+    assert "(to the base head alone)" in report["adapted"]
     assert "GUARD NOT MET at the smallest weight" in report["adapted"]
     assert "**it did not hold at any weight tried**" in (out / "MODEL_CARD.md").read_text()
 
