@@ -178,11 +178,21 @@ def _external_cells(metrics: Metrics) -> str:
             f"{score(adults and adults.called_covid_among_non_covid, 2)}")
 
 
-def _wise_sentence(alpha: float) -> str:
-    if alpha >= 1:
-        return ""
-    return (f"; then every weight set to {1 - alpha:g} x its value at the end of stage 1 + "
-            f"{alpha:g} x its fine-tuned value (WiSE-FT, below)")
+def _robust_sentence(metadata: Metadata) -> str:
+    """How the final weights were made from the stages' ends (the sweep below chose them)."""
+    config = metadata.config
+    soup, alpha = config.get("finetune_soup", 0), config.get("wise_alpha", 1.0)
+    parts = []
+    if soup:
+        parts.append(f"the fine-tuned weights averaged over its last {soup} epochs (a "
+                     "checkpoint soup)")
+    if alpha < 1:
+        parts.append(f"every weight set to {1 - alpha:g} x its value at the end of stage 1 + "
+                     f"{alpha:g} x its fine-tuned value (WiSE-FT)")
+    if metadata.souped_with:
+        parts.append("the result averaged uniformly with the model of "
+                     + ", ".join(metadata.souped_with) + " (a model soup)")
+    return "; then " + "; then ".join(parts) + " (see below)" if parts else ""
 
 
 def summary_lines(metadata: Metadata, calibration: Calibration, history: list[dict]) -> list[str]:
@@ -200,7 +210,7 @@ def summary_lines(metadata: Metadata, calibration: Calibration, history: list[di
         f"{metadata.training_seconds / 60:.0f} min on the build machine's CPU; "
         f"{stages['frozen']} frozen-backbone epochs then {stages['finetune']} fine-tuning "
         f"epochs (learning rates {config['lr_frozen']:g} then {config['lr_finetune']:g}, "
-        f"early stopping on val loss)" + _wise_sentence(config.get("wise_alpha", 1.0)),
+        f"early stopping on val loss)" + _robust_sentence(metadata),
         f"- **Reproduce with:** seed {metadata.seed}; "
         + ", ".join(f"{name} {version}" for name, version in metadata.software.items()),
         f"- **Calibration:** temperature {calibration.temperature:.3f} fitted on "
