@@ -149,7 +149,11 @@ def experiment_row(run_dir: Path, shipped_version: str) -> str:
     settings = (f"{data}; {stages['frozen']}+{stages['finetune']} ep run, "
                 f"ft blocks {config['finetune_blocks'] or 'all'}, lr {config['lr_finetune']:g}, "
                 f"dropout {config['dropout']}, source balance {config.get('source_balance', 0)}, "
-                f"WiSE-FT alpha {config.get('wise_alpha', 1):g}")
+                f"WiSE-FT alpha {config.get('wise_alpha', 1):g}"
+                + (f", soup of the last {config['finetune_soup']} epochs"
+                   if config.get("finetune_soup") else "")
+                + (f", souped with {', '.join(metadata.souped_with)}"
+                   if metadata.souped_with else ""))
     name = run_dir.name + (" (shipped)" if metadata.version == shipped_version else "")
     val_loss = min((record["val_loss"] for record in history if "val_loss" in record), default=None)
     size_mb = (run_dir / MODEL_FILE).stat().st_size / 1e6

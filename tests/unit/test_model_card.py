@@ -68,7 +68,7 @@ def test_experiment_table_has_a_row_per_run(run_dir):
     assert len(rows) == 2
     best_val_loss = min(record["val_loss"] for record in read_history(run_dir))
     settings = ("cxr4+adult; 3+4 ep run, ft blocks all, lr 0.0001, dropout 0.4, "
-                "source balance 0.5, WiSE-FT alpha 0.5")
+                "source balance 0.5, WiSE-FT alpha 1, soup of the last 4 epochs")
     assert f"{settings} | {best_val_loss:.3f} |" in rows[0]
     adult = read_metrics(run_dir).subgroup("age_group", "adult")
     assert f"| {adult.recall['NORMAL']:.2f} | {adult.called_covid_among_non_covid:.2f} |" \

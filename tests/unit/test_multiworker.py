@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -22,6 +23,18 @@ from testkit.servers import free_port, stop_process
 from testkit.synthetic_data import make_dataset
 
 WORKERS = 2
+
+
+def wait_for_workers(processes: list[subprocess.Popen], timeout: float) -> list[int | None]:
+    """Each worker's exit code, waiting until all have exited or one has failed: a worker left
+    alone after its peer died can wait on the collective for many minutes (seen: over 5), and
+    one failure already decides the run (None: still running, stopped by the caller)."""
+    deadline = time.monotonic() + timeout
+    codes = [process.poll() for process in processes]
+    while time.monotonic() < deadline and None in codes and not any(codes):
+        time.sleep(0.5)
+        codes = [process.poll() for process in processes]
+    return codes
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -45,7 +58,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path):
              "--distribute", "multiworker", "--seed", str(index)],
             env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:
-        codes = [process.wait(timeout=900) for process, _ in workers]
+        codes = wait_for_workers([process for process, _ in workers], timeout=900)
     finally:
         for process, log in workers:
             if process.poll() is None:
