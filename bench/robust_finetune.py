@@ -89,11 +89,13 @@ def stage_two_end(model: keras.Model, run_dir: Path, end: str) -> dict[str, np.n
     return weights_by_path(model)
 
 
-def end_label(end: str, soup_with: list[Path] | None) -> str:
-    """A row's stage-2 end as the card names it: the end, and any runs souped with."""
+def end_label(end: str, soup_with: list[Path] | None, finetune_blocks: int = 0) -> str:
+    """A row's stage-2 end as the card names it (training.model_card.wise_lines): the blocks
+    fine-tuned when not all, the end, and any runs souped with."""
+    label = (f"top {finetune_blocks} blocks, " if finetune_blocks else "") + end
     if not soup_with:
-        return end
-    return f"{end} with " + ", ".join(read_metadata(run).version for run in soup_with)
+        return label
+    return f"{label} with " + ", ".join(read_metadata(run).version for run in soup_with)
 
 
 def sweep(run_dir: Path, alphas: list[float], end: str = "best",
@@ -107,6 +109,7 @@ def sweep(run_dir: Path, alphas: list[float], end: str = "best",
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     image_size = model.inputs[0].shape[1]
     metadata = read_metadata(run_dir)
+    label = end_label(end, soup_with, metadata.config.get("finetune_blocks", 0))
     val, space = load_labelled(metadata, image_size,
                                [Path(root) for root in metadata.data_roots], "val")
     n_classes = len(space.classes)
@@ -119,7 +122,7 @@ def sweep(run_dir: Path, alphas: list[float], end: str = "best",
         mix_weights(model, frozen, tuned, alpha)
         if soup_with:
             soup_with_runs(model, soup_with)
-        row = {"alpha": alpha, "end": end_label(end, soup_with), "val": val_figures(
+        row = {"alpha": alpha, "end": label, "val": val_figures(
             run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
         for name, split in externals.items():
             logits = run_logits(logits_model, split.images, np.full(len(split.labels), -1),

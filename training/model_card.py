@@ -460,7 +460,8 @@ def wise_lines(rows: list[dict] | None, metadata: Metadata) -> list[str]:
         return []
     config = metadata.config
     soup = config.get("finetune_soup", 0)
-    end = f"soup:{soup}" if soup else "best"
+    blocks = config.get("finetune_blocks", 0)
+    end = (f"top {blocks} blocks, " if blocks else "") + (f"soup:{soup}" if soup else "best")
     if metadata.souped_with:
         end = f"{end} with " + ", ".join(metadata.souped_with)
     chosen = (end, config.get("wise_alpha", 1.0))

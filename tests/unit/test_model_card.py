@@ -113,10 +113,12 @@ def test_card_bolds_the_shipped_row_of_the_robust_fine_tuning_sweep(run_dir, tmp
     write_json(copy / ROBUST_FINETUNE_FILE, [
         {"alpha": 0.5, "end": "best", **figures},
         {"alpha": 1.0, "end": "soup:4", **figures},
-        {"alpha": 1.0, "end": "soup:4 with old-model", **figures}])
+        {"alpha": 1.0, "end": "soup:4 with old-model", **figures},
+        {"alpha": 1.0, "end": "top 6 blocks, soup:4 with old-model", **figures}])
     write_metadata(copy, replace(read_metadata(copy), souped_with=["old-model"], config=replace(
-        TrainConfig(), finetune_soup=4, wise_alpha=1.0, soup_with="runs/old").to_dict()))
+        TrainConfig(), finetune_soup=4, wise_alpha=1.0, soup_with="runs/old",
+        finetune_blocks=6).to_dict()))
     card = render(copy, [])
-    assert "| **soup:4 with old-model, 1** | 0.80 / 0.80 |" in card
+    assert "| **top 6 blocks, soup:4 with old-model, 1** | 0.80 / 0.80 |" in card
     assert "| soup:4, 1 |" in card and "| 0.5 |" in card
     assert card.count("| **") == 1
