@@ -37,12 +37,13 @@ from training.data import LoadedSplit
 from training.evaluate import load_labelled
 from training.external import accepted_figures, load_external
 from training.metrics import classification_metrics
-from training.model_card import WISE_TABLE_HEAD, wise_row
+from training.model_card import WISE_TABLE_HEAD, weights_label, wise_row
 from training.schedule import (
     average_epochs,
     epoch_checkpoints,
     mix_weights,
-    soup_with_runs,
+    run_model_weights,
+    soup_with,
     stage_checkpoint,
     weights_by_path,
 )
@@ -89,18 +90,9 @@ def stage_two_end(model: keras.Model, run_dir: Path, end: str) -> dict[str, np.n
     return weights_by_path(model)
 
 
-def end_label(end: str, soup_with: list[Path] | None, finetune_blocks: int = 0) -> str:
-    """A row's stage-2 end as the card names it (training.model_card.wise_lines): the blocks
-    fine-tuned when not all, the end, and any runs souped with."""
-    label = (f"top {finetune_blocks} blocks, " if finetune_blocks else "") + end
-    if not soup_with:
-        return label
-    return f"{label} with " + ", ".join(read_metadata(run).version for run in soup_with)
-
-
 def sweep(run_dir: Path, alphas: list[float], end: str = "best",
-          soup_with: list[Path] | None = None) -> list[dict]:
-    """One row of figures per alpha; with ``soup_with``, each mixture averaged uniformly with
+          soup_runs: list[Path] | None = None) -> list[dict]:
+    """One row of figures per alpha; with ``soup_runs``, each mixture averaged uniformly with
     those runs' models (``--soup-with``), the row's end naming them."""
     model = keras.saving.load_model(stage_checkpoint(run_dir, "finetune"), compile=False)
     tuned = stage_two_end(model, run_dir, end)
@@ -109,7 +101,10 @@ def sweep(run_dir: Path, alphas: list[float], end: str = "best",
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     image_size = model.inputs[0].shape[1]
     metadata = read_metadata(run_dir)
-    label = end_label(end, soup_with, metadata.config.get("finetune_blocks", 0))
+    soup_runs = soup_runs or []
+    others = {run: run_model_weights(run) for run in soup_runs}  # read once, used per alpha
+    label = weights_label(end, metadata.config.get("finetune_blocks", 0),
+                          [read_metadata(run).version for run in soup_runs])
     val, space = load_labelled(metadata, image_size,
                                [Path(root) for root in metadata.data_roots], "val")
     n_classes = len(space.classes)
@@ -120,8 +115,8 @@ def sweep(run_dir: Path, alphas: list[float], end: str = "best",
     for alpha in alphas:
         started = time.monotonic()
         mix_weights(model, frozen, tuned, alpha)
-        if soup_with:
-            soup_with_runs(model, soup_with)
+        if others:
+            soup_with(model, others)
         row = {"alpha": alpha, "end": label, "val": val_figures(
             run_logits(logits_model, val.images, val_groups, n_classes), val, space)}
         for name, split in externals.items():

@@ -452,6 +452,14 @@ def wise_row(row: dict, chosen: tuple[str, float] | None = None) -> str:
             " |")
 
 
+def weights_label(end: str, finetune_blocks: int = 0, souped_with: list[str] | None = None
+                  ) -> str:
+    """How the sweep's rows and the card name a set of weights: the blocks fine-tuned when not
+    all, the end of stage 2 (best, soup:K, epoch:N) and the versions of any runs souped with."""
+    label = (f"top {finetune_blocks} blocks, " if finetune_blocks else "") + end
+    return f"{label} with " + ", ".join(souped_with) if souped_with else label
+
+
 def wise_lines(rows: list[dict] | None, metadata: Metadata) -> list[str]:
     """The robust fine-tuning sweep (bench/robust_finetune.py) that chose the shipped weights:
     how far to fine-tune (WiSE-FT), which end of stage 2 (its best epoch, an epoch, a soup of
@@ -460,10 +468,8 @@ def wise_lines(rows: list[dict] | None, metadata: Metadata) -> list[str]:
         return []
     config = metadata.config
     soup = config.get("finetune_soup", 0)
-    blocks = config.get("finetune_blocks", 0)
-    end = (f"top {blocks} blocks, " if blocks else "") + (f"soup:{soup}" if soup else "best")
-    if metadata.souped_with:
-        end = f"{end} with " + ", ".join(metadata.souped_with)
+    end = weights_label(f"soup:{soup}" if soup else "best", config.get("finetune_blocks", 0),
+                        metadata.souped_with)
     chosen = (end, config.get("wise_alpha", 1.0))
     return ["", "## How far to fine-tune (robust fine-tuning, chosen on the external checks)",
             "",

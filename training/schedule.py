@@ -172,31 +172,31 @@ def average_epochs(model: keras.Model, run_dir: Path, last: int) -> list[Path]:
                                 "they were kept: pass --finetune-soup 0)")
     if len(files) < last:
         log.info("--finetune-soup %d: the stage ran %d epoch(s), all averaged", last, len(files))
-    total = {path: np.zeros_like(value) for path, value in weights_by_path(model).items()}
+    epochs = []
     for file in files:
         model.load_weights(file)
-        for path, value in weights_by_path(model).items():
-            total[path] += value / len(files)
-    for variable in model.weights:
-        variable.assign(total[variable.path])
+        epochs.append(weights_by_path(model))
+    set_mixture(model, epochs, [1.0 / len(epochs)] * len(epochs))
     log.info("checkpoint soup: the mean of %s", ", ".join(file.name for file in files))
     return files
 
 
-def soup_with_runs(model: keras.Model, runs: list[Path]) -> None:
+def run_model_weights(run: Path) -> dict[str, np.ndarray]:
+    """A run directory's saved model, weights by path (an ingredient of a model soup)."""
+    return weights_by_path(keras.saving.load_model(run / MODEL_FILE, compile=False))
+
+
+def soup_with(model: keras.Model, others: dict[Path, dict[str, np.ndarray]]) -> None:
     """A uniform model soup in place: every weight becomes the mean of its value here and in
-    each run's saved model (the same network, fine-tuned otherwise from the same ImageNet
-    start), which averages away what each run happened to learn of its own path."""
-    ingredients = [weights_by_path(model)]
-    for run in runs:
-        ingredients.append(weights_by_path(keras.saving.load_model(run / MODEL_FILE,
-                                                                   compile=False)))
-        if ({path: value.shape for path, value in ingredients[-1].items()}
-                != {path: value.shape for path, value in ingredients[0].items()}):
+    each other run's model (``others``: run directory -> run_model_weights; the same network,
+    fine-tuned otherwise from the same ImageNet start), which averages away what each run
+    happened to learn of its own path."""
+    for run, weights in others.items():
+        if not same_network(model, weights):
             raise ValueError(f"{run / MODEL_FILE} is not the same network as this run's")
-    for variable in model.weights:
-        variable.assign(np.mean([weights[variable.path] for weights in ingredients], axis=0))
-    log.info("model soup: this run and %s, uniformly", ", ".join(str(run) for run in runs))
+    ingredients = [weights_by_path(model), *others.values()]
+    set_mixture(model, ingredients, [1.0 / len(ingredients)] * len(ingredients))
+    log.info("model soup: this run and %s, uniformly", ", ".join(str(run) for run in others))
 
 
 def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
@@ -208,14 +208,27 @@ def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
     return weights
 
 
+def same_network(model: keras.Model, weights: dict[str, np.ndarray]) -> bool:
+    """Whether ``weights`` (by path) fit ``model``: the same paths, each of the same shape."""
+    return ({variable.path: tuple(variable.shape) for variable in model.weights}
+            == {path: tuple(value.shape) for path, value in weights.items()})
+
+
+def set_mixture(model: keras.Model, ingredients: list[dict[str, np.ndarray]],
+                shares: list[float]) -> None:
+    """Set every weight of ``model`` to the sum of share x its value in each ingredient: the one
+    step behind WiSE-FT, the checkpoint soup and the model soup (callers check the network)."""
+    for variable in model.weights:
+        variable.assign(sum(share * weights[variable.path]
+                            for weights, share in zip(ingredients, shares, strict=True)))
+
+
 def mix_weights(model: keras.Model, start: dict[str, np.ndarray], end: dict[str, np.ndarray],
                 alpha: float) -> None:
     """Set every weight of ``model`` to (1 - alpha) x ``start`` + alpha x ``end``."""
-    paths = {variable.path for variable in model.weights}
-    if set(start) != paths or set(end) != paths:
+    if not (same_network(model, start) and same_network(model, end)):
         raise ValueError("the two ends of the schedule are not the same network")
-    for variable in model.weights:
-        variable.assign((1.0 - alpha) * start[variable.path] + alpha * end[variable.path])
+    set_mixture(model, [start, end], [1.0 - alpha, alpha])
 
 
 def interpolate_with_frozen_stage(model: keras.Model, run_dir: Path, alpha: float) -> None:

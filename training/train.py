@@ -56,8 +56,9 @@ from training.schedule import (
     average_epochs,
     interpolate_with_frozen_stage,
     load_best_checkpoint,
+    run_model_weights,
     run_two_stage,
-    soup_with_runs,
+    soup_with,
 )
 
 log = logging.getLogger("training")
@@ -168,7 +169,7 @@ def train(config: TrainConfig) -> dict:
             interpolate_with_frozen_stage(model, config.out, config.wise_alpha)
         soup_runs = config.soup_runs()
         if soup_runs:
-            soup_with_runs(model, soup_runs)
+            soup_with(model, {run: run_model_weights(run) for run in soup_runs})
 
     created_at = now_utc()
     # A fresh, uncompiled wrapper of the same layers: the file holds no optimiser state.
