@@ -27,8 +27,9 @@ def brightness(image: np.ndarray) -> float:
     return float(image.mean())
 
 
-def spread(image: np.ndarray) -> float:
-    """1st to 99th percentile of the grey levels."""
+def contrast(image: np.ndarray) -> float:
+    """Spread of the grey levels (99th minus 1st percentile): near 0 for a blank image. The
+    gate's pixel check (model.ood) refuses on it too."""
     low, high = np.percentile(image, (1, 99))
     return float(high - low)
 
@@ -45,7 +46,7 @@ def fine_detail(image: np.ndarray) -> float:
     """Mean absolute Laplacian over the grey-level spread: text, drawn lines and screenshots
     are high, a blurred photograph of a film is low."""
     laplacian = cv2.Laplacian(image.astype(np.float32), cv2.CV_32F)
-    return float(np.abs(laplacian).mean()) / max(spread(image), 1.0)
+    return float(np.abs(laplacian).mean()) / max(contrast(image), 1.0)
 
 
 def middle_brighter(image: np.ndarray) -> float:
@@ -70,7 +71,7 @@ class Look:
 LOOKS: dict[str, Look] = {
     "brightness": Look(brightness, "it is much darker overall",
                        "it is much brighter overall"),
-    "spread": Look(spread, "its grey levels are flat, with little contrast", None),
+    "spread": Look(contrast, "its grey levels are flat, with little contrast", None),
     "black_share": Look(black_share, None,
                         "a large part of it is black (a border, a photographed film or screen, "
                         "or a cut-out)"),

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.errors import ImageError
-from model.image_looks import describe
+from model.image_looks import contrast, describe
 from model.run_dir import (
     OOD_ARRAYS_FILE,
     OOD_FILE,
@@ -69,12 +69,6 @@ def check_acquisition(image: DecodedImage) -> None:
     kind = MODALITY_NAMES.get(modality, f"modality {modality}")
     raise Refusal("header",
                   f"This DICOM holds a {kind} image, not a radiograph. {ONLY_RADIOGRAPHS}")
-
-
-def contrast(resized: np.ndarray) -> float:
-    """Spread of the grey levels (99th minus 1st percentile): near 0 for a blank image."""
-    low, high = np.percentile(resized, (1, 99))
-    return float(high - low)
 
 
 def neighbour_correlation(resized: np.ndarray) -> float:

@@ -149,8 +149,7 @@ def adapt(predictor: Predictor, bank: FeatureBank, site: SiteFilms, name: str,
     bank_labels = bank.labels[bank.splits == "train"]
     weights_tried = (site_weight,) if site_weight is not None else SITE_WEIGHTS
     anchors = LABEL_ANCHORS if distill else (None,)
-    tried, adapted, val_after = [], base, val_before
-    chosen, chosen_anchor = weights_tried[-1], anchors[-1]
+    tried = []
     for weight, anchor in ((w, a) for w in weights_tried for a in anchors):
         features, targets, weights = training_set(bank, site, fit, n_groups, weight)
         soft = None

@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from model.image_looks import fit_ranges
+from model.image_looks import contrast, fit_ranges
 from model.ood import (
     FeatureGaussians,
     OodGate,
-    contrast,
     distance_threshold,
     neighbour_correlation,
 )

@@ -16,12 +16,11 @@ from skimage import data as skimage_data
 from model.batch import classify
 from model.decode import DecodedImage, decode_file, decode_image
 from model.errors import ImageError
-from model.image_looks import LOOKS, fit_ranges, unusual
+from model.image_looks import LOOKS, contrast, fit_ranges, unusual
 from model.ood import (
     FeatureGaussians,
     OodGate,
     check_acquisition,
-    contrast,
     distance_threshold,
     neighbour_correlation,
 )
